@@ -1,0 +1,28 @@
+# Each target creates .venv on first use and installs the package into it, so a fresh
+# clone needs nothing but Python 3.11 and the package registry.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU build; on a CUDA machine override it: make test TORCH="torch==2.13.0 --index-url ..."
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test clean
+
+demo: $(STAMP)
+	$(BIN)/unetseg demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# torch goes in first and alone: installed later as a dependency, pip would pick the newest
+# (multi-GB CUDA) build; installed first, the package's "torch>=2.2" is already satisfied.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
