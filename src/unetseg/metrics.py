@@ -1,0 +1,313 @@
+"""Dataset-level segmentation metrics.
+
+`ConfusionMatrix` folds every batch into one (C, C) count matrix and computes scores from it
+once, so IoU is "intersection over union of the whole dataset", never an average of per-batch
+or per-image IoUs (which over-weights small images and rewards empty ones). Distributed
+evaluation is a sum of matrices across ranks.
+
+`boundary_f1` and `BoundaryF1` measure how well class contours line up, which IoU barely sees
+on large objects.
+
+Conventions: rows of the matrix are the true class, columns the predicted class. A score that
+would be 0/0 is NaN, never 0: a class absent from both truth and prediction has NaN IoU and
+Dice, and the means (``miou``, ``mdice``) skip NaNs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from scipy import ndimage
+
+__all__ = ["Scores", "ConfusionMatrix", "boundary_f1", "BoundaryF1"]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores from a confusion matrix. Per-class values are float64 tensors of shape (C,).
+
+    Attributes:
+        pixel_accuracy: correct pixels / counted pixels (NaN if none were counted).
+        iou: TP / (TP + FP + FN) per class.
+        dice: 2TP / (2TP + FP + FN) per class; equals 2 * iou / (1 + iou).
+        precision: TP / (TP + FP): NaN for a class never predicted.
+        recall: TP / (TP + FN): NaN for a class absent from the truth.
+        miou, mdice: means of ``iou`` and ``dice`` over the classes that are not NaN.
+        matrix: int64 (C, C) counts, rows = true class, columns = predicted class.
+    """
+
+    pixel_accuracy: float
+    iou: torch.Tensor
+    dice: torch.Tensor
+    precision: torch.Tensor
+    recall: torch.Tensor
+    miou: float
+    mdice: float
+    matrix: torch.Tensor
+
+    def per_class(self, class_names: list[str] | None = None) -> list[dict[str, float | str]]:
+        """One row per class (name, iou, dice, precision, recall), ready for a table or JSON."""
+        names = class_names or [str(c) for c in range(len(self.iou))]
+        return [
+            {"class": name, "iou": self.iou[c].item(), "dice": self.dice[c].item(),
+             "precision": self.precision[c].item(), "recall": self.recall[c].item()}
+            for c, name in enumerate(names)
+        ]
+
+
+def _divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """Element-wise division in float64 where 0/0 is NaN (and x/0 cannot occur for counts)."""
+    numerator, denominator = numerator.double(), denominator.double()
+    return torch.where(denominator > 0, numerator / denominator.clamp_min(1), torch.nan)
+
+
+def scores_from_matrix(matrix: torch.Tensor) -> Scores:
+    """All `Scores` of a (C, C) confusion matrix (rows truth, columns prediction)."""
+    matrix = matrix.detach().cpu().long()
+    tp = matrix.diagonal()
+    predicted = matrix.sum(0)   # TP + FP per class
+    actual = matrix.sum(1)      # TP + FN per class
+    union = predicted + actual - tp
+    iou = _divide(tp, union)
+    dice = _divide(2 * tp, predicted + actual)
+    total = matrix.sum()
+    return Scores(
+        pixel_accuracy=_divide(tp.sum(), total).item(),
+        iou=iou,
+        dice=dice,
+        precision=_divide(tp, predicted),
+        recall=_divide(tp, actual),
+        miou=iou.nanmean().item(),
+        mdice=dice.nanmean().item(),
+        matrix=matrix,
+    )
+
+
+def _as_labels(pred_or_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Class indices (N, H, W) from either indices (N, H, W) or logits/probs (N, C, H, W)."""
+    if pred_or_logits.ndim == target.ndim + 1:
+        return pred_or_logits.argmax(dim=1)
+    return pred_or_logits
+
+
+class ConfusionMatrix:
+    """A (C, C) pixel confusion matrix accumulated over batches, on the inputs' device.
+
+    ``update`` adds a batch with one ``bincount``; ``compute`` turns the counts into `Scores`;
+    ``all_reduce`` sums the counts over torch.distributed ranks; ``merge`` adds another matrix.
+
+    Args:
+        num_classes: C; predictions and targets must lie in [0, C).
+        ignore_index: target label of pixels that count nowhere (for example 255, or CamVid's
+            void 11); None if every pixel counts.
+        device: where the counts start; they follow the inputs' device on ``update``.
+    """
+
+    def __init__(
+        self, num_classes: int, ignore_index: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, found {num_classes}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def update(self, pred_or_logits: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch: class indices (N, H, W) or logits (N, C, H, W), and target (N, H, W).
+
+        Any matching shapes work (a single (H, W) image too); logits are recognised by having
+        one more dimension than the target.
+        """
+        pred = _as_labels(pred_or_logits, target)
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"prediction {tuple(pred_or_logits.shape)} does not match target "
+                f"{tuple(target.shape)}: expected the same shape, or logits with a class "
+                f"dimension at 1"
+            )
+        pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+        if self.ignore_index is not None:
+            keep = target != self.ignore_index
+            pred, target = pred[keep], target[keep]
+        c = self.num_classes
+        out_of_range = (target < 0) | (target >= c) | (pred < 0) | (pred >= c)
+        if out_of_range.any():
+            raise ValueError(
+                f"labels must lie in [0, {c}) or equal ignore_index={self.ignore_index}; "
+                f"found target values {torch.unique(target[out_of_range]).tolist()[:10]} and "
+                f"predicted values {torch.unique(pred[out_of_range]).tolist()[:10]} "
+                f"among the offending pixels"
+            )
+        if self.matrix.device != target.device:
+            self.matrix = self.matrix.to(target.device)
+        # Each (true, predicted) pair becomes one bin of a C*C histogram.
+        self.matrix += torch.bincount(target * c + pred, minlength=c * c).view(c, c)
+
+    def compute(self) -> Scores:
+        return scores_from_matrix(self.matrix)
+
+    def reset(self) -> None:
+        self.matrix.zero_()
+
+    def merge(self, other: ConfusionMatrix) -> None:
+        """Add another matrix's counts (same classes and ignore index) into this one."""
+        if (other.num_classes, other.ignore_index) != (self.num_classes, self.ignore_index):
+            raise ValueError(
+                f"cannot merge a matrix of {other.num_classes} classes (ignore_index="
+                f"{other.ignore_index}) into one of {self.num_classes} (ignore_index="
+                f"{self.ignore_index})"
+            )
+        self.matrix += other.matrix.to(self.matrix.device)
+
+    def all_reduce(self) -> None:
+        """Sum the counts over all ranks; a no-op unless torch.distributed is initialised."""
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
+
+
+# --- Boundary F1 --------------------------------------------------------------------------
+
+def default_tolerance(height: int, width: int) -> float:
+    """0.75% of the image diagonal, at least 1 pixel (the BF score's usual setting)."""
+    return max(1.0, 0.0075 * math.hypot(height, width))
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` with a 4-neighbour outside it. The image edge is not a boundary:
+    a class that runs off the image has no contour there."""
+    return mask & ~ndimage.binary_erosion(mask, border_value=1)
+
+
+def _boundary_f1_image(
+    pred: np.ndarray, target: np.ndarray, num_classes: int,
+    tolerance: float, valid: np.ndarray,
+) -> np.ndarray:
+    """Per-class BF score of one (H, W) image; NaN where neither map has a boundary of it."""
+    scores = np.full(num_classes, np.nan)
+    present = np.union1d(np.unique(pred), np.unique(target))
+    for c in present[(present >= 0) & (present < num_classes)]:
+        pred_edge = _boundary(pred == c) & valid
+        true_edge = _boundary(target == c)
+        n_pred, n_true = pred_edge.sum(), true_edge.sum()
+        if n_pred == 0 and n_true == 0:
+            continue
+        if n_pred == 0 or n_true == 0:
+            scores[c] = 0.0
+            continue
+        # Distance from every pixel to the nearest boundary pixel of the other map.
+        to_true = ndimage.distance_transform_edt(~true_edge)
+        to_pred = ndimage.distance_transform_edt(~pred_edge)
+        precision = (to_true[pred_edge] <= tolerance).mean()
+        recall = (to_pred[true_edge] <= tolerance).mean()
+        total = precision + recall
+        scores[c] = 0.0 if total == 0 else 2 * precision * recall / total
+    return scores
+
+
+def _to_numpy_labels(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def boundary_f1(
+    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, num_classes: int,
+    tolerance: float | None = None, ignore_index: int | None = None,
+) -> np.ndarray:
+    """Per-class boundary F1 (the BF score of Csurka et al., BMVC 2013), averaged over images.
+
+    For each image and class, the boundary pixels of the class are found in the prediction
+    and in the truth (pixels of the class with a 4-neighbour of another label; the image edge
+    is not a boundary). Precision is the share of predicted boundary pixels within
+    ``tolerance`` pixels (Euclidean) of a true boundary pixel, recall the share of true
+    boundary pixels within ``tolerance`` of a predicted one, and the score their harmonic mean.
+    A class with a boundary in only one of the two scores 0; with a boundary in neither it is
+    NaN for that image. Scores are then averaged per class over the images where they exist.
+
+    Args:
+        pred: class indices (H, W) or (N, H, W).
+        target: class indices of the same shape.
+        num_classes: C.
+        tolerance: match distance in pixels; default 0.75% of the image diagonal, >= 1.
+        ignore_index: target label whose pixels hold no predicted boundary that counts.
+
+    Returns:
+        float64 array (C,), NaN for a class with no boundary in any image.
+    """
+    meter = BoundaryF1(num_classes, tolerance, ignore_index)
+    meter.update(pred, target)
+    return meter.compute()
+
+
+class BoundaryF1:
+    """Streaming `boundary_f1` over a dataset: per-class sum of image scores and their count.
+
+    ``update`` takes class indices (N, H, W) or logits (N, C, H, W) and targets (N, H, W), as
+    tensors or arrays; ``compute`` returns the per-class mean; ``all_reduce`` sums the two
+    accumulators across torch.distributed ranks.
+    """
+
+    def __init__(
+        self, num_classes: int, tolerance: float | None = None, ignore_index: int | None = None,
+    ) -> None:
+        self.num_classes = num_classes
+        self.tolerance = tolerance
+        self.ignore_index = ignore_index
+        self.reset()
+
+    def reset(self) -> None:
+        self.total = np.zeros(self.num_classes)
+        self.count = np.zeros(self.num_classes, dtype=np.int64)
+
+    def update(
+        self, pred_or_logits: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
+    ) -> None:
+        target = _to_numpy_labels(target)
+        pred = _to_numpy_labels(pred_or_logits)
+        if pred.ndim == target.ndim + 1:
+            pred = pred.argmax(axis=1) if target.ndim == 3 else pred.argmax(axis=0)
+        if pred.shape != target.shape or target.ndim not in (2, 3):
+            raise ValueError(
+                f"boundary F1 expects prediction and target of shape (H, W) or (N, H, W), "
+                f"found {pred.shape} and {target.shape}"
+            )
+        if target.ndim == 2:
+            pred, target = pred[None], target[None]
+        height, width = target.shape[1:]
+        tolerance = self.tolerance or default_tolerance(height, width)
+        for p, t in zip(pred, target):
+            valid = np.ones_like(t, dtype=bool) if self.ignore_index is None \
+                else t != self.ignore_index
+            scores = _boundary_f1_image(p, t, self.num_classes, tolerance, valid)
+            seen = ~np.isnan(scores)
+            self.total[seen] += scores[seen]
+            self.count[seen] += 1
+
+    def compute(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.where(self.count > 0, self.total / np.maximum(self.count, 1), np.nan)
+
+    def merge(self, other: BoundaryF1) -> None:
+        """Add another accumulator's image scores (same classes) into this one."""
+        if other.num_classes != self.num_classes:
+            raise ValueError(
+                f"cannot merge boundary F1 of {other.num_classes} classes into one of "
+                f"{self.num_classes}"
+            )
+        self.total += other.total
+        self.count += other.count
+
+    def all_reduce(self) -> None:
+        """Sum the accumulators over all ranks; a no-op unless torch.distributed is initialised."""
+        if dist.is_available() and dist.is_initialized():
+            # NCCL reduces only CUDA tensors; gloo only CPU ones.
+            device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+            state = torch.from_numpy(np.concatenate([self.total, self.count.astype(np.float64)]))
+            state = state.to(device)
+            dist.all_reduce(state, op=dist.ReduceOp.SUM)
+            state = state.cpu().numpy()
+            self.total = state[: self.num_classes].copy()
+            self.count = state[self.num_classes:].round().astype(np.int64)
