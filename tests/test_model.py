@@ -67,9 +67,10 @@ def test_output_has_input_size_for_any_size(upsample, norm):
     model = UNet(in_channels=3, num_classes=4, base=8, upsample=upsample, norm=norm).eval()
     with torch.no_grad():
         for height, width in SIZES:
-            out = model(torch.randn(2, 3, height, width))
-            assert out.shape == (2, 4, height, width)
-            assert torch.isfinite(out).all()
+            for batch in (1, 2):
+                out = model(torch.randn(batch, 3, height, width))
+                assert out.shape == (batch, 4, height, width)
+                assert torch.isfinite(out).all()
 
 
 def test_train_mode_works_on_tiny_inputs():
@@ -109,6 +110,21 @@ def test_instance_norm_equals_torch_instance_norm():
         oracle.bias.copy_(ours.bias)
     x = torch.randn(3, 4, 9, 7)
     torch.testing.assert_close(ours(x), oracle(x), atol=1e-5, rtol=1e-5)
+
+
+def test_group_norm_equals_torch_where_torch_accepts_the_input():
+    from unetseg.model import GroupNorm
+    torch.manual_seed(0)
+    ours, oracle = GroupNorm(4, 8), nn.GroupNorm(4, 8)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 2.0)
+        ours.bias.uniform_(-1, 1)
+        oracle.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 8, 5, 3)
+    torch.testing.assert_close(ours(x), oracle(x))
+    # One value per group: normalised to 0, so the output is the shift.
+    single = GroupNorm(8, 8)(torch.randn(1, 8, 1, 1))
+    torch.testing.assert_close(single, torch.zeros(1, 8, 1, 1), atol=1e-4, rtol=0)
 
 
 def test_group_norm_uses_a_divisor_of_the_channels():

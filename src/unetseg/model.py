@@ -19,26 +19,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DoubleConv", "Down", "Up", "UNetConfig", "UNet"]
+__all__ = ["GroupNorm", "DoubleConv", "Down", "Up", "UNetConfig", "UNet"]
 
 UPSAMPLE_MODES = ("bilinear", "transpose")
 NORMS = ("batch", "group", "instance", "none")
+
+
+class GroupNorm(nn.GroupNorm):
+    """`nn.GroupNorm` that also takes a group holding a single value.
+
+    torch refuses such a group (a 1 x 1 feature map with one channel per group, as at the
+    bottleneck of a small image). The formula is still defined: the value normalises to 0 and
+    the output is the learned shift. Calling the op directly skips only that refusal.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
     """A normalisation layer over ``channels`` feature maps.
 
     ``"instance"`` is written as a GroupNorm with one channel per group: numerically the same as
-    ``nn.InstanceNorm2d(affine=True)``, but it accepts a 1 x 1 feature map (InstanceNorm2d
-    refuses one), which the bottleneck of a small input is.
+    ``nn.InstanceNorm2d(affine=True)``, but it accepts a 1 x 1 feature map, which the
+    bottleneck of a small input is.
     """
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
         # 32 groups is the GroupNorm paper's default; gcd keeps it a divisor for any base.
-        return nn.GroupNorm(math.gcd(32, channels), channels)
+        return GroupNorm(math.gcd(32, channels), channels)
     if kind == "instance":
-        return nn.GroupNorm(channels, channels)
+        return GroupNorm(channels, channels)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"norm must be one of {NORMS}, found {kind!r}")
