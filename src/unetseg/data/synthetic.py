@@ -12,11 +12,13 @@ given seed and size is the same on every machine and in every DataLoader worker.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["CLASS_NAMES", "draw_shapes", "SyntheticShapes"]
+__all__ = ["CLASS_NAMES", "Shape", "random_shapes", "draw_shapes", "SyntheticShapes"]
 
 CLASS_NAMES = ("background", "circle", "square")
 
@@ -27,24 +29,47 @@ RADIUS_RANGE = (4, 12)
 NOISE_SIGMA = 0.02
 
 
-def draw_shapes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One sample: image float32 (3, size, size) in [0, 1] and mask int64 (size, size) in {0,1,2}."""
+@dataclass(frozen=True)
+class Shape:
+    """One shape to draw: class label (1 circle, 2 square), centre, radius, RGB colour."""
+
+    label: int
+    cy: float
+    cx: float
+    radius: float
+    colour: tuple[float, float, float]
+
+    def pixels(self, size: int) -> np.ndarray:
+        """Boolean (size, size) mask of the pixels the shape covers."""
+        rows, cols = np.mgrid[0:size, 0:size]
+        if self.label == 1:
+            return (rows - self.cy) ** 2 + (cols - self.cx) ** 2 <= self.radius**2
+        return (np.abs(rows - self.cy) <= self.radius) & (np.abs(cols - self.cx) <= self.radius)
+
+
+def random_shapes(rng: np.random.Generator, size: int) -> list[Shape]:
+    """1 to 3 shapes with the seed's geometry scaled from 64 px to ``size``."""
     scale = size / REFERENCE_SIZE
     margin = MARGIN * scale
-    image = np.empty((3, size, size), dtype=np.float32)
-    image[:] = rng.uniform(0, 1, size=(3, 1, 1))
-    mask = np.zeros((size, size), dtype=np.int64)
-    rows, cols = np.mgrid[0:size, 0:size]
+    shapes = []
     for _ in range(rng.integers(1, 4)):
         label = int(rng.integers(1, 3))
         cy, cx = rng.uniform(margin, size - 1 - margin, size=2)
         radius = rng.uniform(*RADIUS_RANGE) * scale
-        if label == 1:
-            inside = (rows - cy) ** 2 + (cols - cx) ** 2 <= radius**2
-        else:
-            inside = (np.abs(rows - cy) <= radius) & (np.abs(cols - cx) <= radius)
-        image[:, inside] = rng.uniform(0, 1, size=(3, 1))
-        mask[inside] = label
+        colour = tuple(rng.uniform(0, 1, size=3).tolist())
+        shapes.append(Shape(label, float(cy), float(cx), float(radius), colour))
+    return shapes
+
+
+def draw_shapes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One sample: image float32 (3, size, size) in [0, 1] and mask int64 (size, size) in {0,1,2}."""
+    image = np.empty((3, size, size), dtype=np.float32)
+    image[:] = rng.uniform(0, 1, size=(3, 1, 1))
+    mask = np.zeros((size, size), dtype=np.int64)
+    for shape in random_shapes(rng, size):
+        inside = shape.pixels(size)
+        image[:, inside] = np.asarray(shape.colour, dtype=np.float32)[:, None]
+        mask[inside] = shape.label
     image += rng.normal(0, NOISE_SIGMA, size=image.shape).astype(np.float32)
     return np.clip(image, 0, 1), mask
 
