@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "dice_loss", "ce_dice_loss", "bce_dice_loss",
+    "LOSS_NAMES", "compute_loss", "cross_entropy_loss", "dice_loss", "ce_dice_loss", "bce_dice_loss",
     "DiceLoss", "CEDiceLoss", "BCEDiceLoss",
 ]
 
@@ -81,16 +81,20 @@ def dice_loss(
     return 1.0 - _soft_dice(probs, onehot.float(), eps).mean()
 
 
-def _weighted_cross_entropy(
+def cross_entropy_loss(
     logits: torch.Tensor, target: torch.Tensor,
-    class_weights: torch.Tensor | None, ignore_index: int | None,
+    class_weights: torch.Tensor | None = None, ignore_index: int | None = 255,
 ) -> torch.Tensor:
-    """Cross-entropy averaged over counted pixels (weighted like `nn.CrossEntropyLoss`).
+    """Pixel-wise cross-entropy averaged over counted pixels (weighted like
+    `nn.CrossEntropyLoss`: with ``class_weights``, the mean is over the weights' sum).
 
     Unlike ``F.cross_entropy(reduction="mean")``, a batch with every pixel ignored gives 0
     and a zero gradient instead of 0/0 = NaN.
     """
     ignore = -100 if ignore_index is None else ignore_index
+    if class_weights is not None:
+        # F.cross_entropy needs the weights in the logits' device and the loss's dtype.
+        class_weights = class_weights.to(logits.device, torch.float32)
     per_pixel = F.cross_entropy(
         logits.float(), target, weight=class_weights, ignore_index=ignore, reduction="none"
     )                                                                # (N, H, W), 0 where ignored
@@ -127,7 +131,7 @@ def ce_dice_loss(
         parts as plain numbers for logging.
     """
     _check_shapes(logits, target)
-    ce = _weighted_cross_entropy(logits, target, class_weights, ignore_index)
+    ce = cross_entropy_loss(logits, target, class_weights, ignore_index)
     dice = dice_loss(logits, target, ignore_index=ignore_index)
     return ce + lam * dice, {"ce": ce.item(), "dice": dice.item()}
 
@@ -156,12 +160,13 @@ def bce_dice_loss(
     Returns:
         ``(loss, {"bce": float, "dice": float})``.
     """
+    found = tuple(logits.shape)                         # for the message, before squeezing
     if logits.ndim == 4 and logits.shape[1] == 1:
         logits = logits[:, 0]
     if logits.shape != target.shape:
         raise ValueError(
             f"expected logits (N, 1, H, W) and target (N, H, W) of the same N, H, W, "
-            f"found logits {tuple(logits.shape)} and target {tuple(target.shape)}"
+            f"found logits {found} and target {tuple(target.shape)}"
         )
     logits = logits.float()
     valid = _valid_mask(target, ignore_index).float()
@@ -176,6 +181,25 @@ def bce_dice_loss(
     intersection = (probs * truth).sum()
     dice = 1.0 - (2.0 * intersection + eps) / (probs.sum() + truth.sum() + eps)
     return bce + lam * dice, {"bce": bce.item(), "dice": dice.item()}
+
+
+LOSS_NAMES = ("ce_dice", "ce", "dice", "bce_dice")
+
+
+def compute_loss(
+    name: str, logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = 255,
+    dice_weight: float = 1.0, class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The scalar loss called ``name`` (one of `LOSS_NAMES`), as training configures it."""
+    if name == "ce_dice":
+        return ce_dice_loss(logits, target, dice_weight, class_weights, ignore_index)[0]
+    if name == "ce":
+        return cross_entropy_loss(logits, target, class_weights, ignore_index)
+    if name == "dice":
+        return dice_loss(logits, target, ignore_index=ignore_index)
+    if name == "bce_dice":
+        return bce_dice_loss(logits, target, dice_weight, ignore_index=ignore_index)[0]
+    raise ValueError(f"loss must be one of {LOSS_NAMES}, found {name!r}")
 
 
 class DiceLoss(nn.Module):

@@ -88,9 +88,11 @@ def scores_from_matrix(matrix: torch.Tensor) -> Scores:
 
 
 def _as_labels(pred_or_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Class indices (N, H, W) from either indices (N, H, W) or logits/probs (N, C, H, W)."""
+    """Class indices from indices shaped like the target, or from logits/probabilities with
+    one more dimension: (N, C, H, W) for an (N, H, W) target, (C, H, W) for an (H, W) one."""
     if pred_or_logits.ndim == target.ndim + 1:
-        return pred_or_logits.argmax(dim=1)
+        class_dim = 0 if target.ndim == 2 else 1
+        return pred_or_logits.argmax(dim=class_dim)
     return pred_or_logits
 
 
@@ -277,7 +279,8 @@ class BoundaryF1:
         if target.ndim == 2:
             pred, target = pred[None], target[None]
         height, width = target.shape[1:]
-        tolerance = self.tolerance or default_tolerance(height, width)
+        tolerance = (self.tolerance if self.tolerance is not None
+                     else default_tolerance(height, width))
         for p, t in zip(pred, target):
             valid = np.ones_like(t, dtype=bool) if self.ignore_index is None \
                 else t != self.ignore_index
@@ -292,10 +295,12 @@ class BoundaryF1:
 
     def merge(self, other: BoundaryF1) -> None:
         """Add another accumulator's image scores (same classes) into this one."""
-        if other.num_classes != self.num_classes:
+        mine = (self.num_classes, self.tolerance, self.ignore_index)
+        theirs = (other.num_classes, other.tolerance, other.ignore_index)
+        if theirs != mine:
             raise ValueError(
-                f"cannot merge boundary F1 of {other.num_classes} classes into one of "
-                f"{self.num_classes}"
+                f"cannot merge boundary F1 with (classes, tolerance, ignore_index) = {theirs} "
+                f"into one with {mine}"
             )
         self.total += other.total
         self.count += other.count
