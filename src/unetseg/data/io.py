@@ -1,0 +1,120 @@
+"""Reading images and masks from disk, with errors that name the file.
+
+Images become float32 (H, W, C) arrays in [0, 1] (8-bit divided by 255, 16-bit by 65535; float
+TIFFs are kept as stored). Masks become int64 (H, W) arrays of raw values: the value of a mode L
+or I;16 PNG, the palette index of a mode P PNG, or, for RGB masks, the index of the colour in
+the class palette.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["IMAGE_SUFFIXES", "read_image", "read_mask", "image_size"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def _read_array(path: Path, keep_modes: tuple[str, ...]) -> np.ndarray:
+    """Decode a file: tifffile for TIFF (16-bit RGB, float), Pillow otherwise, converting any
+    Pillow mode not in ``keep_modes`` to RGB."""
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(image if image.mode in keep_modes else image.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ValueError(f"{path}: cannot be read as an image ({error})") from error
+
+
+def _scale_to_unit(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    if array.dtype in (np.int32, np.int64) and array.min() >= 0 and array.max() <= 65535:
+        return array.astype(np.float32) / 65535.0      # Pillow's mode "I" for 16-bit PNGs
+    if array.dtype.kind == "f":
+        return array.astype(np.float32)
+    raise ValueError(f"{path}: pixel type {array.dtype} is not supported; expected 8- or "
+                     f"16-bit integers or floats")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image as float32 (H, W, C) in [0, 1] (floats as stored), C = 1 (grey) or 3 (RGB)."""
+    path = Path(path)
+    # A palette or RGBA image becomes RGB; grey and 16-bit stay as stored.
+    array = _read_array(path, keep_modes=("L", "I", "I;16", "F", "RGB"))
+    if array.ndim == 3 and array.shape[-1] == 4:
+        array = array[..., :3]                          # alpha carries no image content
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3):
+        raise ValueError(f"{path}: expected a grey or RGB image, found an array of shape "
+                         f"{array.shape}")
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(f"{path}: image has no pixels (shape {array.shape})")
+    image = _scale_to_unit(array, path)
+    if not np.isfinite(image).all():
+        raise ValueError(f"{path}: image holds NaN or infinite values")
+    return image
+
+
+def read_mask(path: str | Path, colours: np.ndarray | None = None) -> np.ndarray:
+    """A mask as int64 (H, W) of raw values.
+
+    Single-channel masks (PNG mode L, P or I;16) give their stored values (for mode P, the
+    palette index). A 3-channel mask is mapped colour by colour through ``colours``, an
+    int (C, 3) array whose row c is the RGB colour of class c; a colour not in it is an error.
+    """
+    path = Path(path)
+    # Mode P keeps its palette indices: they are the class values of a palette mask.
+    array = _read_array(path, keep_modes=("1", "L", "P", "I", "I;16", "RGB"))
+    if array.ndim == 2:
+        if array.dtype.kind not in "iub":
+            raise ValueError(f"{path}: mask must hold integer class values, found {array.dtype}")
+        return array.astype(np.int64)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        if colours is None:
+            raise ValueError(f"{path}: RGB mask but the dataset gives no class colours; "
+                             f"add 'colours' to the dataset file or store class indices")
+        return _colours_to_indices(array[..., :3], np.asarray(colours), path)
+    raise ValueError(f"{path}: expected a single-channel or RGB mask, found shape {array.shape}")
+
+
+def _colours_to_indices(rgb: np.ndarray, colours: np.ndarray, path: Path) -> np.ndarray:
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    palette = (colours[:, 0].astype(np.int64) << 16) | (colours[:, 1] << 8) | colours[:, 2]
+    order = np.argsort(palette)
+    position = np.searchsorted(palette[order], codes).clip(0, len(palette) - 1)
+    found = palette[order][position] == codes
+    if not found.all():
+        unknown = np.unique(codes[~found])[:5]
+        listed = ", ".join(f"({c >> 16}, {(c >> 8) & 255}, {c & 255})" for c in unknown)
+        raise ValueError(f"{path}: {int((~found).sum())} pixels have colours not in the class "
+                         f"palette, for example {listed}")
+    return order[position].astype(np.int64)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.pages[0].shape
+        return int(shape[0]), int(shape[1])
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError) as error:
+        raise ValueError(f"{path}: cannot be read as an image ({error})") from error
+    return height, width

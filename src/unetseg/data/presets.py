@@ -1,0 +1,68 @@
+"""Named datasets over the folder loader: CamVid (SegNet layout) and ISBI-2012 membranes.
+
+Both are research datasets the user downloads once; nothing here fetches anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .folder import DatasetSpec, match_pairs, read_split_file, split_by_ratio
+
+__all__ = ["CAMVID", "ISBI", "camvid_pairs", "isbi_pairs"]
+
+# SegNet's 11 CamVid classes; stored value 11 is "Unlabelled" (void), remapped to ignore.
+CAMVID = DatasetSpec(
+    class_names=("sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car",
+                 "pedestrian", "bicyclist"),
+    colours=((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+             (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0),
+             (0, 128, 192)),
+    ignore_index=255,
+    remap={11: 255},
+)
+
+# ISBI-2012 stores 0 = membrane, 255 = cell interior; membrane is the class being traced.
+ISBI = DatasetSpec(
+    class_names=("cell", "membrane"),
+    colours=((0, 0, 0), (255, 64, 64)),
+    ignore_index=255,
+    remap={255: 0, 0: 1},
+)
+
+Pairs = list[tuple[Path, Path]]
+
+
+def _require(root: Path, folders: tuple[str, ...], name: str) -> None:
+    missing = [f for f in folders if not (root / f).is_dir()]
+    if missing:
+        raise ValueError(f"{root}: not a {name} folder; expected sub-folders {list(folders)}, "
+                         f"missing {missing}")
+
+
+def camvid_pairs(root: str | Path) -> tuple[Pairs, Pairs]:
+    """(train, val) pairs of the SegNet CamVid layout: train/, trainannot/, val/, valannot/.
+    A ``train.txt``/``val.txt`` split list, when present, must name exactly the files found."""
+    root = Path(root)
+    _require(root, ("train", "trainannot", "val", "valannot"), "CamVid (SegNet layout)")
+    splits = []
+    for split in ("train", "val"):
+        pairs = match_pairs(root / split, root / f"{split}annot")
+        listing = root / f"{split}.txt"
+        if listing.is_file():
+            listed, found = set(read_split_file(listing)), {p[0].stem for p in pairs}
+            if listed != found:
+                raise ValueError(f"{listing} lists {len(listed)} files but {root / split} holds "
+                                 f"{len(found)}; differences: {sorted(listed ^ found)[:5]}")
+        splits.append(pairs)
+    return splits[0], splits[1]
+
+
+def isbi_pairs(root: str | Path, val_ratio: float = 0.2, seed: int = 0) -> tuple[Pairs, Pairs]:
+    """(train, val) pairs of ISBI-2012 (images/, masks/), split by a seeded ratio: the
+    challenge's labelled set has no validation split of its own."""
+    root = Path(root)
+    _require(root, ("images", "masks"), "ISBI-2012")
+    pairs = {p[0].stem: p for p in match_pairs(root / "images", root / "masks")}
+    train, val = split_by_ratio(sorted(pairs), val_ratio, seed)
+    return [pairs[s] for s in train], [pairs[s] for s in val]

@@ -1,0 +1,155 @@
+"""From a data configuration to train and validation datasets.
+
+``source`` is ``"synthetic"`` (built in: background, circle, square), ``"binary"`` (built in:
+background and objects covering ``foreground`` of each image), ``"camvid"`` or ``"isbi"`` (presets, with ``root``
+the dataset folder), or the path of an image/mask folder (``images/`` + ``masks/``, or
+``train/`` + ``val/`` folders each holding those, and an optional dataset file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from .folder import DatasetSpec, FolderDataset, find_spec_file, match_pairs, split_by_ratio
+from .presets import CAMVID, ISBI, camvid_pairs, isbi_pairs
+from .synthetic import BinaryShapes, SyntheticShapes
+from .transforms import TrainTransform
+
+__all__ = ["DataConfig", "Datasets", "build_datasets", "build_eval_dataset"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is batched and augmented."""
+
+    source: str = "synthetic"
+    root: str | None = None            # dataset folder for "camvid" and "isbi"
+    val: str | None = None             # a separate validation folder for a folder source
+    spec: str | None = None            # dataset file; default: the one inside the folder
+    classes: tuple[str, ...] | None = None  # class names, for a folder without a dataset file
+    size: int = 64                     # training crop side (the image side for synthetic)
+    batch_size: int = 16
+    workers: int = 0
+    val_ratio: float = 0.2             # held out when a folder has no validation split
+    train_samples: int = 2000          # synthetic only
+    val_samples: int = 200             # synthetic only
+    foreground: float = 0.05           # "binary" only: share of object pixels per image
+    augment: bool = True
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    mean: tuple[float, ...] | None = None   # default: computed from the training set
+    std: tuple[float, ...] | None = None
+    seed: int = 0
+
+
+@dataclass
+class Datasets:
+    train: Dataset
+    val: Dataset
+    spec: DatasetSpec
+    in_channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_pixels: list[int] | None     # training pixels per class, where counted
+
+
+def _folder_pairs(config: DataConfig) -> tuple[list, list, DatasetSpec]:
+    root = Path(config.source)
+    if not root.exists():
+        raise ValueError(f"--data {config.source}: no such folder; expected 'synthetic', "
+                         f"'binary', 'camvid', 'isbi' or a folder with images/ and masks/")
+    spec_file = Path(config.spec) if config.spec else find_spec_file(root)
+    if spec_file is not None:
+        spec = DatasetSpec.from_file(spec_file)
+    elif config.classes:
+        spec = DatasetSpec(class_names=tuple(config.classes))
+    else:
+        raise ValueError(f"{root}: no dataset file (dataset.yaml or dataset.json) and no "
+                         f"--classes; expected one of them to name the classes")
+    if (root / "train").is_dir():
+        train = match_pairs(root / "train" / "images", root / "train" / "masks")
+        val_root = Path(config.val) if config.val else root / "val"
+        return train, match_pairs(val_root / "images", val_root / "masks"), spec
+    pairs = match_pairs(root / "images", root / "masks")
+    if config.val:
+        return pairs, match_pairs(Path(config.val) / "images", Path(config.val) / "masks"), spec
+    by_stem = {p[0].stem: p for p in pairs}
+    train, val = split_by_ratio(sorted(by_stem), config.val_ratio, config.seed)
+    return [by_stem[s] for s in train], [by_stem[s] for s in val], spec
+
+
+def _preset_root(config: DataConfig) -> Path:
+    if config.root is None:
+        raise ValueError(f"--data {config.source} needs --root DIR, the folder of the "
+                         f"downloaded dataset")
+    return Path(config.root)
+
+
+def _pairs_and_spec(config: DataConfig) -> tuple[list, list, DatasetSpec]:
+    if config.source == "camvid":
+        return (*camvid_pairs(_preset_root(config)), CAMVID)
+    if config.source == "isbi":
+        return (*isbi_pairs(_preset_root(config), config.val_ratio, config.seed), ISBI)
+    return _folder_pairs(config)
+
+
+SYNTHETIC_SOURCES = ("synthetic", "binary")
+# Validation draws use seeds far from the training ones, so the two sets never share a sample.
+VAL_SEED_OFFSET = 1_000_003
+
+
+def _synthetic(
+    config: DataConfig, length: int, seed: int,
+    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+) -> SyntheticShapes:
+    if config.source == "binary":
+        return BinaryShapes(length, config.size, config.foreground, seed, mean, std)
+    return SyntheticShapes(length, config.size, seed, mean, std)
+
+
+def build_datasets(config: DataConfig) -> Datasets:
+    """Train and validation datasets with normalisation from the training set (or the config)."""
+    if config.source in SYNTHETIC_SOURCES:
+        train = _synthetic(config, config.train_samples, config.seed)
+        val = _synthetic(config, config.val_samples, config.seed + VAL_SEED_OFFSET)
+        stats, class_pixels = train.channel_stats(), None
+        spec = DatasetSpec(class_names=train.class_names)
+    else:
+        train_pairs, val_pairs, spec = _pairs_and_spec(config)
+        transform = TrainTransform(config.size, (config.scale_min, config.scale_max),
+                                   spec.ignore_index) if config.augment else None
+        train = FolderDataset(train_pairs, spec, transform, seed=config.seed)
+        val = FolderDataset(val_pairs, spec)
+        if val.in_channels != train.in_channels:
+            raise ValueError(f"training images have {train.in_channels} channels but "
+                             f"validation images {val.in_channels}")
+        stats, class_pixels = train.channel_stats(), train.class_pixels.tolist()
+    mean, std = stats.mean_std()
+    if config.mean is not None and config.std is not None:
+        mean, std = tuple(config.mean), tuple(config.std)
+    for dataset in (train, val):
+        dataset.mean, dataset.std = mean, std
+    return Datasets(train, val, spec, train.in_channels, mean, std, class_pixels)
+
+
+def build_eval_dataset(
+    config: DataConfig, mean: tuple[float, ...], std: tuple[float, ...], split: str = "val",
+    synthetic_seed_offset: int = VAL_SEED_OFFSET,
+) -> tuple[Dataset, DatasetSpec]:
+    """One split, normalised with known statistics (a checkpoint's), without augmentation.
+
+    For synthetic data, ``synthetic_seed_offset`` picks the draw: the default is the
+    validation set of a run with the same seed; another offset gives a fresh test set.
+    """
+    if config.source in SYNTHETIC_SOURCES:
+        dataset = _synthetic(config, config.val_samples, config.seed + synthetic_seed_offset,
+                             mean, std)
+        return dataset, DatasetSpec(class_names=dataset.class_names)
+    train_pairs, val_pairs, spec = _pairs_and_spec(config)
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', found {split!r}")
+    pairs = train_pairs if split == "train" else val_pairs
+    return FolderDataset(pairs, spec, mean=mean, std=std), spec

@@ -1,0 +1,64 @@
+"""Training augmentation, applied jointly to image and mask.
+
+Built on albumentations (the field's default for CPU-side augmentation, in DataLoader workers):
+it moves masks with nearest-neighbour interpolation, so class indices never blend. Each sample
+is augmented with its own seed (from the run seed, the epoch and the index), which makes a run
+reproducible whatever the number of workers, and a resumed run redraw the same augmentations.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+# albumentations looks for a newer version online at import unless told not to; runs must
+# never touch the network.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+
+__all__ = ["TrainTransform"]
+
+
+class TrainTransform:
+    """Random scale, pad-and-crop to ``size``, flips, 90-degree rotations, brightness/contrast.
+
+    Args:
+        size: side of the square training crop.
+        scale: range of the random rescale factor before cropping.
+        ignore_index: mask value given to padding, so padded pixels count nowhere.
+        jitter: strength of the brightness and contrast jitter (0 turns it off).
+
+    Call with ``(image float32 (H, W, C) in [0, 1], mask int64 (H, W), seed)``; returns the
+    augmented ``(image, mask)`` of size ``size`` x ``size``.
+    """
+
+    def __init__(
+        self, size: int, scale: tuple[float, float] = (0.5, 2.0), ignore_index: int = 255,
+        jitter: float = 0.2,
+    ) -> None:
+        self.size = size
+        self.compose = A.Compose([
+            A.RandomScale(scale_limit=(scale[0] - 1.0, scale[1] - 1.0), p=1.0,
+                          interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST),
+            A.PadIfNeeded(min_height=size, min_width=size, border_mode=cv2.BORDER_CONSTANT,
+                          fill=0, fill_mask=ignore_index),
+            A.RandomCrop(height=size, width=size),
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.RandomRotate90(p=0.5),
+            A.RandomBrightnessContrast(brightness_limit=jitter, contrast_limit=jitter,
+                                       p=0.5 if jitter > 0 else 0.0),
+        ])
+
+    def __call__(
+        self, image: np.ndarray, mask: np.ndarray, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self.compose.set_random_seed(seed)
+        # albumentations keeps float images as float, but wants masks in a cv2 integer type.
+        out = self.compose(image=image, mask=mask.astype(np.int32))
+        image = out["image"].astype(np.float32)
+        if image.ndim == 2:
+            image = image[..., None]
+        return image, out["mask"].astype(np.int64)
