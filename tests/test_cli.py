@@ -1,21 +1,118 @@
-"""The `unetseg` command."""
+"""The `unetseg` command: help texts, train -> evaluate, config files, errors, and the demo."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
 import sys
 
-from unetseg.cli import main
+import pytest
+import yaml
+
+from unetseg.cli import build_parser, main
+from unetseg.demo import free_run_dir, run_demo
+
+TINY = ["--data", "synthetic", "--size", "32", "--train-samples", "32", "--val-samples", "8",
+        "--base", "4", "--batch-size", "8", "--quiet"]
 
 
-def test_demo_trains_and_prints_the_per_class_table(capsys):
-    assert main(["demo", "--steps", "3", "--size", "32", "--base", "4"]) == 0
-    out = capsys.readouterr().out
-    for word in ("background", "circle", "square", "mIoU", "pixel accuracy", "step    3/3"):
-        assert word in out
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
 
 
-def test_console_script_help_lists_the_demo():
-    result = subprocess.run([sys.executable, "-m", "unetseg.cli", "demo", "--help"],
+@pytest.mark.parametrize("command", ["train", "evaluate", "demo"])
+def test_help_explains_every_flag_with_its_default(command):
+    parser = subcommands()[command]
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert flags
+    for action in flags:
+        assert action.help and "default" in action.help, action.option_strings
+
+
+def test_console_script_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "unetseg", "train", "--help"],
                             capture_output=True, text=True, check=True)
-    assert "--steps" in result.stdout and "default: 300" in result.stdout
+    assert "--epochs EPOCHS" in result.stdout and "(default: 20)" in result.stdout
+
+
+def test_train_then_evaluate_reports_the_per_class_table(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    assert "best validation mIoU" in capsys.readouterr().out
+    logged = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+
+    assert main(["evaluate", str(run / "best.safetensors"), "--out", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header == ["class", "iou", "dice", "precision", "recall", "bf1", "share"]
+    for name in ("background", "circle", "square", "mIoU", "pixel accuracy"):
+        assert name in out
+    report = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert report["miou"] == pytest.approx(logged["val_miou"], abs=1e-9)
+    assert [row["class"] for row in report["classes"]] == ["background", "circle", "square"]
+    assert (tmp_path / "ev" / "confusion.png").stat().st_size > 0
+
+
+def test_flags_override_the_yaml_config_and_the_run_records_the_result(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"model": {"base": 4, "norm": "group"},
+                                      "train": {"epochs": 3, "lr": 0.001}}))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), *TINY, "--epochs", "1",
+                 "--out", str(run)]) == 0
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert recorded["model"]["norm"] == "group"          # from the file
+    assert recorded["train"]["lr"] == 0.001              # from the file
+    assert recorded["train"]["epochs"] == 1              # the flag wins
+    assert recorded["data"]["size"] == 32
+
+
+def test_resume_continues_a_run_from_its_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["train"]["epochs"] = 2               # e.g. the user extends the run
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_bad_input_exits_2_with_a_message_not_a_traceback(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--quiet"]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["train", *TINY, "--loss", "focal", "--out", str(tmp_path / "x")]) == 2
+    assert "loss must be one of" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    fake = tmp_path / "model.safetensors"
+    fake.write_bytes(b"\x80\x04not a checkpoint")
+    assert main(["evaluate", str(fake)]) == 2
+    err = capsys.readouterr().err
+    assert str(fake) in err and "safetensors" in err
+
+
+def test_demo_trains_scores_held_out_shapes_and_writes_overlays(tmp_path):
+    result = run_demo(out=tmp_path / "demo", epochs=1, base=4, size=32, train_samples=32,
+                      test_samples=8, overlays=2, progress=False)
+    assert result.class_names == ["background", "circle", "square"]
+    assert sorted(p.name for p in (result.run_dir / "overlays").iterdir()) == ["0.png", "1.png"]
+    rows = result.evaluation.rows(result.class_names)
+    assert [row["class"] for row in rows] == result.class_names
+    assert result.seconds > 0
+
+
+def test_demo_never_overwrites_an_earlier_demo(tmp_path):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo-2").mkdir()
+    assert free_run_dir(tmp_path / "demo") == tmp_path / "demo-3"
+    assert free_run_dir(tmp_path / "other") == tmp_path / "other"

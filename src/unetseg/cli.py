@@ -4,44 +4,194 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
+from pathlib import Path
 
-__all__ = ["main"]
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+__all__ = ["main", "build_parser"]
+
+# Flags of `unetseg train`: (section, field, type, help). Defaults come from the dataclasses.
+TRAIN_FLAGS = [
+    ("data", "source", str, "synthetic (circles and squares), binary (objects on a "
+                            "background), camvid, isbi, or a folder with images/ and masks/ "
+                            "(or train/ and val/ folders holding them)"),
+    ("data", "root", str, "dataset folder for --data camvid or isbi"),
+    ("data", "val", str, "a separate validation folder (images/ + masks/)"),
+    ("data", "spec", str, "dataset file (YAML/JSON: classes, colours, ignore_index, remap)"),
+    ("data", "classes", str, "comma-separated class names, for a folder without a dataset file"),
+    ("data", "size", int, "training crop side in pixels (the image side for synthetic data)"),
+    ("data", "batch_size", int, "images per optimiser step"),
+    ("data", "workers", int, "DataLoader worker processes"),
+    ("data", "val_ratio", float, "share held out for validation when there is no val split"),
+    ("data", "train_samples", int, "synthetic training images"),
+    ("data", "val_samples", int, "synthetic validation images"),
+    ("data", "foreground", float, "share of object pixels per image for --data binary"),
+    ("data", "seed", int, "seed of the data: synthetic draws, the train/val split and the "
+                          "augmentation"),
+    ("data", "scale_min", float, "smallest random rescale before cropping"),
+    ("data", "scale_max", float, "largest random rescale before cropping"),
+    ("model", "base", int, "channels of the first U-Net level"),
+    ("model", "depth", int, "number of down/up steps"),
+    ("model", "upsample", str, "bilinear or transpose"),
+    ("model", "norm", str, "batch, group, instance or none"),
+    ("model", "dropout", float, "channel dropout on the bottleneck"),
+    ("train", "out", str, "run folder (config, checkpoints, metrics, curves)"),
+    ("train", "epochs", int, "passes over the training set"),
+    ("train", "lr", float, "peak AdamW learning rate"),
+    ("train", "weight_decay", float, "AdamW weight decay"),
+    ("train", "schedule", str, "cosine (with linear warm-up) or onecycle"),
+    ("train", "warmup_epochs", float, "length of the linear warm-up"),
+    ("train", "loss", str, "ce_dice, ce, dice, or bce_dice (binary, one logit)"),
+    ("train", "dice_weight", float, "weight of the Dice term"),
+    ("train", "class_weights", str, "cross-entropy class weights: 'median' or 'w0,w1,...'"),
+    ("train", "grad_clip", float, "max gradient norm (0 = no clipping)"),
+    ("train", "precision", str, "auto, fp32, bf16 or fp16 (CUDA); auto = bf16 where native"),
+    ("train", "seed", int, "seed of the initial weights, the shuffling and dropout"),
+    ("train", "patience", int, "stop after this many epochs without a better val mIoU (0 = off)"),
+    ("train", "device", str, "cpu, cuda, cuda:1, ... (default: CUDA if available)"),
+]
+# Flags not spelt like their field.
+FLAG_NAMES = {("data", "source"): "--data", ("data", "seed"): "--data-seed"}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _default(section: str, name: str):
+    return {f.name: f.default for f in fields(SECTIONS[section])}[name]
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file with data/model/train sections; flags "
+                                         "given on the command line override it (default: "
+                                         "none)")
+    for section, name, kind, text in TRAIN_FLAGS:
+        flag = FLAG_NAMES.get((section, name), "--" + name.replace("_", "-"))
+        parser.add_argument(flag, dest=f"{section}.{name}", type=kind, default=argparse.SUPPRESS,
+                            metavar=name.upper(),
+                            help=f"{text} (default: {_default(section, name)})")
+    parser.add_argument("--no-augment", dest="data.augment", action="store_false",
+                        default=argparse.SUPPRESS, help="train without augmentation (default: "
+                                                       "random scale, crop, flips, rotations, "
+                                                       "brightness/contrast)")
+    parser.add_argument("--no-channels-last", dest="train.channels_last", action="store_false",
+                        default=argparse.SUPPRESS, help="keep the NCHW memory layout (default: "
+                                                        "channels_last, faster on CPU and GPU)")
+    parser.add_argument("--tensorboard", dest="train.tensorboard", action="store_true",
+                        default=argparse.SUPPRESS, help="also log to TensorBoard in RUN_DIR/"
+                                                        "tensorboard, if installed (default: off)")
+    parser.add_argument("--quiet", dest="train.progress", action="store_false",
+                        default=argparse.SUPPRESS, help="no progress bars (default: shown)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from "
+                                                           "its last checkpoint, with its "
+                                                           "config (default: a new run)")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Defaults, then the run's or the YAML file's settings, then the flags given."""
+    values: dict = {"data": {}, "model": {}, "train": {}}
+    if getattr(args, "resume", None):
+        values = RunConfig.from_yaml(Path(args.resume) / "config.yaml").to_dict()
+    elif args.config:
+        values = RunConfig.from_yaml(args.config).to_dict()
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".")
+            if name == "classes":
+                value = tuple(v.strip() for v in value.split(","))
+            values.setdefault(section, {})[name] = value
+    if getattr(args, "resume", None):
+        values["train"]["out"] = args.resume
+    return RunConfig.from_dict(values)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import fit
+
+    config = config_from_args(args)
+    result = fit(config, resume=bool(args.resume))
+    print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
+          f"run in {result.run_dir}")
+    return 0
+
+
+def _print_evaluation(evaluation, class_names) -> None:
+    from .report import format_table
+
+    rows = sorted(evaluation.rows(class_names), key=lambda r: (r["iou"] != r["iou"], r["iou"]))
+    print(format_table(rows, ["iou", "dice", "precision", "recall", "bf1", "share"]))
+    scores = evaluation.scores
+    print(f"mIoU {scores.miou:.4f}   mDice {scores.mdice:.4f}   "
+          f"pixel accuracy {scores.pixel_accuracy:.4f}   mean BF1 "
+          f"{evaluation.mean_boundary_f1:.4f}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_checkpoint
+
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluation"
+    overrides = {"source": args.data, "root": args.root, "val": args.val, "spec": args.spec}
+    result = evaluate_checkpoint(args.checkpoint, out, args.split,
+                                 {k: v for k, v in overrides.items() if v is not None})
+    _print_evaluation(result.evaluation, result.class_names)
+    print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .data.synthetic import CLASS_NAMES
-    from .demo import format_table, run_demo
+    from .demo import run_demo
 
-    print(f"Training a U-Net (base {args.base}) on synthetic shapes for {args.steps} steps "
-          f"at {args.size}x{args.size}; held-out images come from other seeds.")
-    result = run_demo(steps=args.steps, size=args.size, base=args.base, seed=args.seed)
+    result = run_demo(out=args.out, epochs=args.epochs, base=args.base, progress=not args.quiet)
     print()
-    print(format_table(result.scores, result.boundary_f1, list(CLASS_NAMES)))
-    print(f"({result.seconds:.0f} s)")
+    print("Held-out synthetic images (seeds never seen in training or model selection):")
+    _print_evaluation(result.evaluation, result.class_names)
+    print(f"overlays (image | truth | prediction) in {result.run_dir / 'overlays'}")
+    print(f"total {result.seconds:.0f} s")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="unetseg", description="Semantic segmentation with a U-Net.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(prog="unetseg",
+                                     description="Semantic segmentation with a U-Net.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser(
-        "demo", help="train on synthetic shapes and print per-class scores",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    demo.add_argument("--steps", type=int, default=300, help="optimiser steps of 16 images")
-    demo.add_argument("--size", type=int, default=64, help="image side in pixels")
-    demo.add_argument("--base", type=int, default=16, help="channels of the first U-Net level")
-    demo.add_argument("--seed", type=int, default=0, help="seed of weights and data")
+
+    train = commands.add_parser("train", help="train a U-Net and evaluate it every epoch")
+    _add_train_flags(train)
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint over a dataset split")
+    evaluate.add_argument("checkpoint", help="a .safetensors checkpoint (best or last)")
+    evaluate.add_argument("--data", help="data source (default: the one it was trained on)")
+    evaluate.add_argument("--root", help="dataset folder for --data camvid or isbi "
+                                         "(default: the training run's)")
+    evaluate.add_argument("--val", help="validation folder for a folder source "
+                                        "(default: the training run's)")
+    evaluate.add_argument("--spec", help="dataset file for a folder source "
+                                         "(default: the training run's)")
+    evaluate.add_argument("--split", default="val", help="val or train (default: val)")
+    evaluate.add_argument("--out", help="folder for evaluation.json and confusion.png "
+                                        "(default: evaluation/ beside the checkpoint)")
+    evaluate.set_defaults(run=_evaluate)
+
+    demo = commands.add_parser("demo", help="train on synthetic shapes, score held-out shapes, "
+                                            "write overlays")
+    demo.add_argument("--out", default="runs/demo",
+                      help="run folder; a numbered sibling if it exists (default: runs/demo)")
+    demo.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
+    demo.add_argument("--base", type=int, default=16, help="U-Net base channels (default: 16)")
+    demo.add_argument("--quiet", action="store_true",
+                      help="no progress bars (default: shown)")
     demo.set_defaults(run=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ValueError as error:
+        # Bad input (data, config, checkpoint) is reported plainly; bugs keep their traceback.
+        print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

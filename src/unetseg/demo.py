@@ -1,74 +1,79 @@
-"""The smoke demo: train a small U-Net on synthetic shapes and score it on held-out shapes.
-
-This exercises the core end to end (model, CE + Dice loss, dataset-level metrics) in about a
-minute on two CPU cores. It is deliberately a plain loop; the full training loop with
-checkpoints, schedules and resume is `unetseg.train` (a later step of the project).
+"""The demo: train on synthetic shapes, score the best checkpoint on held-out shapes, and draw
+overlays (image | truth | prediction). It needs no download and runs in a few minutes on a CPU.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
+from .checkpoint import load_model
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .data.synthetic import CLASS_NAMES, SyntheticShapes
-from .losses import ce_dice_loss
-from .metrics import BoundaryF1, ConfusionMatrix, Scores
-from .model import UNet
+from .data.folder import default_colours
+from .evaluation import Evaluation, evaluate, predict_labels
+from .report import save_overlay_panel
+from .runtime import pick_device
+from .train import fit
 
-__all__ = ["DemoResult", "run_demo", "format_table"]
+__all__ = ["DemoResult", "run_demo", "free_run_dir"]
+
+# Held-out images use seeds that neither training (seed 0...) nor validation (1_000_003...) use.
+TEST_SEED = 2_000_003
 
 
-@dataclass(frozen=True)
+@dataclass
 class DemoResult:
-    scores: Scores
-    boundary_f1: list[float]
+    run_dir: Path
+    evaluation: Evaluation
+    class_names: list[str]
     seconds: float
 
 
+def free_run_dir(out: str | Path) -> Path:
+    """``out`` if it does not exist yet, else the first free ``out-2``, ``out-3``, ..."""
+    out = Path(out)
+    candidate, number = out, 2
+    while candidate.exists():
+        candidate = out.with_name(f"{out.name}-{number}")
+        number += 1
+    return candidate
+
+
 def run_demo(
-    steps: int = 300, size: int = 64, base: int = 16, batch_size: int = 16,
-    val_images: int = 64, seed: int = 0, log_every: int = 50,
+    out: str | Path = "runs/demo", epochs: int = 8, base: int = 16, size: int = 64,
+    train_samples: int = 2000, test_samples: int = 200, overlays: int = 6,
+    progress: bool = True,
 ) -> DemoResult:
-    """Train ``steps`` AdamW steps on fresh synthetic batches, then evaluate on other seeds."""
-    torch.manual_seed(seed)
-    model = UNet(in_channels=3, num_classes=len(CLASS_NAMES), base=base)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    train = DataLoader(SyntheticShapes(steps * batch_size, size, seed=seed),
-                       batch_size=batch_size, shuffle=False)
+    """Train, then evaluate ``best.safetensors`` on ``test_samples`` unseen images."""
     start = time.perf_counter()
-    model.train()
-    for step, (images, masks) in enumerate(train, start=1):
-        loss, parts = ce_dice_loss(model(images), masks)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % log_every == 0 or step == steps:
-            print(f"step {step:4d}/{steps}  loss {loss.item():.4f}  "
-                  f"ce {parts['ce']:.4f}  dice {parts['dice']:.4f}", flush=True)
+    run_dir = free_run_dir(out)
+    config = RunConfig(
+        data=DataConfig(source="synthetic", size=size, batch_size=16,
+                        train_samples=train_samples, val_samples=200),
+        model=ModelConfig(base=base),
+        train=TrainConfig(out=str(run_dir), epochs=epochs, lr=3e-3, progress=progress),
+    )
+    fit(config)
 
-    # Validation seeds never overlap training ones: the seed is part of every sample's key.
-    val = DataLoader(SyntheticShapes(val_images, size, seed=seed + 1_000_000), batch_size=32)
-    matrix = ConfusionMatrix(len(CLASS_NAMES))
-    boundary = BoundaryF1(len(CLASS_NAMES))
-    model.eval()
+    device = pick_device()
+    model, meta = load_model(run_dir / "best.safetensors", device)
+    mean, std = meta["normalisation"]["mean"], meta["normalisation"]["std"]
+    test = SyntheticShapes(test_samples, size, seed=TEST_SEED, mean=mean, std=std)
+    evaluation = evaluate(model, DataLoader(test, batch_size=32), len(CLASS_NAMES),
+                          meta["ignore_index"], device)
+
+    colours = default_colours(len(CLASS_NAMES))
+    raw = SyntheticShapes(overlays, size, seed=TEST_SEED)      # the same images, unnormalised
     with torch.inference_mode():
-        for images, masks in val:
-            pred = model(images).argmax(dim=1)
-            matrix.update(pred, masks)
-            boundary.update(pred, masks)
-    return DemoResult(matrix.compute(), boundary.compute().tolist(),
-                      time.perf_counter() - start)
-
-
-def format_table(scores: Scores, boundary_f1: list[float], class_names: list[str]) -> str:
-    """The per-class table the demo prints."""
-    lines = [f"{'class':<12}{'IoU':>8}{'Dice':>8}{'prec':>8}{'recall':>8}{'BF1':>8}"]
-    for row, bf1 in zip(scores.per_class(class_names), boundary_f1):
-        lines.append(f"{row['class']:<12}{row['iou']:>8.3f}{row['dice']:>8.3f}"
-                     f"{row['precision']:>8.3f}{row['recall']:>8.3f}{bf1:>8.3f}")
-    lines.append(f"mIoU {scores.miou:.3f}   mDice {scores.mdice:.3f}   "
-                 f"pixel accuracy {scores.pixel_accuracy:.3f}")
-    return "\n".join(lines)
+        for index in range(overlays):
+            image, truth = raw[index]
+            normalised, _ = test[index]
+            prediction = predict_labels(model(normalised[None].to(device)))[0].cpu().numpy()
+            save_overlay_panel(image.permute(1, 2, 0).numpy(), truth.numpy(), prediction,
+                               colours, run_dir / "overlays" / f"{index}.png")
+    return DemoResult(run_dir, evaluation, list(CLASS_NAMES), time.perf_counter() - start)

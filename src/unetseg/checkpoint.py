@@ -1,0 +1,165 @@
+"""Checkpoints: one safetensors file of tensors plus JSON metadata; loading never unpickles.
+
+A checkpoint holds the model weights (``model.*``) and a JSON document under the safetensors
+header key ``"unetseg"``: schema version, model config, class names and colours, normalisation,
+and, for a training checkpoint, the training state. Training tensors that are not weights (the
+optimiser's moments, RNG states) are stored beside the weights under ``optimizer.*`` and
+``rng.*``; everything else (step counts, learning rates, the scheduler's numbers) is JSON.
+
+Weights are saved from the plain module: DistributedDataParallel and ``torch.compile`` wrappers
+are taken off first, so the keys never carry ``module.`` or ``_orig_mod.`` prefixes.
+
+Files are written to a temporary file in the same folder, flushed, fsynced and renamed, so an
+interrupted write leaves the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+
+from .files import atomic_write_bytes
+from .model import UNet
+
+__all__ = ["SCHEMA_VERSION", "Checkpoint", "unwrap", "save_checkpoint", "load_checkpoint",
+           "load_model"]
+
+SCHEMA_VERSION = 1
+METADATA_KEY = "unetseg"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel and/or ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):        # torch.compile's OptimizedModule
+            model = model._orig_mod
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return model
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds: metadata (JSON) and tensors by name."""
+
+    metadata: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    def section(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The tensors under ``prefix.``, with the prefix removed."""
+        start = len(prefix) + 1
+        return {k[start:]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")}
+
+
+def _optimizer_to_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimiser state_dict into tensors and a JSON-able remainder."""
+    tensors, scalars = {}, {}
+    for param_id, slots in state["state"].items():
+        for name, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{param_id}.{name}"] = value
+            else:
+                scalars.setdefault(str(param_id), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_tensors(checkpoint: Checkpoint, json_part: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in checkpoint.section("optimizer").items():
+        param_id, name = key.split(".", 1)
+        state.setdefault(int(param_id), {})[name] = value
+    for param_id, slots in json_part["scalars"].items():
+        state.setdefault(int(param_id), {}).update(slots)
+    return {"state": state, "param_groups": json_part["param_groups"]}
+
+
+def save_checkpoint(
+    path: str | Path, model: nn.Module, metadata: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None, extra_tensors: dict | None = None,
+) -> None:
+    """Save weights and metadata (and optionally the optimiser) to one safetensors file.
+
+    ``metadata`` must be JSON-serialisable; ``model_config`` is filled in from the model.
+    ``extra_tensors`` (for example RNG states) are stored under their own names.
+    """
+    plain = unwrap(model)
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in plain.state_dict().items()}
+    document = {"schema_version": SCHEMA_VERSION, **metadata}
+    if isinstance(plain, UNet):
+        document["model_config"] = vars(plain.config)
+    if optimizer is not None:
+        optimizer_tensors, optimizer_json = _optimizer_to_tensors(optimizer.state_dict())
+        tensors.update({k: v.contiguous().cpu() for k, v in optimizer_tensors.items()})
+        document["optimizer"] = optimizer_json
+    for name, value in (extra_tensors or {}).items():
+        tensors[name] = value.contiguous().cpu()
+    data = save_safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(document)})
+    atomic_write_bytes(path, data)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint file without running any code from it.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a unetseg safetensors checkpoint (a pickle, truncated,
+            another format, or a newer schema), naming the file and what was expected.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        tensors = load_safetensors_bytes(data)
+        header_length = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + header_length])
+    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path} is not a readable safetensors checkpoint ({error}); expected a file "
+            f"written by unetseg (checkpoints are never unpickled)"
+        ) from error
+    raw = header.get("__metadata__", {}).get(METADATA_KEY)
+    if raw is None:
+        raise ValueError(f"{path} is a safetensors file without unetseg metadata")
+    metadata = json.loads(raw)
+    version = metadata.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path} has checkpoint schema version {version!r}; this unetseg reads "
+            f"version {SCHEMA_VERSION}"
+        )
+    return Checkpoint(metadata, tensors)
+
+
+def restore_optimizer(checkpoint: Checkpoint, optimizer: torch.optim.Optimizer) -> None:
+    """Load the optimiser state saved by `save_checkpoint` into ``optimizer``."""
+    optimizer.load_state_dict(_optimizer_from_tensors(checkpoint, checkpoint.metadata["optimizer"]))
+
+
+def load_model(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[UNet, dict[str, Any]]:
+    """Rebuild the UNet of a checkpoint with its weights, in eval mode; returns (model, metadata)."""
+    checkpoint = load_checkpoint(path)
+    config = checkpoint.metadata.get("model_config")
+    if config is None:
+        raise ValueError(f"{path} holds no model_config: expected a unetseg model checkpoint")
+    model = UNet.from_config(config)
+    weights = checkpoint.section("model")
+    expected = model.state_dict()
+    for name, tensor in expected.items():
+        found = weights.get(name)
+        if found is None or found.shape != tensor.shape:
+            raise ValueError(
+                f"{path}: weight {name} should have shape {tuple(tensor.shape)} for "
+                f"{config}, found {None if found is None else tuple(found.shape)}"
+            )
+    model.load_state_dict(weights, strict=True)
+    return model.to(device).eval(), checkpoint.metadata

@@ -1,0 +1,280 @@
+"""Training: `fit` runs epochs with evaluation, checkpoints, logs and resume.
+
+A run folder holds ``config.yaml`` (the resolved configuration), ``last.safetensors`` (written
+every epoch; what ``resume`` continues from), ``best.safetensors`` (best validation mIoU),
+``metrics.jsonl`` and ``metrics.csv`` (one row per epoch) and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from .files import atomic_write_text
+from .config import RunConfig
+from .data.sources import Datasets, build_datasets
+from .evaluation import evaluate, predict_labels, prepare_images
+from .losses import compute_loss
+from .metrics import ConfusionMatrix
+from .model import UNet
+from .report import plot_curves
+from .runtime import autocast, pick_device, pick_precision, tune_malloc
+
+__all__ = ["FitResult", "fit", "lr_factor", "median_frequency_weights"]
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    history: list[dict]
+    best_miou: float
+    best_epoch: int
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """Learning-rate multiplier at ``step``: a linear warm-up, then a cosine decay.
+
+    ``"cosine"`` warms up from 0 to the peak and decays to 0. ``"onecycle"`` follows Smith's
+    one-cycle policy with ``torch.optim.lr_scheduler.OneCycleLR``'s default end points: it
+    starts at peak/25 and ends at peak/25/1e4 (the warm-up here is linear, not cosine).
+    """
+    start, end = (0.0, 0.0) if schedule == "cosine" else (1 / 25, 1 / 25 / 1e4)
+    if step < warmup_steps:
+        return start + (1.0 - start) * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def median_frequency_weights(class_pixels: list[int]) -> list[float]:
+    """Median-frequency balancing (Eigen and Fergus, 2015): ``median(freq) / freq_c`` with
+    ``freq_c`` the class's share of all counted training pixels; 0 for an absent class."""
+    pixels = np.asarray(class_pixels, dtype=np.float64)
+    freq = pixels / pixels.sum()
+    median = np.median(freq[freq > 0])
+    return [float(median / f) if f > 0 else 0.0 for f in freq]
+
+
+# --- fit -------------------------------------------------------------------------------------
+
+def _loaders(data: Datasets, config: RunConfig, epoch: int, device: torch.device):
+    """The epoch's loaders. The shuffle order is a function of (seed, epoch), so a resumed run
+    sees the same batches as an uninterrupted one."""
+    cfg = config.data
+    generator = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
+    data.train.set_epoch(epoch)
+    pin = device.type == "cuda"
+    train = DataLoader(data.train, batch_size=cfg.batch_size,
+                       sampler=RandomSampler(data.train, generator=generator),
+                       num_workers=cfg.workers, pin_memory=pin,
+                       drop_last=len(data.train) > cfg.batch_size)
+    # Validation images of different sizes cannot share a batch.
+    sizes = getattr(data.val, "sizes", {None})
+    val = DataLoader(data.val, batch_size=cfg.batch_size if len(sizes) == 1 else 1,
+                     num_workers=cfg.workers, pin_memory=pin)
+    return train, val
+
+
+def _class_weights(config: RunConfig, data: Datasets) -> torch.Tensor | None:
+    spec = config.train.class_weights
+    if not spec:
+        return None
+    if spec == "median":
+        if data.class_pixels is None:
+            raise ValueError("median-frequency class weights need a dataset with counted "
+                             "class pixels (a folder dataset)")
+        weights = median_frequency_weights(data.class_pixels)
+    else:
+        weights = [float(w) for w in spec.split(",")]
+        if len(weights) != data.spec.num_classes:
+            raise ValueError(f"{len(weights)} class weights given for "
+                             f"{data.spec.num_classes} classes")
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _metadata(config: RunConfig, data: Datasets, precision: str, state: dict) -> dict:
+    return {
+        "class_names": list(data.spec.class_names),
+        "colours": [list(c) for c in data.spec.colours],
+        "ignore_index": data.spec.ignore_index,
+        "normalisation": {"mean": list(data.mean), "std": list(data.std)},
+        "binary": config.train.loss == "bce_dice",
+        "precision": precision,
+        "channels_last": config.train.channels_last,
+        "run_config": config.to_dict(),
+        "training": state,
+    }
+
+
+def _write_logs(run_dir: Path, history: list[dict], class_names) -> None:
+    atomic_write_text(run_dir / "metrics.jsonl",
+                      "".join(json.dumps(row) + "\n" for row in history))
+    columns = ["epoch", "train_loss", "train_miou", "val_loss", "val_miou", "val_mdice",
+               "val_pixel_accuracy", "val_mean_bf1", "lr", "seconds"]
+    lines = [",".join(columns + [f"iou_{name}" for name in class_names])]
+    for row in history:
+        lines.append(",".join([str(row[c]) for c in columns] + [str(v) for v in row["val_iou"]]))
+    atomic_write_text(run_dir / "metrics.csv", "\n".join(lines) + "\n")
+    plot_curves(history, class_names, run_dir / "curves.png")
+
+
+def _open_tensorboard(run_dir: Path):
+    """A SummaryWriter logging into ``run_dir/tensorboard``, or None (with a message saying
+    why) when the tensorboard package is not installed: it is an optional extra."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("--tensorboard: the tensorboard package is not installed (pip install "
+              "tensorboard); logging to metrics.jsonl/csv and curves.png only")
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def _log_tensorboard(writer, row: dict, class_names) -> None:
+    epoch = row["epoch"]
+    for key in ("train_loss", "val_loss", "train_miou", "val_miou", "val_mdice",
+                "val_pixel_accuracy", "val_mean_bf1", "lr"):
+        writer.add_scalar(key.replace("_", "/", 1), row[key], epoch)
+    for name, iou in zip(class_names, row["val_iou"]):
+        writer.add_scalar(f"val_iou/{name}", iou, epoch)
+    writer.flush()
+
+
+def _train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx) -> tuple[float, float]:
+    """One pass over ``loader``; returns (mean loss, running mIoU of the training batches)."""
+    cfg, device = ctx["config"].train, ctx["device"]
+    model.train()
+    matrix = ConfusionMatrix(ctx["num_classes"], ctx["ignore_index"], device)
+    total, steps = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {ctx['epoch'] + 1}/{cfg.epochs}", leave=False,
+               disable=not cfg.progress)
+    for images, masks in bar:
+        masks = masks.to(device, non_blocking=True)
+        with autocast(device, ctx["precision"]):
+            logits = model(prepare_images(images, device, cfg.channels_last))
+        loss = compute_loss(cfg.loss, logits.float(), masks, ctx["ignore_index"],
+                            cfg.dice_weight, ctx["class_weights"])
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total += loss.item()
+        steps += 1
+        matrix.update(predict_labels(logits.detach()), masks)
+        if steps % 10 == 0 or steps == len(loader):
+            bar.set_postfix(loss=f"{total / steps:.4f}", miou=f"{matrix.compute().miou:.3f}")
+    return total / max(steps, 1), matrix.compute().miou
+
+
+def fit(config: RunConfig, resume: bool = False) -> FitResult:
+    """Train a U-Net as ``config`` says; with ``resume``, continue the run in ``config.train.out``
+    from its ``last.safetensors`` (model, optimiser, schedule, scaler, RNG, epoch, history)."""
+    tune_malloc()
+    cfg = config.train
+    run_dir = Path(cfg.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file; expected a folder for the run")
+    last_path = run_dir / "last.safetensors"
+    if not resume and last_path.exists():
+        raise ValueError(f"{run_dir} already holds a run ({last_path.name}); pass --resume to "
+                         f"continue it or choose another --out")
+    if resume and not last_path.exists():
+        raise ValueError(f"cannot resume: {last_path} does not exist")
+
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    precision = pick_precision(cfg.precision, device)
+    data = build_datasets(config.data)
+    num_classes = data.spec.num_classes
+    out_channels = 1 if cfg.loss == "bce_dice" else num_classes
+    if cfg.loss == "bce_dice" and num_classes != 2:
+        raise ValueError(f"bce_dice is for binary tasks (2 classes); this dataset has "
+                         f"{num_classes}: {', '.join(data.spec.class_names)}")
+    model = UNet(data.in_channels, out_channels, config.model.base, config.model.depth,
+                 config.model.upsample, config.model.norm, config.model.dropout).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    train_loader, _ = _loaders(data, config, 0, device)
+    steps_per_epoch = len(train_loader)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup = min(total_steps - 1, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup, cfg.schedule))
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    class_weights = _class_weights(config, data)
+    if class_weights is not None:
+        class_weights = class_weights.to(device)
+
+    state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    if resume:
+        checkpoint = load_checkpoint(last_path)
+        model.load_state_dict(checkpoint.section("model"))
+        restore_optimizer(checkpoint, optimizer)
+        state = checkpoint.metadata["training"]
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(checkpoint.tensors["rng.torch"])
+        print(f"resuming {run_dir} after epoch {state['epoch']}")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+
+    ctx = {"config": config, "device": device, "precision": precision,
+           "num_classes": num_classes, "ignore_index": data.spec.ignore_index,
+           "class_weights": class_weights}
+    writer = _open_tensorboard(run_dir) if cfg.tensorboard else None
+    for epoch in range(state["epoch"], cfg.epochs):
+        start = time.perf_counter()
+        ctx["epoch"] = epoch
+        train_loader, val_loader = _loaders(data, config, epoch, device)
+        train_loss, train_miou = _train_one_epoch(model, train_loader, optimizer, scheduler,
+                                                  scaler, ctx)
+        val = evaluate(model, val_loader, num_classes, data.spec.ignore_index, device,
+                       precision, cfg.loss, cfg.channels_last, cfg.progress)
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_miou": train_miou,
+               "val_loss": val.loss, "val_miou": val.scores.miou, "val_mdice": val.scores.mdice,
+               "val_pixel_accuracy": val.scores.pixel_accuracy,
+               "val_mean_bf1": val.mean_boundary_f1,
+               "val_iou": val.scores.iou.tolist(), "val_bf1": val.boundary_f1.tolist(),
+               "lr": optimizer.param_groups[0]["lr"],
+               "seconds": round(time.perf_counter() - start, 2)}
+        state["history"].append(row)
+        improved = val.scores.miou > state["best_miou"]
+        if improved:
+            state.update(best_miou=val.scores.miou, best_epoch=epoch + 1, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        state.update(epoch=epoch + 1, scheduler=scheduler.state_dict(),
+                     scaler=scaler.state_dict() if scaler.is_enabled() else None)
+        metadata = _metadata(config, data, precision, state)
+        extra = {"rng.torch": torch.get_rng_state()}
+        save_checkpoint(last_path, model, metadata, optimizer, extra)
+        if improved:
+            save_checkpoint(run_dir / "best.safetensors", model, metadata)
+        _write_logs(run_dir, state["history"], data.spec.class_names)
+        if writer is not None:
+            _log_tensorboard(writer, row, data.spec.class_names)
+        print(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f}  "
+              f"val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
+              f"pixel acc {val.scores.pixel_accuracy:.4f}  ({row['seconds']:.0f} s)"
+              + ("  *best*" if improved else ""), flush=True)
+        if cfg.patience and state["bad_epochs"] >= cfg.patience:
+            print(f"early stop: no better validation mIoU for {cfg.patience} epochs")
+            break
+    if writer is not None:
+        writer.close()
+    return FitResult(run_dir, state["history"], state["best_miou"], state["best_epoch"])
