@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from unetseg.data.synthetic import Shape, SyntheticShapes, draw_shapes, random_shapes
+from unetseg.data.synthetic import (
+    BinaryShapes, Shape, SyntheticShapes, draw_shapes, random_shapes,
+)
 
 
 def test_samples_are_reproducible_and_seeds_differ():
@@ -82,3 +84,20 @@ def test_bad_arguments_are_refused():
         SyntheticShapes(0, 64)
     with pytest.raises(IndexError, match="index 5 out of range for 5 samples"):
         SyntheticShapes(5, 64)[5]
+
+
+@pytest.mark.parametrize("share", [0.05, 0.2])
+def test_binary_shapes_cover_the_requested_foreground_share(share):
+    data = BinaryShapes(200, 64, foreground=share, seed=3)
+    shares = np.array([data.draw(i)[1].mean() for i in range(len(data))])
+    assert abs(shares.mean() - share) < 0.1 * share          # within 10% on average
+    assert set(np.unique(data.draw(0)[1])) <= {0, 1}
+    assert data.class_names == ("background", "object")
+
+
+def test_binary_shapes_are_reproducible_and_seeded():
+    a, b = BinaryShapes(4, 32, 0.1, seed=1), BinaryShapes(4, 32, 0.1, seed=1)
+    assert all(torch.equal(a[i][0], b[i][0]) and torch.equal(a[i][1], b[i][1]) for i in range(4))
+    assert not torch.equal(a[0][1], BinaryShapes(4, 32, 0.1, seed=2)[0][1])
+    with pytest.raises(ValueError, match="foreground share must be in"):
+        BinaryShapes(4, 32, 1.5)

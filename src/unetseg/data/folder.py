@@ -64,6 +64,10 @@ class DatasetSpec:
             object.__setattr__(self, "colours", tuple(default_colours(len(self.class_names))))
         if len(self.colours) != len(self.class_names):
             raise ValueError(f"{len(self.class_names)} class names but {len(self.colours)} colours")
+        if 0 <= self.ignore_index < len(self.class_names):
+            raise ValueError(f"ignore_index {self.ignore_index} is the label of class "
+                             f"{self.class_names[self.ignore_index]!r}; expected a value outside "
+                             f"0..{len(self.class_names) - 1} (255 is usual)")
 
     @property
     def num_classes(self) -> int:
@@ -165,6 +169,9 @@ def split_by_ratio(stems: list[str], val_ratio: float, seed: int) -> tuple[list[
     """A seeded (train, val) split; at least one sample on each side when there are two."""
     if not 0.0 < val_ratio < 1.0:
         raise ValueError(f"val_ratio must be in (0, 1), found {val_ratio}")
+    if len(stems) < 2:
+        raise ValueError(f"cannot split {len(stems)} pair(s) into training and validation; "
+                         f"expected at least 2, or give a separate validation folder")
     order = np.random.default_rng(seed).permutation(len(stems))
     n_val = min(max(1, round(len(stems) * val_ratio)), len(stems) - 1)
     val = sorted(stems[i] for i in order[:n_val])
@@ -249,6 +256,10 @@ class FolderDataset(Dataset):
                     f"{image_hw[1]}x{image_hw[0]} (width x height); expected the same size")
             image, mask = self.load(index)
             channels.setdefault(image.shape[-1], image_path)
+            if len(channels) > 1:
+                examples = ", ".join(f"{path} has {c}" for c, path in sorted(channels.items()))
+                raise ValueError(f"images mix channel counts ({examples}); expected all grey "
+                                 f"or all RGB")
             sizes.add(image_hw)
             stats.add(image)
             valid = mask != self.spec.ignore_index
@@ -259,7 +270,4 @@ class FolderDataset(Dataset):
                     f"0..{self.num_classes - 1} ({', '.join(self.spec.class_names)}) nor the "
                     f"ignore label {self.spec.ignore_index}")
             counts += np.bincount(mask[valid], minlength=self.num_classes)
-        if len(channels) > 1:
-            examples = ", ".join(f"{path} has {c}" for c, path in sorted(channels.items()))
-            raise ValueError(f"images mix channel counts ({examples}); expected all grey or all RGB")
         return next(iter(channels)), counts, sizes, stats

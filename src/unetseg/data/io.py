@@ -26,11 +26,14 @@ def _read_array(path: Path, keep_modes: tuple[str, ...]) -> np.ndarray:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
-            return np.asarray(tifffile.imread(path))
+            array = np.asarray(tifffile.imread(path))
+            if array.size == 0:
+                raise ValueError("the file holds no pixels")
+            return array
         with Image.open(path) as image:
             image.load()
             return np.asarray(image if image.mode in keep_modes else image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, IndexError) as error:
         raise ValueError(f"{path}: cannot be read as an image ({error})") from error
 
 
@@ -109,8 +112,11 @@ def image_size(path: str | Path) -> tuple[int, int]:
     if path.suffix.lower() in TIFF_SUFFIXES:
         import tifffile
 
-        with tifffile.TiffFile(path) as tif:
-            shape = tif.pages[0].shape
+        try:
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as error:
+            raise ValueError(f"{path}: cannot be read as an image ({error})") from error
         return int(shape[0]), int(shape[1])
     try:
         with Image.open(path) as image:

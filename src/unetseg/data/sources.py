@@ -124,8 +124,9 @@ def build_datasets(config: DataConfig) -> Datasets:
         train = FolderDataset(train_pairs, spec, transform, seed=config.seed)
         val = FolderDataset(val_pairs, spec)
         if val.in_channels != train.in_channels:
-            raise ValueError(f"training images have {train.in_channels} channels but "
-                             f"validation images {val.in_channels}")
+            raise ValueError(f"training images have {train.in_channels} channels (for example "
+                             f"{train.pairs[0][0]}) but validation images {val.in_channels} "
+                             f"({val.pairs[0][0]}); expected the same")
         stats, class_pixels = train.channel_stats(), train.class_pixels.tolist()
     mean, std = stats.mean_std()
     if config.mean is not None and config.std is not None:

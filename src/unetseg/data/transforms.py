@@ -40,8 +40,11 @@ class TrainTransform:
     ) -> None:
         self.size = size
         self.compose = A.Compose([
+            # INTER_NEAREST_EXACT samples at pixel centres as INTER_LINEAR does; plain
+            # INTER_NEAREST is shifted by up to half a pixel against the image.
             A.RandomScale(scale_limit=(scale[0] - 1.0, scale[1] - 1.0), p=1.0,
-                          interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST),
+                          interpolation=cv2.INTER_LINEAR,
+                          mask_interpolation=cv2.INTER_NEAREST_EXACT),
             A.PadIfNeeded(min_height=size, min_width=size, border_mode=cv2.BORDER_CONSTANT,
                           fill=0, fill_mask=ignore_index),
             A.RandomCrop(height=size, width=size),
@@ -55,7 +58,13 @@ class TrainTransform:
     def __call__(
         self, image: np.ndarray, mask: np.ndarray, seed: int
     ) -> tuple[np.ndarray, np.ndarray]:
+        # Compose.set_random_seed gives every child the same seed, which ties their draws
+        # together (both flips and the rotation would always fire at once): seed each child
+        # from its own stream instead.
         self.compose.set_random_seed(seed)
+        child_seeds = np.random.SeedSequence(seed).generate_state(len(self.compose.transforms))
+        for transform, child_seed in zip(self.compose.transforms, child_seeds):
+            transform.set_random_seed(int(child_seed))
         # albumentations keeps float images as float, but wants masks in a cv2 integer type.
         out = self.compose(image=image, mask=mask.astype(np.int32))
         image = out["image"].astype(np.float32)
