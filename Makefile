@@ -7,13 +7,17 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test bench clean
 
 demo: $(STAMP)
 	$(BIN)/unetseg demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Timings, not tests: each script prints ratios measured in one run.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/train_speed.py
 
 # torch goes in first and alone: installed later as a dependency, pip would pick the newest
 # (multi-GB CUDA) build; installed first, the package's "torch>=2.2" is already satisfied.

@@ -178,12 +178,8 @@ def _train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx) -> tuple[
     return total / max(steps, 1), matrix.compute().miou
 
 
-def fit(config: RunConfig, resume: bool = False) -> FitResult:
-    """Train a U-Net as ``config`` says; with ``resume``, continue the run in ``config.train.out``
-    from its ``last.safetensors`` (model, optimiser, schedule, scaler, RNG, epoch, history)."""
-    tune_malloc()
-    cfg = config.train
-    run_dir = Path(cfg.out)
+def _check_run_dir(run_dir: Path, resume: bool) -> Path:
+    """The run's ``last.safetensors``; refuses to overwrite a run or to resume a missing one."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--out {run_dir} is a file; expected a folder for the run")
     last_path = run_dir / "last.safetensors"
@@ -192,50 +188,79 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
                          f"continue it or choose another --out")
     if resume and not last_path.exists():
         raise ValueError(f"cannot resume: {last_path} does not exist")
+    return last_path
+
+
+def _build_model(config: RunConfig, data: Datasets, device: torch.device) -> UNet:
+    """The configured U-Net: one output channel for bce_dice, one per class otherwise."""
+    cfg, num_classes = config.train, data.spec.num_classes
+    if cfg.loss == "bce_dice" and num_classes != 2:
+        raise ValueError(f"bce_dice is for binary tasks (2 classes); this dataset has "
+                         f"{num_classes}: {', '.join(data.spec.class_names)}")
+    out_channels = 1 if cfg.loss == "bce_dice" else num_classes
+    m = config.model
+    model = UNet(data.in_channels, out_channels, m.base, m.depth, m.upsample, m.norm,
+                 m.dropout).to(device)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+
+def _restore(last_path: Path, model, optimizer, scheduler, scaler) -> dict:
+    """Load a run's last checkpoint into the training objects; returns its training state."""
+    checkpoint = load_checkpoint(last_path)
+    model.load_state_dict(checkpoint.section("model"))
+    restore_optimizer(checkpoint, optimizer)
+    state = checkpoint.metadata["training"]
+    scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(checkpoint.tensors["rng.torch"])
+    return state
+
+
+def _epoch_row(epoch: int, train_loss: float, train_miou: float, val, lr: float,
+               seconds: float) -> dict:
+    """One line of metrics.jsonl."""
+    return {"epoch": epoch + 1, "train_loss": train_loss, "train_miou": train_miou,
+            "val_loss": val.loss, "val_miou": val.scores.miou, "val_mdice": val.scores.mdice,
+            "val_pixel_accuracy": val.scores.pixel_accuracy,
+            "val_mean_bf1": val.mean_boundary_f1,
+            "val_iou": val.scores.iou.tolist(), "val_bf1": val.boundary_f1.tolist(),
+            "lr": lr, "seconds": round(seconds, 2)}
+
+
+def fit(config: RunConfig, resume: bool = False) -> FitResult:
+    """Train a U-Net as ``config`` says; with ``resume``, continue the run in ``config.train.out``
+    from its ``last.safetensors`` (model, optimiser, schedule, scaler, RNG, epoch, history)."""
+    tune_malloc()
+    cfg = config.train
+    run_dir = Path(cfg.out)
+    last_path = _check_run_dir(run_dir, resume)
 
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     precision = pick_precision(cfg.precision, device)
     data = build_datasets(config.data)
-    num_classes = data.spec.num_classes
-    out_channels = 1 if cfg.loss == "bce_dice" else num_classes
-    if cfg.loss == "bce_dice" and num_classes != 2:
-        raise ValueError(f"bce_dice is for binary tasks (2 classes); this dataset has "
-                         f"{num_classes}: {', '.join(data.spec.class_names)}")
-    model = UNet(data.in_channels, out_channels, config.model.base, config.model.depth,
-                 config.model.upsample, config.model.norm, config.model.dropout).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = _build_model(config, data, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    train_loader, _ = _loaders(data, config, 0, device)
-    steps_per_epoch = len(train_loader)
+    steps_per_epoch = len(_loaders(data, config, 0, device)[0])
     total_steps = cfg.epochs * steps_per_epoch
     warmup = min(total_steps - 1, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, warmup, cfg.schedule))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     class_weights = _class_weights(config, data)
-    if class_weights is not None:
-        class_weights = class_weights.to(device)
 
-    state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
     if resume:
-        checkpoint = load_checkpoint(last_path)
-        model.load_state_dict(checkpoint.section("model"))
-        restore_optimizer(checkpoint, optimizer)
-        state = checkpoint.metadata["training"]
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(checkpoint.tensors["rng.torch"])
+        state = _restore(last_path, model, optimizer, scheduler, scaler)
         print(f"resuming {run_dir} after epoch {state['epoch']}")
     else:
+        state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", config.to_yaml())
 
     ctx = {"config": config, "device": device, "precision": precision,
-           "num_classes": num_classes, "ignore_index": data.spec.ignore_index,
-           "class_weights": class_weights}
+           "num_classes": data.spec.num_classes, "ignore_index": data.spec.ignore_index,
+           "class_weights": None if class_weights is None else class_weights.to(device)}
     writer = _open_tensorboard(run_dir) if cfg.tensorboard else None
     for epoch in range(state["epoch"], cfg.epochs):
         start = time.perf_counter()
@@ -243,15 +268,10 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
         train_loader, val_loader = _loaders(data, config, epoch, device)
         train_loss, train_miou = _train_one_epoch(model, train_loader, optimizer, scheduler,
                                                   scaler, ctx)
-        val = evaluate(model, val_loader, num_classes, data.spec.ignore_index, device,
+        val = evaluate(model, val_loader, data.spec.num_classes, data.spec.ignore_index, device,
                        precision, cfg.loss, cfg.channels_last, cfg.progress)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_miou": train_miou,
-               "val_loss": val.loss, "val_miou": val.scores.miou, "val_mdice": val.scores.mdice,
-               "val_pixel_accuracy": val.scores.pixel_accuracy,
-               "val_mean_bf1": val.mean_boundary_f1,
-               "val_iou": val.scores.iou.tolist(), "val_bf1": val.boundary_f1.tolist(),
-               "lr": optimizer.param_groups[0]["lr"],
-               "seconds": round(time.perf_counter() - start, 2)}
+        row = _epoch_row(epoch, train_loss, train_miou, val, optimizer.param_groups[0]["lr"],
+                         time.perf_counter() - start)
         state["history"].append(row)
         improved = val.scores.miou > state["best_miou"]
         if improved:
@@ -261,8 +281,8 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
         state.update(epoch=epoch + 1, scheduler=scheduler.state_dict(),
                      scaler=scaler.state_dict() if scaler.is_enabled() else None)
         metadata = _metadata(config, data, precision, state)
-        extra = {"rng.torch": torch.get_rng_state()}
-        save_checkpoint(last_path, model, metadata, optimizer, extra)
+        save_checkpoint(last_path, model, metadata, optimizer,
+                        {"rng.torch": torch.get_rng_state()})
         if improved:
             save_checkpoint(run_dir / "best.safetensors", model, metadata)
         _write_logs(run_dir, state["history"], data.spec.class_names)
