@@ -149,6 +149,29 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from .export import load_predictor
+    from .prediction import PredictOptions, predict_files
+
+    predictor = load_predictor(args.model, args.device)
+    options = PredictOptions(tile=args.tile or None, overlap=args.overlap, blend=args.blend,
+                             batch_size=args.batch_size, tta=args.tta, precision=args.precision,
+                             probs=args.probs, overwrite=args.overwrite, progress=not args.quiet)
+    report = predict_files(predictor, args.inputs, args.out, options)
+    print(f"wrote {len(report.written)} file(s) and summary.json into {args.out}")
+    for path, reason in report.failed.items():
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    path = export_onnx(args.checkpoint, args.out, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unetseg",
                                      description="Semantic segmentation with a U-Net.")
@@ -171,6 +194,45 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="folder for evaluation.json and confusion.png "
                                         "(default: evaluation/ beside the checkpoint)")
     evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser("predict", help="segment images of any size with a "
+                                                  "checkpoint or an exported .onnx model")
+    predict.add_argument("model", help="a .safetensors checkpoint or an .onnx model from "
+                                       "`unetseg export` (default: none, required)")
+    predict.add_argument("inputs", nargs="+", help="image files, folders or glob patterns "
+                                                   "(default: none, required)")
+    predict.add_argument("--out", required=True, help="output folder for masks, overlays and "
+                                                      "summary.json (default: none, required)")
+    predict.add_argument("--tile", type=int, default=256,
+                         help="tile side in pixels; 0 = whole image at once (default: 256)")
+    predict.add_argument("--overlap", type=float, default=0.25,
+                         help="share of each tile overlapping its neighbour (default: 0.25)")
+    predict.add_argument("--blend", default="gaussian", choices=["gaussian", "constant"],
+                         help="tile weighting (default: gaussian)")
+    predict.add_argument("--batch-size", type=int, default=4,
+                         help="tiles per forward pass (default: 4)")
+    predict.add_argument("--tta", action="store_true",
+                         help="average over flips, 4x slower (default: off)")
+    predict.add_argument("--probs", action="store_true",
+                         help="also write float16 probabilities as NAME_probs.npy (default: off)")
+    predict.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                         help="auto = bf16 where the hardware has it natively (default: auto)")
+    predict.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace existing outputs (default: refuse)")
+    predict.add_argument("--quiet", action="store_true",
+                         help="no progress bars (default: shown)")
+    predict.set_defaults(run=_predict)
+
+    export = commands.add_parser("export", help="export a checkpoint to ONNX")
+    export.add_argument("checkpoint", help="a .safetensors checkpoint (default: none, required)")
+    export.add_argument("--format", default="onnx", choices=["onnx"],
+                        help="export format (default: onnx)")
+    export.add_argument("--out", required=True, help="the .onnx file to write "
+                                                     "(default: none, required)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an existing file (default: refuse)")
+    export.set_defaults(run=_export)
 
     demo = commands.add_parser("demo", help="train on synthetic shapes, score held-out shapes, "
                                             "write overlays")

@@ -84,6 +84,14 @@ class Down(nn.Sequential):
         )
 
 
+def _recording_graph() -> bool:
+    """Whether an exporter (torch.export, ONNX, TorchScript tracing) is recording the graph.
+    A Python ``if`` on a tensor size would then be frozen to the branch taken by the example
+    input, so size-dependent code must take the general path."""
+    return (torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+            or torch.jit.is_tracing())
+
+
 class Up(nn.Module):
     """Upsample x2, concatenate ``[skip, x]`` on channels, then a DoubleConv.
 
@@ -117,7 +125,9 @@ class Up(nn.Module):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         else:
             x = self.up(x)
-            if x.shape[-2:] != size:
+            # Resizing to the same size is exact (bilinear at scale 1 copies), so the exported
+            # graph may always resize.
+            if _recording_graph() or x.shape[-2:] != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         if skip.shape[1] + x.shape[1] != self.concat_channels:
             raise ValueError(

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "read_image", "read_mask", "image_size"]
+__all__ = ["IMAGE_SUFFIXES", "read_image", "read_raw_image", "scale_to_unit", "read_mask",
+           "image_size"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -37,21 +38,32 @@ def _read_array(path: Path, keep_modes: tuple[str, ...]) -> np.ndarray:
         raise ValueError(f"{path}: cannot be read as an image ({error})") from error
 
 
-def _scale_to_unit(array: np.ndarray, path: Path) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535.0
-    if array.dtype in (np.int32, np.int64) and array.min() >= 0 and array.max() <= 65535:
-        return array.astype(np.float32) / 65535.0      # Pillow's mode "I" for 16-bit PNGs
+def scale_to_unit(array: np.ndarray, path: str | Path = "image") -> np.ndarray:
+    """Pixel values as float32 in [0, 1]: 8-bit / 255, 16-bit / 65535, floats as stored."""
     if array.dtype.kind == "f":
-        return array.astype(np.float32)
-    raise ValueError(f"{path}: pixel type {array.dtype} is not supported; expected 8- or "
-                     f"16-bit integers or floats")
+        return array.astype(np.float32, copy=False)
+    if array.dtype.kind in "iu" and array.size and (array.min() < 0 or array.max() > 65535):
+        raise ValueError(f"{path}: pixel values outside 0..65535 in a {array.dtype} image; "
+                         f"expected 8- or 16-bit data")
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{path}: pixel type {array.dtype} is not supported; expected 8- or "
+                         f"16-bit integers or floats")
+    unit = array.astype(np.float32)
+    unit /= 255.0 if array.dtype == np.uint8 else 65535.0     # in place: no second copy
+    return unit
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """An image as float32 (H, W, C) in [0, 1] (floats as stored), C = 1 (grey) or 3 (RGB)."""
+    return scale_to_unit(read_raw_image(path), path)
+
+
+def read_raw_image(path: str | Path) -> np.ndarray:
+    """An image as (H, W, C) in its stored type (uint8, uint16 or float), C = 1 or 3.
+
+    For large images: a 8192 x 8192 RGB PNG is 200 MB as uint8 but 800 MB as float32, so
+    prediction keeps it raw and scales one band of rows at a time (`scale_to_unit`).
+    """
     path = Path(path)
     # A palette or RGBA image becomes RGB; grey and 16-bit stay as stored.
     array = _read_array(path, keep_modes=("L", "I", "I;16", "F", "RGB"))
@@ -64,10 +76,14 @@ def read_image(path: str | Path) -> np.ndarray:
                          f"{array.shape}")
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise ValueError(f"{path}: image has no pixels (shape {array.shape})")
-    image = _scale_to_unit(array, path)
-    if not np.isfinite(image).all():
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError(f"{path}: image holds NaN or infinite values")
-    return image
+    if array.dtype.kind in "iu" and array.dtype not in (np.uint8, np.uint16):
+        if array.min() < 0 or array.max() > 65535:
+            raise ValueError(f"{path}: pixel values outside 0..65535 in a {array.dtype} image; "
+                             f"expected 8- or 16-bit data")
+        array = array.astype(np.uint16)                # Pillow's mode "I" for 16-bit PNGs
+    return array
 
 
 def read_mask(path: str | Path, colours: np.ndarray | None = None) -> np.ndarray:
