@@ -18,6 +18,7 @@ test: $(STAMP)
 # Timings, not tests: each script prints ratios measured in one run.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/predict_large.py
 
 # torch goes in first and alone: installed later as a dependency, pip would pick the newest
 # (multi-GB CUDA) build; installed first, the package's "torch>=2.2" is already satisfied.
