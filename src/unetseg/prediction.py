@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 from .data.io import IMAGE_SUFFIXES, read_raw_image
 from .files import atomic_write_bytes, atomic_write_text
 from .infer import predict
+from .report import overlay
 
 __all__ = ["expand_inputs", "output_paths", "PredictOptions", "PredictReport", "predict_files",
-           "palette_png", "overlay_rgb"]
+           "palette_png"]
 
 
 @dataclass(frozen=True)
@@ -95,24 +96,6 @@ def palette_png(mask: np.ndarray, colours) -> bytes:
     return buffer.getvalue()
 
 
-def overlay_rgb(image: np.ndarray, mask: np.ndarray, colours, alpha: float = 0.45,
-                rows: int = 512) -> np.ndarray:
-    """uint8 (H, W, 3): the image blended with its class colours, ``rows`` rows at a time so a
-    large image never needs a float copy of itself."""
-    palette = np.zeros((256, 3), dtype=np.float32)
-    palette[: len(colours)] = np.asarray(colours, dtype=np.float32)
-    scale = 255.0 / (255.0 if image.dtype == np.uint8 else
-                     65535.0 if image.dtype == np.uint16 else 1.0)
-    out = np.empty((*mask.shape, 3), dtype=np.uint8)
-    for top in range(0, mask.shape[0], rows):
-        part = image[top:top + rows].astype(np.float32) * scale
-        if part.shape[-1] == 1:
-            part = np.repeat(part, 3, axis=-1)
-        blended = (1 - alpha) * part + alpha * palette[mask[top:top + rows]]
-        out[top:top + rows] = blended.clip(0, 255).astype(np.uint8)
-    return out
-
-
 def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
@@ -146,7 +129,7 @@ def _predict_one(predictor, path: Path, out_dir: Path, options: PredictOptions) 
         if temporary is not None and temporary.exists():
             temporary.unlink()
     atomic_write_bytes(mask_path, palette_png(result.mask, predictor.colours))
-    atomic_write_bytes(overlay_path, _png(overlay_rgb(image, result.mask, predictor.colours)))
+    atomic_write_bytes(overlay_path, _png(overlay(image, result.mask, predictor.colours)))
     areas = np.bincount(result.mask.reshape(-1), minlength=predictor.num_classes)
     return {"input": str(path), "height": height, "width": width,
             "outputs": [str(p) for p in output_paths(path, out_dir, options.probs)],

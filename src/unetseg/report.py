@@ -80,18 +80,29 @@ def colourise(mask: np.ndarray, colours: Sequence[Sequence[int]]) -> np.ndarray:
     return palette[np.clip(mask, 0, 255)]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, colours: Sequence[Sequence[int]],
-            alpha: float = 0.5) -> np.ndarray:
-    """Image (H, W, C) in [0, 1] with translucent class colours -> (H, W, 3) uint8."""
-    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
-    blended = (1 - alpha) * rgb * 255 + alpha * colourise(mask, colours)
-    return blended.clip(0, 255).astype(np.uint8)
+def overlay(image: np.ndarray, mask: np.ndarray, colours, alpha: float = 0.45,
+            rows: int = 512) -> np.ndarray:
+    """uint8 (H, W, 3): the image ((H, W, C), uint8, uint16 or float in [0, 1]) blended with
+    its class colours, ``rows`` rows at a time so a large image never needs a float copy."""
+    palette = np.zeros((256, 3), dtype=np.float32)
+    palette[: len(colours)] = np.asarray(colours, dtype=np.float32)
+    scale = 255.0 / (255.0 if image.dtype == np.uint8 else
+                     65535.0 if image.dtype == np.uint16 else 1.0)
+    out = np.empty((*mask.shape, 3), dtype=np.uint8)
+    for top in range(0, mask.shape[0], rows):
+        part = image[top:top + rows].astype(np.float32) * scale
+        if part.shape[-1] == 1:
+            part = np.repeat(part, 3, axis=-1)
+        blended = (1 - alpha) * part + alpha * palette[mask[top:top + rows]]
+        out[top:top + rows] = blended.clip(0, 255).astype(np.uint8)
+    return out
 
 
 def save_overlay_panel(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray,
                        colours: Sequence[Sequence[int]], path: str | Path,
                        min_height: int = 192) -> None:
-    """One PNG, image | truth | prediction side by side (image in [0, 1], HWC).
+    """One PNG, image | truth | prediction side by side (image in [0, 1], HWC); the masks are
+    drawn in their class colours.
 
     Images shorter than ``min_height`` are enlarged by an integer factor with nearest
     neighbours, so a 64 x 64 sample stays readable and every pixel stays a sharp block.
@@ -104,8 +115,8 @@ def save_overlay_panel(image: np.ndarray, truth: np.ndarray, prediction: np.ndar
     rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
     gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
     panel = np.concatenate([(rgb.clip(0, 1) * 255).astype(np.uint8), gap,
-                            overlay(image, truth, colours), gap,
-                            overlay(image, prediction, colours)], axis=1)
+                            colourise(truth, colours), gap,
+                            colourise(prediction, colours)], axis=1)
     buffer = io.BytesIO()
     Image.fromarray(panel).save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
