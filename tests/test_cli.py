@@ -23,9 +23,9 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
     return dict(action.choices)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export", "demo"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export", "inspect", "demo"])
 def test_help_explains_every_flag_with_its_default(command):
-    assert set(subcommands()) == {"train", "evaluate", "predict", "export", "demo"}
+    assert set(subcommands()) == {"train", "evaluate", "predict", "export", "inspect", "demo"}
     parser = subcommands()[command]
     flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
     assert flags
@@ -55,6 +55,8 @@ def test_train_then_evaluate_reports_the_per_class_table(tmp_path, capsys):
     assert report["miou"] == pytest.approx(logged["val_miou"], abs=1e-9)
     assert [row["class"] for row in report["classes"]] == ["background", "circle", "square"]
     assert (tmp_path / "ev" / "confusion.png").stat().st_size > 0
+    assert "the mask inspector" in out and "verdict" in out          # ends with the inspector
+    assert (tmp_path / "ev" / "report.html").is_file()
 
 
 def test_flags_override_the_yaml_config_and_the_run_records_the_result(tmp_path):
@@ -110,6 +112,8 @@ def test_demo_trains_scores_held_out_shapes_and_writes_overlays(tmp_path):
     rows = result.evaluation.rows(result.class_names)
     assert [row["class"] for row in rows] == result.class_names
     assert result.seconds > 0
+    assert [row["class"] for row in result.inspection.classes] == result.class_names
+    assert (result.run_dir / "report.html").is_file() and (result.run_dir / "report.json").is_file()
 
 
 def test_demo_never_overwrites_an_earlier_demo(tmp_path):

@@ -133,7 +133,37 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(args.checkpoint, out, args.split,
                                  {k: v for k, v in overrides.items() if v is not None})
     _print_evaluation(result.evaluation, result.class_names)
+    _print_inspection(result.inspection, out)
     print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
+    return 0
+
+
+def _print_inspection(inspection, out: Path) -> None:
+    from .inspection_report import inspection_table
+
+    print()
+    print("Why each class scores as it does (the mask inspector):")
+    print(inspection_table(inspection))
+    print(f"report: {out / 'report.html'} (numbers in report.json)")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .inspection_jobs import inspect_checkpoint, inspect_folders
+
+    out = Path(args.out)
+    if args.checkpoint:
+        if args.pred or args.truth:
+            raise ValueError("give either a checkpoint or --pred and --truth, not both")
+        overrides = {"source": args.data, "root": args.root, "val": args.val}
+        inspection = inspect_checkpoint(args.checkpoint, out,
+                                        {k: v for k, v in overrides.items() if v is not None},
+                                        args.split, args.tile or None)
+    elif args.pred and args.truth:
+        inspection = inspect_folders(args.pred, args.truth, out, args.classes, args.images)
+    else:
+        raise ValueError("give a checkpoint to predict and inspect, or --pred DIR and --truth "
+                         "DIR of masks")
+    _print_inspection(inspection, out)
     return 0
 
 
@@ -145,6 +175,7 @@ def _demo(args: argparse.Namespace) -> int:
     print("Held-out synthetic images (seeds never seen in training or model selection):")
     _print_evaluation(result.evaluation, result.class_names)
     print(f"overlays (image | truth | prediction) in {result.run_dir / 'overlays'}")
+    _print_inspection(result.inspection, result.run_dir)
     print(f"total {result.seconds:.0f} s")
     return 0
 
@@ -223,6 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true",
                          help="no progress bars (default: shown)")
     predict.set_defaults(run=_predict)
+
+    inspect = commands.add_parser("inspect", help="why each class scores as it does: numbers, "
+                                                  "verdicts and an HTML report")
+    inspect.add_argument("checkpoint", nargs="?", help="a checkpoint: predict its data split "
+                                                       "and inspect (default: none; then give "
+                                                       "--pred and --truth)")
+    inspect.add_argument("--pred", help="folder of predicted masks (default: none)")
+    inspect.add_argument("--truth", help="folder of true masks, matched by stem (default: none)")
+    inspect.add_argument("--classes", help="dataset file (YAML/JSON) or comma-separated names "
+                                           "(default: class 0, class 1, ...)")
+    inspect.add_argument("--images", help="folder of the images, for the worst-images section "
+                                          "(default: none)")
+    inspect.add_argument("--data", help="with a checkpoint: data source (default: the one it "
+                                        "was trained on)")
+    inspect.add_argument("--root", help="dataset folder for camvid or isbi (default: the "
+                                        "training run's)")
+    inspect.add_argument("--val", help="validation folder (default: the training run's)")
+    inspect.add_argument("--split", default="val", help="val or train (default: val)")
+    inspect.add_argument("--tile", type=int, default=0, help="with a checkpoint: predict in "
+                                                              "tiles of this side; 0 = whole "
+                                                              "images (default: 0)")
+    inspect.add_argument("--out", required=True, help="folder for report.html and report.json "
+                                                      "(default: none, required)")
+    inspect.set_defaults(run=_inspect)
 
     export = commands.add_parser("export", help="export a checkpoint to ONNX")
     export.add_argument("checkpoint", help="a .safetensors checkpoint (default: none, required)")

@@ -1,5 +1,6 @@
-"""The demo: train on synthetic shapes, score the best checkpoint on held-out shapes, and draw
-overlays (image | truth | prediction). It needs no download and runs in a few minutes on a CPU.
+"""The demo: train on synthetic shapes, score the best checkpoint on held-out shapes, draw
+overlays (image | truth | prediction) and write the mask inspector's report. It needs no
+download and runs in a few minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from .checkpoint import load_model
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .data.synthetic import CLASS_NAMES, SyntheticShapes
 from .data.folder import default_colours
-from .evaluation import Evaluation, evaluate, predict_labels
+from .evaluation import Evaluation, evaluate, predict_labels, sample_source
+from .inspection_report import write_inspection_report
+from .inspector import Inspection, Inspector
 from .report import save_overlay_panel
 from .runtime import pick_device
 from .train import fit
@@ -31,6 +34,7 @@ class DemoResult:
     run_dir: Path
     evaluation: Evaluation
     class_names: list[str]
+    inspection: Inspection
     seconds: float
 
 
@@ -64,8 +68,14 @@ def run_demo(
     model, meta = load_model(run_dir / "best.safetensors", device)
     mean, std = meta["normalisation"]["mean"], meta["normalisation"]["std"]
     test = SyntheticShapes(test_samples, size, seed=TEST_SEED, mean=mean, std=std)
+    inspector = Inspector(CLASS_NAMES, meta["ignore_index"])
     evaluation = evaluate(model, DataLoader(test, batch_size=32), len(CLASS_NAMES),
-                          meta["ignore_index"], device)
+                          meta["ignore_index"], device, inspector=inspector)
+    inspection = inspector.result()
+    write_inspection_report(inspection, run_dir, meta["colours"],
+                            sample_source(model, test, device, "fp32", False),
+                            title="Mask inspection: the demo on held-out shapes",
+                            ignore_index=meta["ignore_index"])
 
     colours = default_colours(len(CLASS_NAMES))
     raw = SyntheticShapes(overlays, size, seed=TEST_SEED)      # the same images, unnormalised
@@ -76,4 +86,5 @@ def run_demo(
             prediction = predict_labels(model(normalised[None].to(device)))[0].cpu().numpy()
             save_overlay_panel(image.permute(1, 2, 0).numpy(), truth.numpy(), prediction,
                                colours, run_dir / "overlays" / f"{index}.png")
-    return DemoResult(run_dir, evaluation, list(CLASS_NAMES), time.perf_counter() - start)
+    return DemoResult(run_dir, evaluation, list(CLASS_NAMES), inspection,
+                      time.perf_counter() - start)

@@ -19,13 +19,15 @@ from .checkpoint import load_model
 from .files import atomic_write_text
 from .config import RunConfig
 from .data.sources import build_eval_dataset
+from .inspection_report import write_inspection_report
+from .inspector import Inspection, Inspector
 from .losses import compute_loss
 from .metrics import BoundaryF1, ConfusionMatrix, Scores
 from .report import plot_confusion
 from .runtime import autocast, pick_device, pick_precision
 
 __all__ = ["Evaluation", "CheckpointEvaluation", "evaluate", "evaluate_checkpoint",
-           "predict_labels", "prepare_images"]
+           "predict_labels", "prepare_images", "image_name", "raw_sample", "sample_source"]
 
 
 @dataclass
@@ -74,9 +76,10 @@ def prepare_images(images: torch.Tensor, device: torch.device, channels_last: bo
 def evaluate(
     model: torch.nn.Module, loader, num_classes: int, ignore_index: int,
     device: torch.device | str = "cpu", precision: str = "fp32", loss: str = "ce_dice",
-    channels_last: bool = False, progress: bool = False,
+    channels_last: bool = False, progress: bool = False, inspector: Inspector | None = None,
 ) -> Evaluation:
-    """Score ``model`` over every batch of ``loader`` (images, masks) at the dataset level."""
+    """Score ``model`` over every batch of ``loader`` (images, masks) at the dataset level;
+    with an ``inspector``, also fold every image's (prediction, truth) into it."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -92,6 +95,10 @@ def evaluate(
         labels = predict_labels(logits)
         matrix.update(labels, masks)
         boundary.update(labels, masks)
+        if inspector is not None:
+            for pred, truth in zip(labels.cpu().numpy(), masks.cpu().numpy()):
+                inspector.add(pred, truth, image_name(loader.dataset,
+                                                        len(inspector.image_names)))
     model.train(was_training)
     scores = matrix.compute()
     truth = scores.matrix.sum(1).double()
@@ -99,10 +106,34 @@ def evaluate(
     return Evaluation(scores, boundary.compute(), total_loss / max(batches, 1), share)
 
 
+def image_name(dataset, index: int) -> str:
+    """A folder dataset's image file name, else ``sample i``."""
+    pairs = getattr(dataset, "pairs", None)
+    return pairs[index][0].name if pairs is not None else f"sample {index}"
+
+
+def raw_sample(dataset, index: int) -> np.ndarray:
+    """Image ``index`` of a dataset before normalisation, (H, W, C) in [0, 1]."""
+    if hasattr(dataset, "load"):                       # a folder dataset
+        return dataset.load(index)[0]
+    return dataset.draw(index)[0].transpose(1, 2, 0)   # synthetic: (C, H, W)
+
+
+def sample_source(model, dataset, device, precision: str, channels_last: bool):
+    """For the report's worst images: image ``i`` as (raw image, truth, prediction)."""
+    def sample(index: int):
+        image, truth = dataset[index]
+        with torch.inference_mode(), autocast(device, precision):
+            logits = model(prepare_images(image[None], device, channels_last))
+        return raw_sample(dataset, index), truth.numpy(), predict_labels(logits)[0].cpu().numpy()
+    return sample
+
+
 @dataclass
 class CheckpointEvaluation:
     evaluation: Evaluation
     class_names: list[str]
+    inspection: Inspection
 
 
 def evaluate_checkpoint(
@@ -111,7 +142,8 @@ def evaluate_checkpoint(
 ) -> CheckpointEvaluation:
     """Score a checkpoint on its own data (or ``data_overrides``) with its normalisation,
     precision and memory layout, so it reproduces the validation scores recorded in training.
-    Writes ``evaluation.json`` and ``confusion.png`` into ``out``."""
+    Writes ``evaluation.json``, ``confusion.png`` and the inspector's ``report.json`` and
+    ``report.html`` into ``out``."""
     torch_device = pick_device(device)
     model, meta = load_model(path, torch_device)
     run = RunConfig.from_dict(meta["run_config"])
@@ -133,11 +165,17 @@ def evaluate_checkpoint(
     sizes = getattr(dataset, "sizes", {None})
     loader = DataLoader(dataset, batch_size=run.data.batch_size if len(sizes) == 1 else 1,
                         num_workers=run.data.workers)
+    inspector = Inspector(class_names, meta["ignore_index"])
     evaluation = evaluate(model, loader, len(class_names), meta["ignore_index"], torch_device,
-                          precision, run.train.loss, channels_last)
+                          precision, run.train.loss, channels_last, inspector=inspector)
+    inspection = inspector.result()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "evaluation.json",
                       json.dumps(evaluation.to_dict(class_names), indent=2))
     plot_confusion(evaluation.scores.matrix.numpy(), class_names, out / "confusion.png")
-    return CheckpointEvaluation(evaluation, class_names)
+    write_inspection_report(inspection, out, meta["colours"],
+                            sample_source(model, dataset, torch_device, precision, channels_last),
+                            title=f"Mask inspection: {Path(path).name}",
+                            ignore_index=meta["ignore_index"])
+    return CheckpointEvaluation(evaluation, class_names, inspection)

@@ -41,7 +41,8 @@ from scipy import ndimage
 
 from .metrics import BoundaryF1
 
-__all__ = ["Inspector", "Inspection", "inspect_masks", "error_breakdown", "boundary_iou",
+__all__ = ["Inspector", "Inspection", "inspect_masks", "error_breakdown", "error_masks",
+           "error_map", "ERROR_MAP_CODES", "boundary_iou",
            "object_sizes", "ERROR_TYPES", "VERDICT_RULES", "REMEDIES"]
 
 ERROR_TYPES = ("fp_boundary", "fn_boundary", "fp_extent", "fn_extent", "fp_segment",
@@ -96,9 +97,9 @@ def _distance_to(region: np.ndarray) -> np.ndarray:
     return ndimage.distance_transform_edt(~region)
 
 
-def error_breakdown(pred: np.ndarray, truth: np.ndarray, label: int, d: float,
-                    valid: np.ndarray | None = None) -> dict[str, int]:
-    """Counts of TP and of the six error types of class ``label`` in one image.
+def error_masks(pred: np.ndarray, truth: np.ndarray, label: int, d: float,
+                valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Boolean masks of TP and of the six error types of class ``label`` in one image.
 
     See the module docstring for the definitions. ``valid`` masks out ignored pixels, which
     count as neither class.
@@ -106,10 +107,12 @@ def error_breakdown(pred: np.ndarray, truth: np.ndarray, label: int, d: float,
     valid = np.ones(truth.shape, dtype=bool) if valid is None else valid
     is_true, is_pred = (truth == label) & valid, (pred == label) & valid
     tp, fp, fn = is_true & is_pred, is_pred & ~is_true, is_true & ~is_pred
-    counts = dict.fromkeys(ERROR_TYPES, 0)
-    counts["tp"] = int(tp.sum())
+    masks = {"tp": tp}
+    empty = np.zeros(truth.shape, dtype=bool)
+    for name in ERROR_TYPES:
+        masks[name] = empty
     if not (fp.any() or fn.any()):
-        return counts
+        return masks
     tn = valid & ~is_true & ~is_pred
     near_both = (_distance_to(tp) <= d) & (_distance_to(tn) <= d)
     for kind, errors, region in (("fp", fp, is_pred), ("fn", fn, is_true)):
@@ -122,10 +125,36 @@ def error_breakdown(pred: np.ndarray, truth: np.ndarray, label: int, d: float,
         with_tp[0] = False
         segment = errors & ~with_tp[components]
         boundary = errors & ~segment & near_both
-        counts[f"{kind}_segment"] = int(segment.sum())
-        counts[f"{kind}_boundary"] = int(boundary.sum())
-        counts[f"{kind}_extent"] = int((errors & ~segment & ~boundary).sum())
-    return counts
+        masks[f"{kind}_segment"] = segment
+        masks[f"{kind}_boundary"] = boundary
+        masks[f"{kind}_extent"] = errors & ~segment & ~boundary
+    return masks
+
+
+def error_breakdown(pred: np.ndarray, truth: np.ndarray, label: int, d: float,
+                    valid: np.ndarray | None = None) -> dict[str, int]:
+    """Pixel counts of TP and of the six error types of class ``label`` in one image."""
+    return {name: int(mask.sum()) for name, mask in error_masks(pred, truth, label, d,
+                                                                 valid).items()}
+
+
+ERROR_MAP_CODES = {"correct": 0, "ignored": 1, "boundary": 2, "extent": 3, "segment": 4}
+
+
+def error_map(pred: np.ndarray, truth: np.ndarray, num_classes: int,
+              ignore_index: int | None = 255) -> np.ndarray:
+    """uint8 (H, W) map of `ERROR_MAP_CODES`: every wrong pixel is a false negative of its true
+    class and is coded by that error's type (boundary, extent or segment)."""
+    height, width = truth.shape
+    valid = np.ones(truth.shape, dtype=bool) if ignore_index is None else truth != ignore_index
+    out = np.where(valid, ERROR_MAP_CODES["correct"], ERROR_MAP_CODES["ignored"]).astype(np.uint8)
+    d = error_distance(height, width)
+    for label in np.unique(truth[valid & (truth != pred)]):
+        if 0 <= label < num_classes:
+            masks = error_masks(pred, truth, int(label), d, valid)
+            for kind in ("boundary", "extent", "segment"):
+                out[masks[f"fn_{kind}"]] = ERROR_MAP_CODES[kind]
+    return out
 
 
 def _inner_band(mask: np.ndarray, d: float) -> np.ndarray:

@@ -54,7 +54,7 @@ def plot_curves(history: list[dict], class_names: Sequence[str], path: str | Pat
     atomic_write_bytes(path, _figure_bytes(figure))
 
 
-def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path) -> None:
+def _confusion_figure(matrix: np.ndarray, class_names: Sequence[str]):
     """Row-normalised confusion matrix (share of each true class predicted as each class)."""
     plt = _pyplot()
     matrix = np.asarray(matrix, dtype=np.float64)
@@ -70,7 +70,12 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | P
         for j in range(n):
             ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=8,
                     color="white" if shares[i, j] > 0.5 else "black")
-    atomic_write_bytes(path, _figure_bytes(figure))
+    return figure
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path) -> None:
+    """Write the row-normalised confusion matrix as a PNG."""
+    atomic_write_bytes(path, _figure_bytes(_confusion_figure(matrix, class_names)))
 
 
 def colourise(mask: np.ndarray, colours: Sequence[Sequence[int]]) -> np.ndarray:
