@@ -53,7 +53,8 @@ FINE_IOU = 0.90            # at or above: the class is fine
 BOUNDARY_SHARE = 0.50      # boundary errors at least this share of the class's errors
 SMALL_RECALL = 0.50        # small-object recall below this ...
 SMALL_GAP = 0.30           # ... and at least this much below the larger objects' recall ...
-SMALL_MIN_OBJECTS = 3      # ... over at least this many small true objects
+SMALL_MIN_OBJECTS = 3      # ... over at least this many small true objects, ...
+SMALL_ERROR_SHARE = 0.25   # ... and whole missed objects are at least this share of the errors
 RARE_SHARE = 0.02          # a class under 2% of the true pixels is rare ...
 UNDER_RATIO = 0.70         # ... and under-predicted when predicted / true share is below this
 CONFUSION_SHARE = 0.50     # one other class takes at least half of the class's false pixels
@@ -61,7 +62,8 @@ CONFUSION_SHARE = 0.50     # one other class takes at least half of the class's 
 VERDICT_RULES = (
     ("boundary", f"boundary errors >= {BOUNDARY_SHARE:.0%} of the class's errors"),
     ("small objects", f"small-object recall < {SMALL_RECALL:.0%} and >= {SMALL_GAP:.0%} below "
-                      f"larger objects' (>= {SMALL_MIN_OBJECTS} small objects)"),
+                      f"larger objects' (>= {SMALL_MIN_OBJECTS} small objects), and missed "
+                      f"objects >= {SMALL_ERROR_SHARE:.0%} of the errors"),
     ("under-prediction", f"true share < {RARE_SHARE:.0%} and predicted/true share < "
                          f"{UNDER_RATIO}"),
     ("confusion", f"one other class involved in >= {CONFUSION_SHARE:.0%} of the false pixels"),
@@ -409,13 +411,17 @@ def _verdict(row: dict[str, Any]) -> tuple[str, str]:
         return "boundary", f"boundary errors are {boundary:.0%} of the errors (IoU {iou:.3f})"
     recall, counts = row["object_recall"], row["true_objects"]
     larger = [recall[s] for s in ("medium", "large") if not math.isnan(recall[s])]
-    # Only a gap to larger objects of the same class makes small objects the cause; a class
-    # whose objects are all small is judged by the other rules.
+    # Only a gap to larger objects of the same class makes small objects the cause (a class
+    # whose objects are all small is judged by the other rules), and only if the missed objects
+    # weigh in the errors (an over-predicted class misses small fragments too).
+    missed = shares["fn_segment"] / error_total
     if (counts["small"] >= SMALL_MIN_OBJECTS and recall["small"] < SMALL_RECALL
-            and larger and max(larger) - recall["small"] >= SMALL_GAP):
+            and larger and max(larger) - recall["small"] >= SMALL_GAP
+            and missed >= SMALL_ERROR_SHARE):
         return "small objects", (f"small-object recall {recall['small']:.0%} over "
                                  f"{counts['small']} objects; larger objects "
-                                 + ", ".join(f"{r:.0%}" for r in larger))
+                                 + ", ".join(f"{r:.0%}" for r in larger)
+                                 + f"; missed objects are {missed:.0%} of the errors")
     if row["true_share"] < RARE_SHARE and row["share_ratio"] < UNDER_RATIO:
         return "under-prediction", (f"{row['true_share']:.2%} of the pixels, predicted at "
                                     f"{row['share_ratio']:.2f}x its true share")
