@@ -8,6 +8,7 @@ computed with numpy from those arrays), never taken from the loader's own output
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,10 @@ from unetseg.data.sources import DataConfig, build_datasets, build_eval_dataset
 from unetseg.data.synthetic import SyntheticShapes
 from unetseg.data.transforms import TrainTransform
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+# The shared copies of CamVid and ISBI live beside the checkout (../shared/datasets); a clone
+# elsewhere can point UNETSEG_DATASETS at them. Tests on them skip when they are absent.
+DATASETS = Path(os.environ.get("UNETSEG_DATASETS",
+                               Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 ISBI_ROOT = DATASETS / "isbi2012-membrane"
 CAMVID_ROOT = DATASETS / "camvid"
 
