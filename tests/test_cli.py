@@ -23,9 +23,11 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
     return dict(action.choices)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export", "inspect", "demo"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export", "inspect", "pick",
+                                     "demo"])
 def test_help_explains_every_flag_with_its_default(command):
-    assert set(subcommands()) == {"train", "evaluate", "predict", "export", "inspect", "demo"}
+    assert set(subcommands()) == {"train", "evaluate", "predict", "export", "inspect", "pick",
+                                  "demo"}
     parser = subcommands()[command]
     flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
     assert flags

@@ -7,6 +7,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from . import picker
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 __all__ = ["main", "build_parser"]
@@ -278,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--out", required=True, help="folder for report.html and report.json "
                                                       "(default: none, required)")
     inspect.set_defaults(run=_inspect)
+
+    pick = commands.add_parser("pick", help="which segmentation task and architecture fit your "
+                                            "problem (asks what the flags leave out)")
+    picker.add_arguments(pick)
+    pick.set_defaults(run=lambda args: picker.run(args))
 
     export = commands.add_parser("export", help="export a checkpoint to ONNX")
     export.add_argument("checkpoint", help="a .safetensors checkpoint (default: none, required)")
