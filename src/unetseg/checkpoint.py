@@ -152,6 +152,14 @@ def load_model(
     if config is None:
         raise ValueError(f"{path} holds no model_config: expected a unetseg model checkpoint")
     model = UNet.from_config(config)
+    names = checkpoint.metadata.get("class_names")
+    if names is not None:
+        outputs = 1 if checkpoint.metadata.get("binary") else len(names)
+        if outputs != model.config.num_classes:
+            raise ValueError(
+                f"{path}: metadata names {len(names)} classes ({', '.join(names)}), which "
+                f"needs {outputs} output channel(s), but the model has "
+                f"{model.config.num_classes}")
     weights = checkpoint.section("model")
     expected = model.state_dict()
     for name, tensor in expected.items():

@@ -49,6 +49,8 @@ TRAIN_FLAGS = [
     ("train", "grad_clip", float, "max gradient norm (0 = no clipping)"),
     ("train", "precision", str, "auto, fp32, bf16 or fp16 (CUDA); auto = bf16 where native"),
     ("train", "seed", int, "seed of the initial weights, the shuffling and dropout"),
+    ("train", "max_nonfinite", int, "stop after this many non-finite losses in a row (each "
+                                    "is skipped)"),
     ("train", "patience", int, "stop after this many epochs without a better val mIoU (0 = off)"),
     ("train", "device", str, "cpu, cuda, cuda:1, ... (default: CUDA if available)"),
 ]
@@ -311,10 +313,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:
-        # Bad input (data, config, checkpoint) is reported plainly; bugs keep their traceback.
+    except (ValueError, OSError) as error:
+        # Bad input (data, config, checkpoint) and a failing disk are reported plainly, naming
+        # the file; bugs keep their traceback.
         print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        from .train import TrainingDiverged
+
+        if not isinstance(error, TrainingDiverged):
+            raise
+        print(f"unetseg {args.command}: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class TrainConfig:
     channels_last: bool = True
     seed: int = 0
     patience: int = 0                 # epochs without a better val mIoU before stopping; 0 = off
+    max_nonfinite: int = 5            # stop after this many non-finite losses in a row
     device: str | None = None
     tensorboard: bool = False
     progress: bool = True

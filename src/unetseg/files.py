@@ -36,6 +36,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(file.fileno())
         os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
+    except OSError as error:                 # a full disk, a quota, a vanished folder
+        Path(temporary).unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}; any "
+                                   f"earlier version of it is intact") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

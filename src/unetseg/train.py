@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,13 @@ from .model import UNet
 from .report import plot_curves
 from .runtime import autocast, pick_device, pick_precision, tune_malloc
 
-__all__ = ["FitResult", "fit", "lr_factor", "median_frequency_weights"]
+__all__ = ["FitResult", "TrainingDiverged", "fit", "lr_factor", "median_frequency_weights"]
+
+PREVIOUS_NAME = "previous.safetensors"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss was not finite for too many steps in a row; the last good checkpoint stays."""
 
 
 @dataclass
@@ -163,6 +170,18 @@ def _train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx) -> tuple[
         loss = compute_loss(cfg.loss, logits.float(), masks, ctx["ignore_index"],
                             cfg.dice_weight, ctx["class_weights"])
         optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            # Skip the step (no update from a NaN/Inf gradient), but keep the schedule on time.
+            ctx["skipped"] += 1
+            ctx["bad_in_a_row"] += 1
+            scheduler.step()
+            if ctx["bad_in_a_row"] >= cfg.max_nonfinite:
+                raise TrainingDiverged(
+                    f"the loss was not finite for {ctx['bad_in_a_row']} steps in a row (epoch "
+                    f"{ctx['epoch'] + 1}); stopped. The last good checkpoint is in "
+                    f"{cfg.out}; try a lower --lr or --precision fp32")
+            continue
+        ctx["bad_in_a_row"] = 0
         scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
             scaler.unscale_(optimizer)
@@ -183,10 +202,11 @@ def _check_run_dir(run_dir: Path, resume: bool) -> Path:
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--out {run_dir} is a file; expected a folder for the run")
     last_path = run_dir / "last.safetensors"
-    if not resume and last_path.exists():
+    previous = run_dir / PREVIOUS_NAME
+    if not resume and (last_path.exists() or previous.exists()):
         raise ValueError(f"{run_dir} already holds a run ({last_path.name}); pass --resume to "
                          f"continue it or choose another --out")
-    if resume and not last_path.exists():
+    if resume and not (last_path.exists() or previous.exists()):
         raise ValueError(f"cannot resume: {last_path} does not exist")
     return last_path
 
@@ -204,9 +224,32 @@ def _build_model(config: RunConfig, data: Datasets, device: torch.device) -> UNe
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
+def _readable_checkpoint(last_path: Path):
+    """The run's last checkpoint, or the one before it when the last is missing or unreadable
+    (a kill between the two renames of `_save_last`, a truncated copy, a corrupt disk)."""
+    previous = last_path.with_name(PREVIOUS_NAME)
+    try:
+        return load_checkpoint(last_path)
+    except (FileNotFoundError, ValueError) as error:
+        if not previous.exists():
+            raise
+        print(f"{last_path} is unusable ({error}); resuming from {previous.name}")
+        return load_checkpoint(previous)
+
+
+def _save_last(last_path: Path, model, metadata: dict, optimizer) -> None:
+    """Write the resume checkpoint, keeping the one before it as ``previous.safetensors``:
+    whatever happens during the write, one good checkpoint stays on disk."""
+    staged = last_path.with_name(".staged-" + last_path.name)
+    save_checkpoint(staged, model, metadata, optimizer, {"rng.torch": torch.get_rng_state()})
+    if last_path.exists():
+        os.replace(last_path, last_path.with_name(PREVIOUS_NAME))
+    os.replace(staged, last_path)
+
+
 def _restore(last_path: Path, model, optimizer, scheduler, scaler) -> dict:
     """Load a run's last checkpoint into the training objects; returns its training state."""
-    checkpoint = load_checkpoint(last_path)
+    checkpoint = _readable_checkpoint(last_path)
     model.load_state_dict(checkpoint.section("model"))
     restore_optimizer(checkpoint, optimizer)
     state = checkpoint.metadata["training"]
@@ -226,6 +269,10 @@ def _epoch_row(epoch: int, train_loss: float, train_miou: float, val, lr: float,
             "val_mean_bf1": val.mean_boundary_f1,
             "val_iou": val.scores.iou.tolist(), "val_bf1": val.boundary_f1.tolist(),
             "lr": lr, "seconds": round(seconds, 2)}
+
+
+def _skipped_note(ctx: dict) -> str:
+    return f"  ({ctx['skipped']} non-finite steps skipped so far)" if ctx["skipped"] else ""
 
 
 def fit(config: RunConfig, resume: bool = False) -> FitResult:
@@ -260,7 +307,8 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
 
     ctx = {"config": config, "device": device, "precision": precision,
            "num_classes": data.spec.num_classes, "ignore_index": data.spec.ignore_index,
-           "class_weights": None if class_weights is None else class_weights.to(device)}
+           "class_weights": None if class_weights is None else class_weights.to(device),
+           "skipped": 0, "bad_in_a_row": 0}
     writer = _open_tensorboard(run_dir) if cfg.tensorboard else None
     for epoch in range(state["epoch"], cfg.epochs):
         start = time.perf_counter()
@@ -281,8 +329,7 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
         state.update(epoch=epoch + 1, scheduler=scheduler.state_dict(),
                      scaler=scaler.state_dict() if scaler.is_enabled() else None)
         metadata = _metadata(config, data, precision, state)
-        save_checkpoint(last_path, model, metadata, optimizer,
-                        {"rng.torch": torch.get_rng_state()})
+        _save_last(last_path, model, metadata, optimizer)
         if improved:
             save_checkpoint(run_dir / "best.safetensors", model, metadata)
         _write_logs(run_dir, state["history"], data.spec.class_names)
@@ -291,7 +338,7 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
         print(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f}  "
               f"val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
               f"pixel acc {val.scores.pixel_accuracy:.4f}  ({row['seconds']:.0f} s)"
-              + ("  *best*" if improved else ""), flush=True)
+              + ("  *best*" if improved else "") + _skipped_note(ctx), flush=True)
         if cfg.patience and state["bad_epochs"] >= cfg.patience:
             print(f"early stop: no better validation mIoU for {cfg.patience} epochs")
             break

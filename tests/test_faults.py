@@ -1,0 +1,246 @@
+"""Faults: a run killed at any moment resumes to the same weights, a corrupt last checkpoint
+falls back to the one before, non-finite losses are skipped then stop the run, a full disk
+leaves the previous checkpoint intact, and a pickle posing as a checkpoint never runs."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import unetseg.files as files_module
+import unetseg.train as train_module
+from unetseg.checkpoint import load_checkpoint, load_model, save_checkpoint
+from unetseg.cli import main
+from unetseg.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from unetseg.model import UNet
+from unetseg.train import TrainingDiverged, fit
+
+FLAGS = ["--data", "synthetic", "--size", "32", "--train-samples", "64", "--val-samples", "8",
+         "--base", "4", "--batch-size", "8", "--quiet"]
+
+
+def config(out, epochs: int = 3, **train) -> RunConfig:
+    return RunConfig(
+        data=DataConfig(source="synthetic", size=32, batch_size=8, train_samples=48,
+                        val_samples=8),
+        model=ModelConfig(base=4),
+        train=TrainConfig(**{"out": str(out), "epochs": epochs, "progress": False, **train}),
+    )
+
+
+def weights(path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(path).items() if k.startswith("model.")}
+
+
+def assert_same_weights(a, b) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+
+
+# --- kill -9 at any moment -----------------------------------------------------------------------
+
+def train_command(run, epochs: int, resume: bool = False) -> list[str]:
+    if resume:
+        return [sys.executable, "-m", "unetseg", "train", "--resume", str(run)]
+    return [sys.executable, "-m", "unetseg", "train", *FLAGS, "--epochs", str(epochs),
+            "--out", str(run)]
+
+
+def epochs_logged(run) -> int:
+    path = run / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """An uninterrupted 6-epoch run by the command line."""
+    run = tmp_path_factory.mktemp("whole") / "run"
+    subprocess.run(train_command(run, 6), check=True, capture_output=True)
+    return run
+
+
+@pytest.mark.parametrize("after_epochs,delay", [(0, 0.0), (1, 0.05), (2, 0.2)])
+def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, whole, after_epochs,
+                                                                 delay):
+    run = tmp_path / "killed"
+    process = subprocess.Popen(train_command(run, 6), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while epochs_logged(run) < after_epochs and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    time.sleep(delay)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    if not (run / "last.safetensors").exists() and not (run / "previous.safetensors").exists():
+        subprocess.run(train_command(run, 6), check=True, capture_output=True)   # nothing saved
+    else:
+        subprocess.run(train_command(run, 6, resume=True), check=True, capture_output=True)
+    assert_same_weights(whole / "last.safetensors", run / "last.safetensors")
+    assert epochs_logged(run) == 6
+    assert not list(run.glob(".*.tmp"))
+
+
+# --- interrupted and failed writes -----------------------------------------------------------------
+
+def interrupt_after(monkeypatch, epochs: int) -> None:
+    real = train_module._write_logs
+    calls = []
+
+    def write_then_stop(run_dir, history, class_names):
+        real(run_dir, history, class_names)
+        calls.append(1)
+        if len(calls) == epochs:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_write_logs", write_then_stop)
+
+
+def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, capsys):
+    whole = fit(config(tmp_path / "whole"))
+    cfg = config(tmp_path / "run")
+    interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg)
+    monkeypatch.undo()
+    last = tmp_path / "run" / "last.safetensors"
+    last.write_bytes(last.read_bytes()[: 1000])                  # truncated
+    with pytest.raises(ValueError, match=r"last.safetensors is not a readable safetensors"):
+        load_checkpoint(last)
+    fit(cfg, resume=True)
+    assert "resuming from previous.safetensors" in capsys.readouterr().out
+    assert_same_weights(whole.run_dir / "last.safetensors", last)
+
+
+def test_an_interrupted_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    files_module.atomic_write_text(target, "old")
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files_module.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        files_module.atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_full_disk_stops_training_with_a_clear_error_and_the_last_checkpoint_intact(
+        tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    interrupt_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(run))
+    monkeypatch.undo()
+    before = weights(run / "last.safetensors")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files_module.os, "fsync", no_space)
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "No space left on device" in err and "intact" in err
+    monkeypatch.undo()
+    after = weights(run / "last.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- non-finite losses -----------------------------------------------------------------------------
+
+def nan_loss_on(monkeypatch, bad_steps) -> None:
+    real = train_module.compute_loss
+    step = {"n": 0}
+
+    def maybe_nan(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        step["n"] += 1
+        return loss * float("nan") if bad_steps(step["n"]) else loss
+
+    monkeypatch.setattr(train_module, "compute_loss", maybe_nan)
+
+
+def test_non_finite_losses_are_skipped_and_counted(tmp_path, monkeypatch, capsys):
+    nan_loss_on(monkeypatch, lambda n: n in (2, 3, 8))
+    result = fit(config(tmp_path / "run", epochs=2))
+    assert "3 non-finite steps skipped so far" in capsys.readouterr().out
+    model, _ = load_model(result.run_dir / "last.safetensors")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_too_many_non_finite_losses_in_a_row_stop_the_run_keeping_the_good_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    nan_loss_on(monkeypatch, lambda n: n > 6)                   # epoch 1 has 6 steps
+    run = tmp_path / "run"
+    assert main(["train", *FLAGS, "--train-samples", "48", "--epochs", "3", "--max-nonfinite",
+                 "4", "--out", str(run)]) == 3
+    err = capsys.readouterr().err
+    assert "not finite for 4 steps in a row (epoch 2)" in err and str(run) in err
+    state = load_checkpoint(run / "last.safetensors").metadata["training"]
+    assert state["epoch"] == 1
+    with pytest.raises(TrainingDiverged):
+        fit(replace(config(tmp_path / "again"), train=replace(config(tmp_path).train,
+                                                              out=str(tmp_path / "again"),
+                                                              max_nonfinite=2)))
+
+
+# --- safe loading ----------------------------------------------------------------------------------
+
+class RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_renamed_to_a_checkpoint_is_refused_and_never_runs(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    fake = tmp_path / "run" / "last.safetensors"
+    fake.parent.mkdir()
+    torch.save({"model": RunsACommand(marker)}, fake)
+    with pytest.raises(ValueError, match=r"last.safetensors is not a readable safetensors "
+                                         r"checkpoint .* never unpickled"):
+        load_checkpoint(fake)
+    assert main(["evaluate", str(fake)]) == 2
+    assert main(["train", "--resume", str(fake.parent)]) == 2
+    assert not marker.exists()
+    assert "not a readable safetensors checkpoint" in capsys.readouterr().err
+
+
+def test_metadata_that_contradicts_the_weights_is_refused_naming_the_mismatch(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(path, UNet(3, 3, base=4), {"class_names": ["a", "b", "c", "d"],
+                                               "colours": [[0, 0, 0]] * 4})
+    with pytest.raises(ValueError, match=r"names 4 classes \(a, b, c, d\), which needs 4 output "
+                                         r"channel\(s\), but the model has 3"):
+        load_model(path)
+    doc = load_checkpoint(path).metadata
+    assert doc["schema_version"] == 1
+    data = path.read_bytes()
+    header_length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_length])
+    meta = json.loads(header["__metadata__"]["unetseg"])
+    meta["schema_version"] = 99
+    header["__metadata__"]["unetseg"] = json.dumps(meta)
+    new_header = json.dumps(header).encode()
+    new_header += b" " * (-len(new_header) % 8)
+    (tmp_path / "future.safetensors").write_bytes(
+        len(new_header).to_bytes(8, "little") + new_header + data[8 + header_length:])
+    with pytest.raises(ValueError, match=r"future.safetensors has checkpoint schema version 99"):
+        load_checkpoint(tmp_path / "future.safetensors")
