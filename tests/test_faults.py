@@ -244,3 +244,54 @@ def test_metadata_that_contradicts_the_weights_is_refused_naming_the_mismatch(tm
         len(new_header).to_bytes(8, "little") + new_header + data[8 + header_length:])
     with pytest.raises(ValueError, match=r"future.safetensors has checkpoint schema version 99"):
         load_checkpoint(tmp_path / "future.safetensors")
+
+
+# --- mid-epoch checkpoints, SIGTERM and SIGINT ---------------------------------------------------
+
+def test_a_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint_exactly(tmp_path,
+                                                                            monkeypatch):
+    whole = fit(config(tmp_path / "whole", checkpoint_every=2))
+    run = config(tmp_path / "run", checkpoint_every=2)
+    real_save = train_module._save_last
+    saves = []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(1)
+        # 6 batches an epoch, a checkpoint every 2: saves 1-2 are inside epoch 1, save 3 ends
+        # it, save 4 is after batch 2 of epoch 2.
+        if len(saves) == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save_last", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(run)
+    monkeypatch.undo()
+    state = load_checkpoint(tmp_path / "run" / "last.safetensors").metadata["training"]
+    assert state["in_epoch"]["batches"] > 0                   # really stopped inside an epoch
+    resumed = fit(run, resume=True)
+    assert_same_weights(whole.run_dir / "last.safetensors", resumed.run_dir / "last.safetensors")
+    strip = lambda history: [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+    assert strip(resumed.history) == strip(whole.history)    # training loss and mIoU too
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_finishes_the_step_checkpoints_and_says_how_to_resume(tmp_path,
+                                                                              signal_number):
+    flags = ["--train-samples", "160", "--checkpoint-every", "5"]
+    whole = tmp_path / "whole"
+    subprocess.run([*train_command(whole, 3), *flags], check=True, capture_output=True)
+    run = tmp_path / "run"
+    process = subprocess.Popen([*train_command(run, 3), *flags], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    while epochs_logged(run) < 1 and process.poll() is None:
+        time.sleep(0.005)
+    time.sleep(0.1)
+    assert process.poll() is None, "the run ended before the signal"
+    process.send_signal(signal_number)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal_number
+    assert f"stopped by {signal.Signals(signal_number).name}" in err
+    assert f"unetseg train --resume {run}" in err
+    subprocess.run(train_command(run, 3, resume=True), check=True, capture_output=True)
+    assert_same_weights(whole / "last.safetensors", run / "last.safetensors")

@@ -49,6 +49,8 @@ TRAIN_FLAGS = [
     ("train", "grad_clip", float, "max gradient norm (0 = no clipping)"),
     ("train", "precision", str, "auto, fp32, bf16 or fp16 (CUDA); auto = bf16 where native"),
     ("train", "seed", int, "seed of the initial weights, the shuffling and dropout"),
+    ("train", "checkpoint_every", int, "also write the resume checkpoint every N batches "
+                                       "(0 = once per epoch)"),
     ("train", "max_nonfinite", int, "stop after this many non-finite losses in a row (each "
                                     "is skipped)"),
     ("train", "patience", int, "stop after this many epochs without a better val mIoU (0 = off)"),
@@ -319,8 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
-        from .train import TrainingDiverged
+        from .train import TrainingDiverged, TrainingInterrupted
 
+        if isinstance(error, TrainingInterrupted):
+            print(f"unetseg {args.command}: {error}", file=sys.stderr)
+            return 128 + error.signal           # the shell's convention for a signal
         if not isinstance(error, TrainingDiverged):
             raise
         print(f"unetseg {args.command}: {error}", file=sys.stderr)

@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     patience: int = 0                 # epochs without a better val mIoU before stopping; 0 = off
     max_nonfinite: int = 5            # stop after this many non-finite losses in a row
+    checkpoint_every: int = 0         # also checkpoint every N batches within an epoch; 0 = off
     device: str | None = None
     tensorboard: bool = False
     progress: bool = True

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
@@ -30,13 +33,52 @@ from .model import UNet
 from .report import plot_curves
 from .runtime import autocast, pick_device, pick_precision, tune_malloc
 
-__all__ = ["FitResult", "TrainingDiverged", "fit", "lr_factor", "median_frequency_weights"]
+__all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "fit", "lr_factor", "median_frequency_weights"]
 
 PREVIOUS_NAME = "previous.safetensors"
 
 
 class TrainingDiverged(RuntimeError):
     """The loss was not finite for too many steps in a row; the last good checkpoint stays."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGINT stopped the run after a checkpoint; ``signal`` is the number."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal = signal_number
+
+
+class _StopSignals:
+    """While active, SIGTERM (a cluster pre-empting the job) and SIGINT (Ctrl-C) only ask the
+    run to stop: it finishes the current step, writes a checkpoint and raises
+    `TrainingInterrupted`. A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, number, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = number
+
+    def interrupted(self, run_dir: Path, where: str) -> TrainingInterrupted:
+        name = signal.Signals(self.signal).name
+        return TrainingInterrupted(f"stopped by {name} after {where}; the checkpoint is saved. "
+                                   f"Continue with: unetseg train --resume {run_dir}",
+                                   self.signal)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGTERM, signal.SIGINT):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 @dataclass
@@ -72,15 +114,30 @@ def median_frequency_weights(class_pixels: list[int]) -> list[float]:
 
 # --- fit -------------------------------------------------------------------------------------
 
-def _loaders(data: Datasets, config: RunConfig, epoch: int, device: torch.device):
-    """The epoch's loaders. The shuffle order is a function of (seed, epoch), so a resumed run
-    sees the same batches as an uninterrupted one."""
+class _EpochOrder(Sampler):
+    """The epoch's shuffled order (a function of seed and epoch), from sample ``start`` on:
+    a run resumed in the middle of an epoch sees exactly the batches it had not trained on."""
+
+    def __init__(self, length: int, seed: int, start: int = 0) -> None:
+        self.length, self.seed, self.start = length, seed, start
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        return iter(torch.randperm(self.length, generator=generator).tolist()[self.start:])
+
+    def __len__(self) -> int:
+        return self.length - self.start
+
+
+def _loaders(data: Datasets, config: RunConfig, epoch: int, device: torch.device,
+             skip_batches: int = 0):
+    """The epoch's loaders, the training one without its first ``skip_batches`` batches."""
     cfg = config.data
-    generator = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
     data.train.set_epoch(epoch)
     pin = device.type == "cuda"
-    train = DataLoader(data.train, batch_size=cfg.batch_size,
-                       sampler=RandomSampler(data.train, generator=generator),
+    order = _EpochOrder(len(data.train), config.train.seed * 100_003 + epoch,
+                        skip_batches * cfg.batch_size)
+    train = DataLoader(data.train, batch_size=cfg.batch_size, sampler=order,
                        num_workers=cfg.workers, pin_memory=pin,
                        drop_last=len(data.train) > cfg.batch_size)
     # Validation images of different sizes cannot share a batch.
@@ -155,15 +212,32 @@ def _log_tensorboard(writer, row: dict, class_names) -> None:
     writer.flush()
 
 
-def _train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx) -> tuple[float, float]:
-    """One pass over ``loader``; returns (mean loss, running mIoU of the training batches)."""
+@dataclass
+class _EpochProgress:
+    """How far the current epoch got: kept in mid-epoch checkpoints so that a resumed epoch
+    reports the same training loss and mIoU as one never interrupted."""
+
+    matrix: ConfusionMatrix
+    loss_sum: float = 0.0
+    steps: int = 0          # optimiser steps taken
+    batches: int = 0        # batches consumed, skipped non-finite ones included
+
+    def to_json(self) -> dict:
+        return {"loss_sum": self.loss_sum, "steps": self.steps, "batches": self.batches}
+
+
+def _train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx,
+                     progress: _EpochProgress) -> tuple[float, float]:
+    """The rest of the epoch; returns (mean loss, running mIoU of the training batches).
+    After every batch, ``ctx["after_batch"](progress)`` may checkpoint or stop the run."""
     cfg, device = ctx["config"].train, ctx["device"]
     model.train()
-    matrix = ConfusionMatrix(ctx["num_classes"], ctx["ignore_index"], device)
-    total, steps = 0.0, 0
+    matrix = progress.matrix
     bar = tqdm(loader, desc=f"epoch {ctx['epoch'] + 1}/{cfg.epochs}", leave=False,
-               disable=not cfg.progress)
+               disable=not cfg.progress, initial=progress.batches,
+               total=progress.batches + len(loader))
     for images, masks in bar:
+        progress.batches += 1
         masks = masks.to(device, non_blocking=True)
         with autocast(device, ctx["precision"]):
             logits = model(prepare_images(images, device, cfg.channels_last))
@@ -180,6 +254,7 @@ def _train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx) -> tuple[
                     f"the loss was not finite for {ctx['bad_in_a_row']} steps in a row (epoch "
                     f"{ctx['epoch'] + 1}); stopped. The last good checkpoint is in "
                     f"{cfg.out}; try a lower --lr or --precision fp32")
+            ctx["after_batch"](progress)
             continue
         ctx["bad_in_a_row"] = 0
         scaler.scale(loss).backward()
@@ -189,12 +264,14 @@ def _train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx) -> tuple[
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        total += loss.item()
-        steps += 1
+        progress.loss_sum += loss.item()
+        progress.steps += 1
         matrix.update(predict_labels(logits.detach()), masks)
-        if steps % 10 == 0 or steps == len(loader):
-            bar.set_postfix(loss=f"{total / steps:.4f}", miou=f"{matrix.compute().miou:.3f}")
-    return total / max(steps, 1), matrix.compute().miou
+        if progress.steps % 10 == 0:
+            bar.set_postfix(loss=f"{progress.loss_sum / progress.steps:.4f}",
+                            miou=f"{matrix.compute().miou:.3f}")
+        ctx["after_batch"](progress)
+    return progress.loss_sum / max(progress.steps, 1), matrix.compute().miou
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> Path:
@@ -237,18 +314,23 @@ def _readable_checkpoint(last_path: Path):
         return load_checkpoint(previous)
 
 
-def _save_last(last_path: Path, model, metadata: dict, optimizer) -> None:
+def _save_last(last_path: Path, model, metadata: dict, optimizer,
+               progress: _EpochProgress | None = None) -> None:
     """Write the resume checkpoint, keeping the one before it as ``previous.safetensors``:
     whatever happens during the write, one good checkpoint stays on disk."""
     staged = last_path.with_name(".staged-" + last_path.name)
-    save_checkpoint(staged, model, metadata, optimizer, {"rng.torch": torch.get_rng_state()})
+    extra = {"rng.torch": torch.get_rng_state()}
+    if progress is not None:
+        extra["train.matrix"] = progress.matrix.matrix
+    save_checkpoint(staged, model, metadata, optimizer, extra)
     if last_path.exists():
         os.replace(last_path, last_path.with_name(PREVIOUS_NAME))
     os.replace(staged, last_path)
 
 
-def _restore(last_path: Path, model, optimizer, scheduler, scaler) -> dict:
-    """Load a run's last checkpoint into the training objects; returns its training state."""
+def _restore(last_path: Path, model, optimizer, scheduler, scaler):
+    """Load a run's last checkpoint into the training objects; returns its training state and
+    the checkpoint."""
     checkpoint = _readable_checkpoint(last_path)
     model.load_state_dict(checkpoint.section("model"))
     restore_optimizer(checkpoint, optimizer)
@@ -257,7 +339,7 @@ def _restore(last_path: Path, model, optimizer, scheduler, scaler) -> dict:
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(checkpoint.tensors["rng.torch"])
-    return state
+    return state, checkpoint
 
 
 def _epoch_row(epoch: int, train_loss: float, train_miou: float, val, lr: float,
@@ -297,9 +379,15 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     class_weights = _class_weights(config, data)
 
+    new_progress = lambda: _EpochProgress(  # noqa: E731
+        ConfusionMatrix(data.spec.num_classes, data.spec.ignore_index, device))
+    progress = new_progress()
     if resume:
-        state = _restore(last_path, model, optimizer, scheduler, scaler)
-        print(f"resuming {run_dir} after epoch {state['epoch']}")
+        state, checkpoint = _restore(last_path, model, optimizer, scheduler, scaler)
+        if state.get("in_epoch"):
+            progress = _EpochProgress(progress.matrix, **state["in_epoch"])
+            progress.matrix.matrix = checkpoint.tensors["train.matrix"].to(device)
+        print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {progress.batches + 1}")
     else:
         state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -309,39 +397,61 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
            "num_classes": data.spec.num_classes, "ignore_index": data.spec.ignore_index,
            "class_weights": None if class_weights is None else class_weights.to(device),
            "skipped": 0, "bad_in_a_row": 0}
-    writer = _open_tensorboard(run_dir) if cfg.tensorboard else None
-    for epoch in range(state["epoch"], cfg.epochs):
-        start = time.perf_counter()
-        ctx["epoch"] = epoch
-        train_loader, val_loader = _loaders(data, config, epoch, device)
-        train_loss, train_miou = _train_one_epoch(model, train_loader, optimizer, scheduler,
-                                                  scaler, ctx)
-        val = evaluate(model, val_loader, data.spec.num_classes, data.spec.ignore_index, device,
-                       precision, cfg.loss, cfg.channels_last, cfg.progress)
-        row = _epoch_row(epoch, train_loss, train_miou, val, optimizer.param_groups[0]["lr"],
-                         time.perf_counter() - start)
-        state["history"].append(row)
-        improved = val.scores.miou > state["best_miou"]
-        if improved:
-            state.update(best_miou=val.scores.miou, best_epoch=epoch + 1, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        state.update(epoch=epoch + 1, scheduler=scheduler.state_dict(),
+
+    def checkpoint_mid_epoch(progress: _EpochProgress) -> None:
+        state.update(in_epoch=progress.to_json(), scheduler=scheduler.state_dict(),
                      scaler=scaler.state_dict() if scaler.is_enabled() else None)
-        metadata = _metadata(config, data, precision, state)
-        _save_last(last_path, model, metadata, optimizer)
-        if improved:
-            save_checkpoint(run_dir / "best.safetensors", model, metadata)
-        _write_logs(run_dir, state["history"], data.spec.class_names)
-        if writer is not None:
-            _log_tensorboard(writer, row, data.spec.class_names)
-        print(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f}  "
-              f"val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
-              f"pixel acc {val.scores.pixel_accuracy:.4f}  ({row['seconds']:.0f} s)"
-              + ("  *best*" if improved else "") + _skipped_note(ctx), flush=True)
-        if cfg.patience and state["bad_epochs"] >= cfg.patience:
-            print(f"early stop: no better validation mIoU for {cfg.patience} epochs")
-            break
+        _save_last(last_path, model, _metadata(config, data, precision, state), optimizer,
+                   progress)
+
+    def after_batch(progress: _EpochProgress) -> None:
+        unfinished = progress.batches < steps_per_epoch
+        every = cfg.checkpoint_every
+        if unfinished and (stop.signal or (every and progress.batches % every == 0)):
+            checkpoint_mid_epoch(progress)
+        if stop.signal and unfinished:
+            raise stop.interrupted(run_dir, f"epoch {ctx['epoch'] + 1}, batch "
+                                            f"{progress.batches}")
+
+    ctx["after_batch"] = after_batch
+    writer = _open_tensorboard(run_dir) if cfg.tensorboard else None
+    stop = _StopSignals()
+    with stop:
+        for epoch in range(state["epoch"], cfg.epochs):
+            start = time.perf_counter()
+            ctx["epoch"] = epoch
+            train_loader, val_loader = _loaders(data, config, epoch, device, progress.batches)
+            train_loss, train_miou = _train_one_epoch(model, train_loader, optimizer, scheduler,
+                                                      scaler, ctx, progress)
+            progress = new_progress()
+            val = evaluate(model, val_loader, data.spec.num_classes, data.spec.ignore_index,
+                           device, precision, cfg.loss, cfg.channels_last, cfg.progress)
+            row = _epoch_row(epoch, train_loss, train_miou, val,
+                             optimizer.param_groups[0]["lr"], time.perf_counter() - start)
+            state["history"].append(row)
+            improved = val.scores.miou > state["best_miou"]
+            if improved:
+                state.update(best_miou=val.scores.miou, best_epoch=epoch + 1, bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
+            state.update(epoch=epoch + 1, in_epoch=None, scheduler=scheduler.state_dict(),
+                         scaler=scaler.state_dict() if scaler.is_enabled() else None)
+            metadata = _metadata(config, data, precision, state)
+            _save_last(last_path, model, metadata, optimizer)
+            if improved:
+                save_checkpoint(run_dir / "best.safetensors", model, metadata)
+            _write_logs(run_dir, state["history"], data.spec.class_names)
+            if writer is not None:
+                _log_tensorboard(writer, row, data.spec.class_names)
+            print(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f}  "
+                  f"val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
+                  f"pixel acc {val.scores.pixel_accuracy:.4f}  ({row['seconds']:.0f} s)"
+                  + ("  *best*" if improved else "") + _skipped_note(ctx), flush=True)
+            if cfg.patience and state["bad_epochs"] >= cfg.patience:
+                print(f"early stop: no better validation mIoU for {cfg.patience} epochs")
+                break
+            if stop.signal and epoch + 1 < cfg.epochs:
+                raise stop.interrupted(run_dir, f"epoch {epoch + 1}")
     if writer is not None:
         writer.close()
     return FitResult(run_dir, state["history"], state["best_miou"], state["best_epoch"])
