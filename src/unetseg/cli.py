@@ -86,6 +86,12 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                                                         "tensorboard, if installed (default: off)")
     parser.add_argument("--quiet", dest="train.progress", action="store_false",
                         default=argparse.SUPPRESS, help="no progress bars (default: shown)")
+    parser.add_argument("--sync-batchnorm", dest="train.sync_batchnorm", action="store_true",
+                        default=argparse.SUPPRESS, help="with several processes, BatchNorm "
+                        "statistics over the global batch (default: per process)")
+    parser.add_argument("--nproc", type=int, default=1, help="train with this many processes "
+                        "on this machine through torchrun (DDP; gloo on CPU, NCCL on GPUs); "
+                        "--batch-size stays the global batch (default: 1)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from "
                                                            "its last checkpoint, with its "
                                                            "config (default: a new run)")
@@ -99,7 +105,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     elif args.config:
         values = RunConfig.from_yaml(args.config).to_dict()
     for key, value in vars(args).items():
-        if "." in key:
+        if "." in key and key != "argv":
             section, name = key.split(".")
             if name == "classes":
                 value = tuple(v.strip() for v in value.split(","))
@@ -109,9 +115,35 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(values)
 
 
+def _relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
+    """``unetseg train --nproc N ...`` becomes ``torchrun --standalone --nproc_per_node N -m
+    unetseg train ...``: PyTorch's own launcher starts the processes and their rendezvous. The
+    launcher replaces this process, so SIGTERM and Ctrl-C reach it, and through it every rank."""
+    import os
+
+    rest, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            rest.append(item)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", "-m", "unetseg", *rest]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return 0                                   # not reached: execv does not return
+
+
 def _train(args: argparse.Namespace) -> int:
+    import os
+
     from .train import fit
 
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_with_torchrun(args.nproc, args.argv)
     config = config_from_args(args)
     result = fit(config, resume=bool(args.resume))
     print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
@@ -312,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.run(args)
     except (ValueError, OSError) as error:

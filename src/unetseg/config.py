@@ -50,6 +50,7 @@ class TrainConfig:
     patience: int = 0                 # epochs without a better val mIoU before stopping; 0 = off
     max_nonfinite: int = 5            # stop after this many non-finite losses in a row
     checkpoint_every: int = 0         # also checkpoint every N batches within an epoch; 0 = off
+    sync_batchnorm: bool = False      # DDP: BatchNorm statistics over the global batch
     device: str | None = None
     tensorboard: bool = False
     progress: bool = True

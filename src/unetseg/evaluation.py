@@ -100,6 +100,13 @@ def evaluate(
                 inspector.add(pred, truth, image_name(loader.dataset,
                                                         len(inspector.image_names)))
     model.train(was_training)
+    # Under DDP each rank scored its own shard: sum the counts (no-ops in a single process).
+    matrix.all_reduce()
+    boundary.all_reduce()
+    loss_totals = torch.tensor([total_loss, batches], dtype=torch.float64, device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(loss_totals)
+    total_loss, batches = loss_totals.tolist()
     scores = matrix.compute()
     truth = scores.matrix.sum(1).double()
     share = (truth / truth.sum().clamp_min(1)).numpy()

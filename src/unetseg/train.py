@@ -13,25 +13,28 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch import nn
+from torch.utils.data import DataLoader, Sampler, Subset
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from . import distributed
+from .checkpoint import load_checkpoint, restore_optimizer, save_checkpoint, unwrap
+from .distributed import World
 from .files import atomic_write_text
 from .config import RunConfig
 from .data.sources import Datasets, build_datasets
 from .evaluation import evaluate, predict_labels, prepare_images
 from .losses import compute_loss
-from .metrics import ConfusionMatrix
+from .metrics import ConfusionMatrix, scores_from_matrix
 from .model import UNet
 from .report import plot_curves
-from .runtime import autocast, pick_device, pick_precision, tune_malloc
+from .runtime import autocast, pick_precision, tune_malloc
 
 __all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "fit", "lr_factor", "median_frequency_weights"]
 
@@ -115,34 +118,60 @@ def median_frequency_weights(class_pixels: list[int]) -> list[float]:
 # --- fit -------------------------------------------------------------------------------------
 
 class _EpochOrder(Sampler):
-    """The epoch's shuffled order (a function of seed and epoch), from sample ``start`` on:
-    a run resumed in the middle of an epoch sees exactly the batches it had not trained on."""
+    """The epoch's shuffled order (a function of seed and epoch) from global batch ``start``
+    on, and this rank's share of each global batch.
 
-    def __init__(self, length: int, seed: int, start: int = 0) -> None:
-        self.length, self.seed, self.start = length, seed, start
+    A run resumed in the middle of an epoch sees exactly the batches it had not trained on.
+    Under DDP each global batch of ``per_rank * world.size`` samples is split into consecutive
+    slices, one per rank, so N processes together take the same optimiser steps as one process
+    with the whole batch (incomplete global batches are dropped).
+    """
+
+    def __init__(self, length: int, seed: int, per_rank: int, world: World,
+                 start: int = 0) -> None:
+        self.length, self.seed, self.per_rank, self.world = length, seed, per_rank, world
+        self.start = start
+
+    def _indices(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(self.length, generator=generator).tolist()
+        if not self.world.distributed:
+            return order[self.start * self.per_rank:]
+        size = self.per_rank * self.world.size
+        mine = []
+        for batch in range(self.start, len(order) // size):
+            first = batch * size + self.world.rank * self.per_rank
+            mine.extend(order[first:first + self.per_rank])
+        return mine
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed)
-        return iter(torch.randperm(self.length, generator=generator).tolist()[self.start:])
+        return iter(self._indices())
 
     def __len__(self) -> int:
-        return self.length - self.start
+        return len(self._indices())
 
 
 def _loaders(data: Datasets, config: RunConfig, epoch: int, device: torch.device,
-             skip_batches: int = 0):
-    """The epoch's loaders, the training one without its first ``skip_batches`` batches."""
+             world: World, skip_batches: int = 0):
+    """The epoch's loaders: training without its first ``skip_batches`` batches, and this
+    rank's shard of the validation set (every image exactly once over the ranks)."""
     cfg = config.data
+    if cfg.batch_size % world.size:
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch and must divide "
+                         f"among {world.size} processes")
+    per_rank = cfg.batch_size // world.size
     data.train.set_epoch(epoch)
     pin = device.type == "cuda"
-    order = _EpochOrder(len(data.train), config.train.seed * 100_003 + epoch,
-                        skip_batches * cfg.batch_size)
-    train = DataLoader(data.train, batch_size=cfg.batch_size, sampler=order,
+    order = _EpochOrder(len(data.train), config.train.seed * 100_003 + epoch, per_rank, world,
+                        skip_batches)
+    train = DataLoader(data.train, batch_size=per_rank, sampler=order,
                        num_workers=cfg.workers, pin_memory=pin,
                        drop_last=len(data.train) > cfg.batch_size)
+    val_set = data.val if not world.distributed else \
+        Subset(data.val, list(distributed.shard(len(data.val), world)))
     # Validation images of different sizes cannot share a batch.
     sizes = getattr(data.val, "sizes", {None})
-    val = DataLoader(data.val, batch_size=cfg.batch_size if len(sizes) == 1 else 1,
+    val = DataLoader(val_set, batch_size=cfg.batch_size if len(sizes) == 1 else 1,
                      num_workers=cfg.workers, pin_memory=pin)
     return train, val
 
@@ -244,7 +273,7 @@ def _train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx,
         loss = compute_loss(cfg.loss, logits.float(), masks, ctx["ignore_index"],
                             cfg.dice_weight, ctx["class_weights"])
         optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        if distributed.any_rank(not torch.isfinite(loss).item(), ctx["world"], device):
             # Skip the step (no update from a NaN/Inf gradient), but keep the schedule on time.
             ctx["skipped"] += 1
             ctx["bad_in_a_row"] += 1
@@ -332,7 +361,7 @@ def _restore(last_path: Path, model, optimizer, scheduler, scaler):
     """Load a run's last checkpoint into the training objects; returns its training state and
     the checkpoint."""
     checkpoint = _readable_checkpoint(last_path)
-    model.load_state_dict(checkpoint.section("model"))
+    unwrap(model).load_state_dict(checkpoint.section("model"))
     restore_optimizer(checkpoint, optimizer)
     state = checkpoint.metadata["training"]
     scheduler.load_state_dict(state["scheduler"])
@@ -365,19 +394,31 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
     run_dir = Path(cfg.out)
     last_path = _check_run_dir(run_dir, resume)
 
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    world, device = distributed.setup(cfg.device)
+    if not world.is_main:                     # one progress bar and one log, from rank 0
+        config = replace(config, train=replace(cfg, progress=False))
+        cfg = config.train
+    torch.manual_seed(cfg.seed)               # the same initial weights on every rank
     precision = pick_precision(cfg.precision, device)
     data = build_datasets(config.data)
     model = _build_model(config, data, device)
+    if world.distributed:
+        if cfg.sync_batchnorm:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(_loaders(data, config, 0, device)[0])
+    steps_per_epoch = len(_loaders(data, config, 0, device, world)[0])
     total_steps = cfg.epochs * steps_per_epoch
     warmup = min(total_steps - 1, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, warmup, cfg.schedule))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     class_weights = _class_weights(config, data)
+
+    def say(message: str) -> None:
+        if world.is_main:
+            print(message, flush=True)
 
     new_progress = lambda: _EpochProgress(  # noqa: E731
         ConfusionMatrix(data.spec.num_classes, data.spec.ignore_index, device))
@@ -387,45 +428,57 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
         if state.get("in_epoch"):
             progress = _EpochProgress(progress.matrix, **state["in_epoch"])
             progress.matrix.matrix = checkpoint.tensors["train.matrix"].to(device)
-        print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {progress.batches + 1}")
+        say(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {progress.batches + 1}")
     else:
         state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+        if world.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.yaml", config.to_yaml())
 
     ctx = {"config": config, "device": device, "precision": precision,
            "num_classes": data.spec.num_classes, "ignore_index": data.spec.ignore_index,
            "class_weights": None if class_weights is None else class_weights.to(device),
-           "skipped": 0, "bad_in_a_row": 0}
+           "skipped": 0, "bad_in_a_row": 0, "world": world}
 
     def checkpoint_mid_epoch(progress: _EpochProgress) -> None:
         state.update(in_epoch=progress.to_json(), scheduler=scheduler.state_dict(),
                      scaler=scaler.state_dict() if scaler.is_enabled() else None)
-        _save_last(last_path, model, _metadata(config, data, precision, state), optimizer,
-                   progress)
+        if world.is_main:
+            _save_last(last_path, model, _metadata(config, data, precision, state), optimizer,
+                       progress)
 
     def after_batch(progress: _EpochProgress) -> None:
         unfinished = progress.batches < steps_per_epoch
         every = cfg.checkpoint_every
-        if unfinished and (stop.signal or (every and progress.batches % every == 0)):
+        # torchrun signals every rank, maybe between different steps: agree on one.
+        stopping = distributed.any_rank(stop.signal is not None, world, device)
+        if stopping and stop.signal is None:
+            stop.signal = signal.SIGTERM
+        if unfinished and (stopping or (every and progress.batches % every == 0)):
             checkpoint_mid_epoch(progress)
-        if stop.signal and unfinished:
+        if stopping and unfinished:
             raise stop.interrupted(run_dir, f"epoch {ctx['epoch'] + 1}, batch "
                                             f"{progress.batches}")
 
     ctx["after_batch"] = after_batch
-    writer = _open_tensorboard(run_dir) if cfg.tensorboard else None
+    writer = _open_tensorboard(run_dir) if cfg.tensorboard and world.is_main else None
     stop = _StopSignals()
     with stop:
         for epoch in range(state["epoch"], cfg.epochs):
             start = time.perf_counter()
             ctx["epoch"] = epoch
-            train_loader, val_loader = _loaders(data, config, epoch, device, progress.batches)
+            train_loader, val_loader = _loaders(data, config, epoch, device, world,
+                                                progress.batches)
             train_loss, train_miou = _train_one_epoch(model, train_loader, optimizer, scheduler,
                                                       scaler, ctx, progress)
+            if world.distributed:
+                train_loss, train_miou = _summed_over_ranks(progress, world, device)
             progress = new_progress()
-            val = evaluate(model, val_loader, data.spec.num_classes, data.spec.ignore_index,
-                           device, precision, cfg.loss, cfg.channels_last, cfg.progress)
+            # The plain module: DDP's forward would sync buffers, and ranks' shards may differ
+            # in length. evaluate() sums the counts over ranks once, after its loop.
+            val = evaluate(unwrap(model), val_loader, data.spec.num_classes,
+                           data.spec.ignore_index, device, precision, cfg.loss,
+                           cfg.channels_last, cfg.progress)
             row = _epoch_row(epoch, train_loss, train_miou, val,
                              optimizer.param_groups[0]["lr"], time.perf_counter() - start)
             state["history"].append(row)
@@ -436,22 +489,33 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
                 state["bad_epochs"] += 1
             state.update(epoch=epoch + 1, in_epoch=None, scheduler=scheduler.state_dict(),
                          scaler=scaler.state_dict() if scaler.is_enabled() else None)
-            metadata = _metadata(config, data, precision, state)
-            _save_last(last_path, model, metadata, optimizer)
-            if improved:
-                save_checkpoint(run_dir / "best.safetensors", model, metadata)
-            _write_logs(run_dir, state["history"], data.spec.class_names)
-            if writer is not None:
-                _log_tensorboard(writer, row, data.spec.class_names)
-            print(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f}  "
-                  f"val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
-                  f"pixel acc {val.scores.pixel_accuracy:.4f}  ({row['seconds']:.0f} s)"
-                  + ("  *best*" if improved else "") + _skipped_note(ctx), flush=True)
+            if world.is_main:
+                metadata = _metadata(config, data, precision, state)
+                _save_last(last_path, model, metadata, optimizer)
+                if improved:
+                    save_checkpoint(run_dir / "best.safetensors", model, metadata)
+                _write_logs(run_dir, state["history"], data.spec.class_names)
+                if writer is not None:
+                    _log_tensorboard(writer, row, data.spec.class_names)
+            say(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f}  "
+                f"val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
+                f"pixel acc {val.scores.pixel_accuracy:.4f}  ({row['seconds']:.0f} s)"
+                + ("  *best*" if improved else "") + _skipped_note(ctx))
             if cfg.patience and state["bad_epochs"] >= cfg.patience:
-                print(f"early stop: no better validation mIoU for {cfg.patience} epochs")
+                say(f"early stop: no better validation mIoU for {cfg.patience} epochs")
                 break
             if stop.signal and epoch + 1 < cfg.epochs:
                 raise stop.interrupted(run_dir, f"epoch {epoch + 1}")
     if writer is not None:
         writer.close()
+    distributed.shutdown(world)
     return FitResult(run_dir, state["history"], state["best_miou"], state["best_epoch"])
+
+
+def _summed_over_ranks(progress: _EpochProgress, world: World,
+                       device: torch.device) -> tuple[float, float]:
+    """The epoch's training loss and mIoU over all ranks' batches."""
+    sums = distributed.all_sum(torch.tensor([progress.loss_sum, progress.steps],
+                                            dtype=torch.float64, device=device), world)
+    matrix = distributed.all_sum(progress.matrix.matrix.clone(), world)
+    return (sums[0] / sums[1].clamp_min(1)).item(), scores_from_matrix(matrix).miou
