@@ -74,6 +74,9 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=f"{section}.{name}", type=kind, default=argparse.SUPPRESS,
                             metavar=name.upper(),
                             help=f"{text} (default: {_default(section, name)})")
+    parser.add_argument("--skip-bad", dest="data.skip_bad", action="store_true",
+                        default=argparse.SUPPRESS, help="leave out unreadable or inconsistent "
+                        "image/mask pairs and list them (default: stop at the first, naming it)")
     parser.add_argument("--no-augment", dest="data.augment", action="store_false",
                         default=argparse.SUPPRESS, help="train without augmentation (default: "
                                                        "random scale, crop, flips, rotations, "

@@ -401,6 +401,8 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
     torch.manual_seed(cfg.seed)               # the same initial weights on every rank
     precision = pick_precision(cfg.precision, device)
     data = build_datasets(config.data)
+    if data.skipped and world.is_main:
+        print(_skipped_pairs(data.skipped), flush=True)
     model = _build_model(config, data, device)
     if world.distributed:
         if cfg.sync_batchnorm:
@@ -508,8 +510,16 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
                 raise stop.interrupted(run_dir, f"epoch {epoch + 1}")
     if writer is not None:
         writer.close()
+    if data.skipped and world.is_main:
+        print(_skipped_pairs(data.skipped), flush=True)
     distributed.shutdown(world)
     return FitResult(run_dir, state["history"], state["best_miou"], state["best_epoch"])
+
+
+def _skipped_pairs(skipped: list[tuple[str, str]]) -> str:
+    lines = [f"--skip-bad: left out {len(skipped)} bad pair(s):"]
+    lines += [f"  {path}: {why}" for path, why in skipped]
+    return "\n".join(lines)
 
 
 def _summed_over_ranks(progress: _EpochProgress, world: World,

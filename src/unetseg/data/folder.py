@@ -194,19 +194,23 @@ class FolderDataset(Dataset):
         transform: optional joint augmentation ``(image HWC, mask HW, seed) -> (image, mask)``.
         mean, std: per-channel normalisation; None leaves images in [0, 1].
         seed: base of the per-sample augmentation seeds (with ``epoch`` and the index).
+        skip_bad: drop unreadable or inconsistent pairs (listed in ``skipped``) instead of
+            raising on the first one.
     """
 
     def __init__(
         self, pairs: list[tuple[Path, Path]], spec: DatasetSpec,
         transform: JointTransform | None = None,
         mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-        seed: int = 0,
+        seed: int = 0, skip_bad: bool = False,
     ) -> None:
         if not pairs:
             raise ValueError("the dataset is empty: no (image, mask) pairs")
         self.pairs, self.spec, self.transform = list(pairs), spec, transform
         self.mean, self.std = mean, std
         self.seed, self.epoch = seed, 0
+        self.skip_bad = skip_bad
+        self.skipped: list[tuple[str, str]] = []          # (image path, why), with skip_bad
         self.in_channels, self.class_pixels, self.sizes, self._stats = self._check()
 
     @property
@@ -243,31 +247,53 @@ class FolderDataset(Dataset):
             image, mask = self.transform(image, mask, sample_seed)
         return to_tensors(image, mask, self.mean, self.std)
 
+    def _check_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """Load pair ``index`` and check it on its own; ValueError naming the file if bad."""
+        image_path, mask_path = self.pairs[index]
+        image_hw, mask_hw = image_size(image_path), image_size(mask_path)
+        if image_hw != mask_hw:
+            raise ValueError(
+                f"mask {mask_path} is {mask_hw[1]}x{mask_hw[0]} but image {image_path} is "
+                f"{image_hw[1]}x{image_hw[0]} (width x height); expected the same size")
+        image, mask = self.load(index)
+        valid = mask != self.spec.ignore_index
+        bad = valid & ((mask < 0) | (mask >= self.num_classes))
+        if bad.any():
+            raise ValueError(
+                f"{mask_path}: values {np.unique(mask[bad])[:10].tolist()} are not classes "
+                f"0..{self.num_classes - 1} ({', '.join(self.spec.class_names)}) nor the "
+                f"ignore label {self.spec.ignore_index}")
+        return image, mask[valid], image_hw
+
     def _check(self) -> tuple[int, np.ndarray, set[tuple[int, int]], ChannelStats]:
+        """Check every pair once; with ``skip_bad`` a bad pair is dropped and listed in
+        ``skipped`` instead of stopping everything."""
         stats = ChannelStats()
         counts = np.zeros(self.num_classes, dtype=np.int64)
         channels: dict[int, Path] = {}
         sizes = set()
+        kept = []
         for index, (image_path, mask_path) in enumerate(self.pairs):
-            image_hw, mask_hw = image_size(image_path), image_size(mask_path)
-            if image_hw != mask_hw:
-                raise ValueError(
-                    f"mask {mask_path} is {mask_hw[1]}x{mask_hw[0]} but image {image_path} is "
-                    f"{image_hw[1]}x{image_hw[0]} (width x height); expected the same size")
-            image, mask = self.load(index)
-            channels.setdefault(image.shape[-1], image_path)
-            if len(channels) > 1:
-                examples = ", ".join(f"{path} has {c}" for c, path in sorted(channels.items()))
-                raise ValueError(f"images mix channel counts ({examples}); expected all grey "
-                                 f"or all RGB")
+            try:
+                image, labels, image_hw = self._check_pair(index)
+                found = dict(channels)
+                found.setdefault(image.shape[-1], image_path)
+                if len(found) > 1:
+                    examples = ", ".join(f"{path} has {c}" for c, path in sorted(found.items()))
+                    raise ValueError(f"images mix channel counts ({examples}); expected all "
+                                     f"grey or all RGB")
+            except ValueError as error:
+                if not self.skip_bad:
+                    raise
+                self.skipped.append((str(image_path), str(error)))
+                continue
+            channels = found
+            kept.append(self.pairs[index])
             sizes.add(image_hw)
             stats.add(image)
-            valid = mask != self.spec.ignore_index
-            bad = valid & ((mask < 0) | (mask >= self.num_classes))
-            if bad.any():
-                raise ValueError(
-                    f"{mask_path}: values {np.unique(mask[bad])[:10].tolist()} are not classes "
-                    f"0..{self.num_classes - 1} ({', '.join(self.spec.class_names)}) nor the "
-                    f"ignore label {self.spec.ignore_index}")
-            counts += np.bincount(mask[valid], minlength=self.num_classes)
+            counts += np.bincount(labels, minlength=self.num_classes)
+        if not kept:
+            raise ValueError(f"all {len(self.pairs)} pairs are bad; the first: "
+                             f"{self.skipped[0][1]}")
+        self.pairs = kept
         return next(iter(channels)), counts, sizes, stats

@@ -8,7 +8,7 @@ the dataset folder), or the path of an image/mask folder (``images/`` + ``masks/
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -43,6 +43,7 @@ class DataConfig:
     mean: tuple[float, ...] | None = None   # default: computed from the training set
     std: tuple[float, ...] | None = None
     seed: int = 0
+    skip_bad: bool = False             # drop bad pairs (listed) instead of stopping
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Datasets:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_pixels: list[int] | None     # training pixels per class, where counted
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # bad pairs left out
 
 
 def _folder_pairs(config: DataConfig) -> tuple[list, list, DatasetSpec]:
@@ -121,8 +123,9 @@ def build_datasets(config: DataConfig) -> Datasets:
         train_pairs, val_pairs, spec = _pairs_and_spec(config)
         transform = TrainTransform(config.size, (config.scale_min, config.scale_max),
                                    spec.ignore_index) if config.augment else None
-        train = FolderDataset(train_pairs, spec, transform, seed=config.seed)
-        val = FolderDataset(val_pairs, spec)
+        train = FolderDataset(train_pairs, spec, transform, seed=config.seed,
+                              skip_bad=config.skip_bad)
+        val = FolderDataset(val_pairs, spec, skip_bad=config.skip_bad)
         if val.in_channels != train.in_channels:
             raise ValueError(f"training images have {train.in_channels} channels (for example "
                              f"{train.pairs[0][0]}) but validation images {val.in_channels} "
@@ -133,7 +136,8 @@ def build_datasets(config: DataConfig) -> Datasets:
         mean, std = tuple(config.mean), tuple(config.std)
     for dataset in (train, val):
         dataset.mean, dataset.std = mean, std
-    return Datasets(train, val, spec, train.in_channels, mean, std, class_pixels)
+    skipped = getattr(train, "skipped", []) + getattr(val, "skipped", [])
+    return Datasets(train, val, spec, train.in_channels, mean, std, class_pixels, skipped)
 
 
 def build_eval_dataset(

@@ -1,0 +1,94 @@
+"""Bad input gets an error that names the file and what was expected, found before any work
+is done; with --skip-bad, bad training pairs are left out and listed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from unetseg.cli import main
+from unetseg.data.io import read_image
+
+TINY = ["--size", "16", "--base", "4", "--batch-size", "2", "--epochs", "1", "--quiet",
+        "--no-augment"]
+
+
+def dataset(root, bad: bool = True):
+    """Six good 16 x 16 pairs, plus (with ``bad``) a corrupt image and a mask with class 7."""
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            root / "images" / f"{i}.png")
+        Image.fromarray(rng.integers(0, 2, (16, 16), dtype=np.uint8)).save(
+            root / "masks" / f"{i}.png")
+    if bad:
+        (root / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(root / "masks" / "broken.png")
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            root / "images" / "seven.png")
+        Image.fromarray(np.full((16, 16), 7, np.uint8)).save(root / "masks" / "seven.png")
+    (root / "dataset.yaml").write_text("classes: [background, object]\n")
+    return root
+
+
+def test_a_bad_pair_stops_training_before_the_first_epoch_naming_the_file(tmp_path, capsys):
+    data = dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), *TINY, "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.png: cannot be read as an image" in err
+    assert not (run / "metrics.jsonl").exists()
+
+
+def test_skip_bad_leaves_bad_pairs_out_and_lists_them(tmp_path, capsys):
+    data = dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), *TINY, "--skip-bad", "--val-ratio", "0.25",
+                 "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--skip-bad: left out 2 bad pair(s):") == 2          # at start and end
+    assert "broken.png: cannot be read as an image" in out
+    assert "seven.png: values [7] are not classes 0..1" in out
+
+
+def test_nan_pixels_are_refused_naming_the_file(tmp_path):
+    image = np.zeros((4, 4), np.float32)
+    image[1, 2] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", image)
+    with pytest.raises(ValueError, match=r"nan.tif: image holds NaN or infinite values"):
+        read_image(tmp_path / "nan.tif")
+
+
+def test_an_empty_image_is_refused_naming_the_file(tmp_path):
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"empty.tif: "):
+        read_image(tmp_path / "empty.tif")
+
+
+def test_a_checkpoint_of_another_class_count_is_refused_on_other_data(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "synthetic", "--size", "16", "--train-samples", "8",
+                 "--val-samples", "2", "--base", "4", "--epochs", "1", "--quiet",
+                 "--out", str(run)]) == 0
+    data = dataset(tmp_path / "data", bad=False)
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "best.safetensors"), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "predicts 3 classes (background, circle, square) but the data has 2" in err
+
+
+def test_a_grey_image_for_an_rgb_model_is_reported_by_name(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "synthetic", "--size", "16", "--train-samples", "8",
+                 "--val-samples", "2", "--base", "4", "--epochs", "1", "--quiet",
+                 "--out", str(run)]) == 0
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "grey.png")
+    capsys.readouterr()
+    assert main(["predict", str(run / "best.safetensors"), str(tmp_path / "grey.png"),
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "grey.png" in err and "expects 3 channels, found 1" in err
