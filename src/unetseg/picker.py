@@ -1,26 +1,43 @@
 """The segmentation task picker: from what a user needs to a task and an architecture.
 
-Six questions, a small rule table, one reason per decision:
+Six questions (`Needs`), a small rule table (`recommend`), one reason per decision:
 
-1. **Task.** One label per pixel -> *semantic*. Separate, countable objects -> *instance*.
-   Both (every pixel labelled and each object separate) -> *panoptic*. Asking for separate
-   objects of amorphous "stuff" (sky, road, tissue) has no answer: stuff has no instances, so
-   that is semantic.
-2. **Architecture** for semantic segmentation, first rule that holds:
-   - a tight latency or memory budget -> U-Net (small base, ONNX export);
-   - little data (< `SMALL_DATA` labelled images) or fine boundaries that matter (medical,
-     documents, industrial defects) -> U-Net: skip connections keep full-resolution detail and
-     it trains well from few images;
-   - much data (>= `LARGE_DATA`) -> SegFormer: a transformer encoder pays off with data;
-   - driving or satellite scenes -> DeepLabV3+: atrous convolutions see context at several
-     scales, which these scenes need;
+1. **Task**, from the output wanted and the content of the images:
+
+   ==============  =====================  ==========================================
+   output          content                task
+   ==============  =====================  ==========================================
+   labels          any                    semantic (one label per pixel)
+   objects, both   stuff                  semantic: stuff (sky, road, tissue) has no
+                                          separate instances, so there is nothing
+                                          more to ask for than a label per pixel
+   objects         things                 instance
+   objects         both                   panoptic (objects of the things, regions of
+                                          the stuff); instance if the stuff is only
+                                          background
+   both            things, both           panoptic
+   ==============  =====================  ==========================================
+
+2. **Architecture** for semantic segmentation, the first row that holds:
+
+   - tight latency or memory budget -> U-Net with a small base width, exported to ONNX;
+   - fine boundaries matter (medical, documents, industrial) -> U-Net: its skips carry
+     full-resolution detail, where SegFormer predicts at a quarter of the resolution;
+   - fewer than `SMALL_DATA` labelled images -> U-Net, few parameters to fit;
+   - at least `LARGE_DATA` labelled images -> SegFormer, a transformer encoder pays off;
+   - driving or satellite scenes -> DeepLabV3+, atrous convolutions see several scales;
    - otherwise -> U-Net, the simplest strong baseline.
-   Instance -> Mask R-CNN. Panoptic -> Mask2Former (OneFormer as the alternative).
-3. **Image size.** Above `LARGE_IMAGE` px on the long side, predict in tiles
-   (`unetseg predict --tile 256`) rather than downscaling, which erases small objects.
 
-Only semantic segmentation with a U-Net is what this toolkit does (`covered`); for the rest the
-answer names a library that does.
+   Instance -> Mask R-CNN (alternative Mask2Former). Panoptic -> Mask2Former (alternative
+   OneFormer).
+
+3. **Notes.** A long side above `LARGE_IMAGE` px -> predict in overlapping tiles
+   (`unetseg predict --tile 256`) rather than downscale, which erases small objects. A tight
+   budget -> ONNX export and ``--base 16`` for a U-Net, the smallest backbone otherwise.
+   Medical images -> 3D volumes belong to MONAI or nnU-Net; unetseg is 2D.
+
+Only semantic segmentation with a U-Net is what this toolkit does (`Recommendation.covered`);
+for everything else the next step names a library that does it. Nothing here imports it.
 """
 
 from __future__ import annotations
@@ -30,25 +47,41 @@ import sys
 from dataclasses import dataclass, fields
 from typing import Callable, TextIO
 
-__all__ = ["Needs", "Recommendation", "recommend", "add_arguments", "run", "OUTPUTS",
-           "CONTENTS", "DOMAINS", "BUDGETS"]
+__all__ = [
+    "OUTPUTS", "CONTENTS", "DOMAINS", "BUDGETS", "TASKS", "Needs", "Recommendation", "recommend",
+    "add_arguments", "run",
+]
 
 OUTPUTS = ("labels", "objects", "both")       # one label per pixel / separate objects / both
 CONTENTS = ("things", "stuff", "both")        # countable objects / amorphous regions / both
 DOMAINS = ("medical", "driving", "satellite", "documents", "industrial", "other")
-BUDGETS = ("tight", "moderate", "none")       # latency or memory budget at prediction time
+BUDGETS = ("tight", "moderate", "none")       # at prediction time; tight = edge device, CPU
+TASKS = ("semantic", "instance", "panoptic")
 
-SMALL_DATA = 2_000      # below: U-Net (from-scratch CNNs with skips do well on few images)
-LARGE_DATA = 10_000     # from here: SegFormer's transformer encoder pays off
-LARGE_IMAGE = 1_024     # above: tile instead of downscaling
+# Below this many labelled images a from-scratch U-Net is hard to beat: it has few parameters
+# and its skips do not have to learn detail back. DeepLab/SegFormer need pretraining to compete.
+SMALL_DATA = 2_000
+# From here a transformer encoder's accuracy gain over CNNs shows (SegFormer's own benchmarks,
+# ADE20K and Cityscapes, have 20k and 3k fine + 20k coarse images).
+LARGE_DATA = 10_000
+# Above this long side a whole image no longer fits a GPU batch at full resolution comfortably.
+LARGE_IMAGE = 1_024
+# Training crops larger than this add memory and little context for a 4-level U-Net.
+MAX_CROP = 512
+# Four poolings halve the side four times: a multiple of 16 keeps every U-Net level exact.
+CROP_MULTIPLE = 16
 FINE_BOUNDARY_DOMAINS = ("medical", "documents", "industrial")
 CONTEXT_DOMAINS = ("driving", "satellite")
 
 
 @dataclass(frozen=True)
 class Needs:
-    """What the user needs. ``images`` is the number of labelled images; ``image_size`` the
-    typical long side in pixels."""
+    """What the user needs.
+
+    ``output`` is one of `OUTPUTS`, ``content`` of `CONTENTS`, ``domain`` of `DOMAINS`,
+    ``budget`` of `BUDGETS`; ``images`` is the number of labelled images and ``image_size`` the
+    typical long side in pixels, both whole numbers >= 1.
+    """
 
     output: str
     content: str
@@ -60,48 +93,60 @@ class Needs:
     def __post_init__(self) -> None:
         for name, allowed in (("output", OUTPUTS), ("content", CONTENTS), ("domain", DOMAINS),
                               ("budget", BUDGETS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; found "
-                                 f"{getattr(self, name)!r}")
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; found {value!r}")
         for name in ("images", "image_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive whole number; found "
-                                 f"{getattr(self, name)!r}")
+            value = getattr(self, name)
+            # bool is an int subclass, and True labelled images is a bug, not a count.
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1; found {value!r}")
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    task: str                       # semantic | instance | panoptic
+    """The answer: ``task`` (one of `TASKS`), ``architecture``, ``reasons`` (why this task, why
+    this architecture, then notes on image size, budget and domain), ``covered`` (True when
+    unetseg itself does it), ``next_step`` (a unetseg command, or the library to use) and
+    ``alternatives`` (architectures worth a try if the first disappoints)."""
+
+    task: str
     architecture: str
-    reasons: tuple[str, ...]        # one per decision
-    covered: bool                   # whether unetseg does it
+    reasons: tuple[str, ...]
+    covered: bool
     next_step: str
     alternatives: tuple[str, ...] = ()
 
 
 def _task(needs: Needs) -> tuple[str, str]:
+    """(task, why) from the output wanted and the content, by the table in the docstring."""
     if needs.output == "labels":
         return "semantic", "one label per pixel is semantic segmentation"
-    if needs.output == "objects" and needs.content == "stuff":
+    if needs.content == "stuff":
         return "semantic", ("amorphous stuff has no separate instances to tell apart, so "
                             "separate objects of it reduce to semantic segmentation")
-    if needs.output == "objects":
+    if needs.output == "objects" and needs.content == "things":
         return "instance", ("separate, countable objects (each its own mask) are instance "
                             "segmentation")
     return "panoptic", ("a label for every pixel and separate objects for the countable things "
-                        "is panoptic segmentation")
+                        "is panoptic segmentation (instance segmentation if the stuff is only "
+                        "background)")
 
 
 def _semantic_architecture(needs: Needs) -> tuple[str, str, tuple[str, ...]]:
+    """(architecture, why, alternatives) for semantic segmentation: the first rule that holds."""
     if needs.budget == "tight":
         return "U-Net", ("a tight latency or memory budget favours a small U-Net (a low base "
                          "width, exported to ONNX)"), ("DeepLabV3+ with a MobileNet encoder",)
+    if needs.domain in FINE_BOUNDARY_DOMAINS:
+        larger = ("SegFormer",) if needs.images >= LARGE_DATA else ("U-Net with a pretrained "
+                                                                   "encoder",)
+        return "U-Net", (f"{needs.domain} images need exact boundaries, which the U-Net's "
+                         f"full-resolution skips keep (SegFormer predicts at 1/4 "
+                         f"resolution)"), larger
     if needs.images < SMALL_DATA:
         return "U-Net", (f"with {needs.images} labelled images (< {SMALL_DATA}) a U-Net trains "
                          f"well from scratch and its skips keep fine detail"), ("DeepLabV3+",)
-    if needs.domain in FINE_BOUNDARY_DOMAINS and needs.images < LARGE_DATA:
-        return "U-Net", (f"{needs.domain} images need exact boundaries, which the U-Net's "
-                         f"full-resolution skips keep"), ("SegFormer",)
     if needs.images >= LARGE_DATA:
         return "SegFormer", (f"with {needs.images} labelled images (>= {LARGE_DATA}) a "
                              f"transformer encoder pays off in accuracy"), ("DeepLabV3+",)
@@ -111,47 +156,83 @@ def _semantic_architecture(needs: Needs) -> tuple[str, str, tuple[str, ...]]:
     return "U-Net", "the simplest strong baseline for a moderate amount of data", ("DeepLabV3+",)
 
 
-NEXT_STEPS = {
-    "U-Net": "unetseg train --data PATH --size {size} --epochs 40 --out runs/NAME, then "
-             "unetseg inspect runs/NAME/best.safetensors --out runs/NAME/inspection",
-    "DeepLabV3+": "segmentation_models_pytorch (smp.DeepLabV3Plus); unetseg's metrics and "
-                  "mask inspector can still score its masks (unetseg inspect --pred --truth)",
-    "SegFormer": "Hugging Face transformers (SegformerForSemanticSegmentation); unetseg inspect "
-                 "--pred --truth can still diagnose its masks",
+def _architecture(task: str, needs: Needs) -> tuple[str, str, tuple[str, ...]]:
+    if task == "instance":
+        return "Mask R-CNN", "Mask R-CNN is the standard, well-supported instance segmenter", \
+            ("Mask2Former",)
+    if task == "panoptic":
+        return "Mask2Former", "Mask2Former segments things and stuff in one model", \
+            ("OneFormer", "Mask R-CNN (things only)")
+    return _semantic_architecture(needs)
+
+
+def _notes(needs: Needs, covered: bool) -> list[str]:
+    """Image size, budget and domain notes that do not change the choice but its use."""
+    notes = []
+    if needs.image_size > LARGE_IMAGE:
+        notes.append(f"images of {needs.image_size} px are large: predict in overlapping tiles "
+                     f"(unetseg predict --tile 256) instead of downscaling, which erases small "
+                     f"objects" if covered else
+                     f"images of {needs.image_size} px are large: tile them (sliding window) or "
+                     f"downscale, knowing downscaling erases small objects")
+    if needs.budget == "tight":
+        notes.append("for deployment, export to ONNX (unetseg export) and keep --base small "
+                     "(--base 16 has about 16x fewer weights than the default 64)" if covered
+                     else "these models are heavy for a tight budget: take the smallest backbone "
+                          "and measure latency on the target device before labelling more")
+    if needs.domain == "medical":
+        notes.append("unetseg segments 2D images; for 3D volumes (CT, MRI) use MONAI or nnU-Net")
+    return notes
+
+
+def _crop_side(image_size: int) -> int:
+    """A training crop no larger than the images (nor `MAX_CROP`), a multiple of 16."""
+    side = min(image_size, MAX_CROP) // CROP_MULTIPLE * CROP_MULTIPLE
+    return max(side, CROP_MULTIPLE)
+
+
+LIBRARIES = {
+    "DeepLabV3+": "segmentation_models_pytorch (smp.DeepLabV3Plus with a pretrained encoder)",
+    "SegFormer": "Hugging Face transformers (SegformerForSemanticSegmentation)",
     "Mask R-CNN": "torchvision (maskrcnn_resnet50_fpn_v2) or detectron2",
-    "Mask2Former": "Hugging Face transformers (Mask2FormerForUniversalSegmentation) or "
-                   "detectron2",
+    "Mask2Former": "Hugging Face transformers (Mask2FormerForUniversalSegmentation; "
+                   "OneFormerForUniversalSegmentation for OneFormer) or detectron2",
 }
 
 
+def _next_step(architecture: str, task: str, needs: Needs) -> str:
+    if architecture != "U-Net":
+        step = f"use {LIBRARIES[architecture]}"
+        if task == "semantic":
+            step += ("; unetseg inspect --pred MASKS --truth TRUTH --out REPORT can still "
+                     "diagnose its masks")
+        return step
+    train = f"unetseg train --data PATH --size {_crop_side(needs.image_size)}"
+    if needs.budget == "tight":
+        return (f"{train} --base 16 --epochs 40 --out runs/NAME, then unetseg export "
+                f"runs/NAME/best.safetensors --out runs/NAME/model.onnx")
+    return (f"{train} --epochs 40 --out runs/NAME, then unetseg inspect "
+            f"runs/NAME/best.safetensors --out runs/NAME/inspection")
+
+
 def recommend(needs: Needs) -> Recommendation:
-    """The task and architecture for ``needs``, by the rules in the module docstring."""
-    task, task_reason = _task(needs)
-    if task == "instance":
-        architecture, why, alternatives = ("Mask R-CNN", "Mask R-CNN is the standard two-stage "
-                                           "instance segmenter", ("Mask2Former",))
-    elif task == "panoptic":
-        architecture, why, alternatives = ("Mask2Former", "Mask2Former handles things and stuff "
-                                           "in one model", ("OneFormer", "Panoptic FPN"))
-    else:
-        architecture, why, alternatives = _semantic_architecture(needs)
-    reasons = [task_reason, why]
+    """The task and architecture for ``needs``, by the rules in the module docstring.
+
+    ``reasons`` always starts with why this task, then why this architecture; ``covered`` is
+    True exactly for semantic segmentation with a U-Net.
+    """
+    task, why_task = _task(needs)
+    architecture, why_architecture, alternatives = _architecture(task, needs)
     covered = task == "semantic" and architecture == "U-Net"
-    if needs.image_size > LARGE_IMAGE:
-        reasons.append(f"images of {needs.image_size} px are large: predict in overlapping "
-                       f"tiles (unetseg predict --tile 256) instead of downscaling, which erases "
-                       f"small objects" if covered else
-                       f"images of {needs.image_size} px are large: tile them (sliding window) "
-                       f"rather than downscale")
-    if needs.budget == "tight" and covered:
-        reasons.append("for deployment, export to ONNX (unetseg export) and keep --base small")
-    step = NEXT_STEPS[architecture].format(size=min(needs.image_size, 512))
-    return Recommendation(task, architecture, tuple(reasons), covered, step, alternatives)
+    reasons = (why_task, why_architecture, *_notes(needs, covered))
+    return Recommendation(task, architecture, reasons, covered,
+                          _next_step(architecture, task, needs), alternatives)
 
 
 # --- command line ---------------------------------------------------------------------------
 
-QUESTIONS = {
+# Needs field -> (question, allowed answers; None for a whole number >= 1).
+QUESTIONS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "output": ("Do you need one label per pixel, separate objects, or both?", OUTPUTS),
     "content": ("Are the targets countable things, amorphous stuff, or both?", CONTENTS),
     "domain": ("Which domain?", DOMAINS),
@@ -161,55 +242,85 @@ QUESTIONS = {
 }
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _count(text: str) -> int | None:
+    """``text`` as a whole number >= 1 ("5000", "5,000" and "5_000" alike), else None."""
+    digits = text.replace(",", "").replace("_", "").strip()
+    return int(digits) if digits.isdigit() and int(digits) > 0 else None
+
+
+def _positive_int(text: str) -> int:
+    value = _count(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `unetseg pick`; a flag left out is asked for."""
+    """The flags of `unetseg pick`, one per `Needs` field; a flag left out is asked for."""
     parser.add_argument("--output", choices=OUTPUTS, help="one label per pixel (labels), "
                         "separate objects, or both (default: ask)")
     parser.add_argument("--content", choices=CONTENTS, help="countable things, amorphous "
                         "stuff, or both (default: ask)")
     parser.add_argument("--domain", choices=DOMAINS, help="the images' domain (default: ask)")
-    parser.add_argument("--images", type=int, help="number of labelled images (default: ask)")
-    parser.add_argument("--budget", choices=BUDGETS, help="latency or memory budget "
-                        "(default: ask)")
-    parser.add_argument("--image-size", type=int, dest="image_size",
-                        help="typical long side in pixels (default: ask)")
+    parser.add_argument("--images", type=_positive_int, metavar="N",
+                        help="number of labelled images (default: ask)")
+    parser.add_argument("--budget", choices=BUDGETS, help="latency or memory budget at "
+                        "prediction time; tight = edge device or CPU (default: ask)")
+    parser.add_argument("--image-size", type=_positive_int, dest="image_size", metavar="N",
+                        help="typical long side of the images in pixels (default: ask)")
 
 
-def _ask(name: str, input_fn: Callable[[str], str], out: TextIO):
+def _ask(name: str, input_fn: Callable[[str], str], out: TextIO) -> str | int:
+    """Ask for field ``name`` until the answer is allowed; EOFError propagates."""
     question, allowed = QUESTIONS[name]
     prompt = f"{question} [{'/'.join(allowed)}] " if allowed else f"{question} "
     while True:
         answer = input_fn(prompt).strip().lower()
-        if allowed and answer in allowed:
+        if allowed is None and _count(answer) is not None:
+            return _count(answer)
+        if allowed is not None and answer in allowed:
             return answer
-        if not allowed and answer.isdigit() and int(answer) > 0:
-            return int(answer)
-        print(f"  please answer {'one of ' + ', '.join(allowed) if allowed else 'a number'}",
-              file=out)
+        expected = f"one of {', '.join(allowed)}" if allowed else "a whole number >= 1"
+        print(f"  please answer {expected} (found {answer!r})", file=out)
 
 
-def run(args: argparse.Namespace, input_fn: Callable[[str], str] | None = None,
-        out: TextIO = sys.stdout) -> int:
-    """Ask for what the flags left out (from a terminal, or ``input_fn``), then answer."""
-    values = {f.name: getattr(args, f.name, None) for f in fields(Needs)}
-    missing = [name for name, value in values.items() if value is None]
-    if missing and input_fn is None:
-        if not sys.stdin.isatty():
-            flags = ", ".join("--" + name.replace("_", "-") for name in missing)
-            print(f"unetseg pick: not a terminal, so nothing can be asked; give {flags}",
-                  file=sys.stderr)
-            return 2
-        input_fn = input
-    for name in missing:
-        values[name] = _ask(name, input_fn, out)
-    answer = recommend(Needs(**values))
+def _print(answer: Recommendation, out: TextIO) -> None:
+    also = f" (alternatives: {', '.join(answer.alternatives)})" if answer.alternatives else ""
     print(f"task:          {answer.task} segmentation", file=out)
-    print(f"architecture:  {answer.architecture}"
-          + (f" (alternatives: {', '.join(answer.alternatives)})" if answer.alternatives else ""),
-          file=out)
+    print(f"architecture:  {answer.architecture}{also}", file=out)
     print(f"in unetseg:    {'yes' if answer.covered else 'no'}", file=out)
     print("why:", file=out)
     for reason in answer.reasons:
         print(f"  - {reason}", file=out)
     print(f"next step:     {answer.next_step}", file=out)
+
+
+def run(args: argparse.Namespace, input_fn: Callable[[str], str] | None = None,
+        out: TextIO = sys.stdout) -> int:
+    """Ask for what the flags left out, then print the recommendation; the exit status.
+
+    Questions go through ``input_fn`` when given, else through `input` when stdin is a
+    terminal. With neither, a missing flag cannot be asked: the missing flags are named on
+    stderr and the status is 2, as it is when the input ends before every answer.
+    """
+    values = {f.name: getattr(args, f.name, None) for f in fields(Needs)}
+    missing = [name for name, value in values.items() if value is None]
+    if missing and input_fn is None:
+        if not sys.stdin.isatty():
+            print(f"unetseg pick: stdin is not a terminal, so the questions cannot be asked; "
+                  f"give {', '.join(_flag(name) for name in missing)}", file=sys.stderr)
+            return 2
+        input_fn = input
+    for name in missing:
+        try:
+            values[name] = _ask(name, input_fn, out)
+        except EOFError:
+            print(f"\nunetseg pick: input ended before an answer for {_flag(name)}",
+                  file=sys.stderr)
+            return 2
+    _print(recommend(Needs(**values)), out)
     return 0

@@ -390,130 +390,182 @@ def fit(config: RunConfig, resume: bool = False) -> FitResult:
     """Train a U-Net as ``config`` says; with ``resume``, continue the run in ``config.train.out``
     from its ``last.safetensors`` (model, optimiser, schedule, scaler, RNG, epoch, history)."""
     tune_malloc()
-    cfg = config.train
-    run_dir = Path(cfg.out)
-    last_path = _check_run_dir(run_dir, resume)
+    return _Run(config, resume).train()
 
-    world, device = distributed.setup(cfg.device)
-    if not world.is_main:                     # one progress bar and one log, from rank 0
-        config = replace(config, train=replace(cfg, progress=False))
-        cfg = config.train
-    torch.manual_seed(cfg.seed)               # the same initial weights on every rank
-    precision = pick_precision(cfg.precision, device)
-    data = build_datasets(config.data)
-    if data.skipped and world.is_main:
-        print(_skipped_pairs(data.skipped), flush=True)
-    model = _build_model(config, data, device)
-    if world.distributed:
-        if cfg.sync_batchnorm:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(_loaders(data, config, 0, device, world)[0])
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup = min(total_steps - 1, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup, cfg.schedule))
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    class_weights = _class_weights(config, data)
 
-    def say(message: str) -> None:
-        if world.is_main:
+class _Run:
+    """One training run: the objects it trains with, and its bookkeeping between epochs."""
+
+    def __init__(self, config: RunConfig, resume: bool) -> None:
+        self.run_dir = Path(config.train.out)
+        self.last_path = _check_run_dir(self.run_dir, resume)
+        self.world, self.device = distributed.setup(config.train.device)
+        if not self.world.is_main:            # one progress bar and one log, from rank 0
+            config = replace(config, train=replace(config.train, progress=False))
+        self.config, cfg = config, config.train
+        torch.manual_seed(cfg.seed)            # the same initial weights on every rank
+        self.precision = pick_precision(cfg.precision, self.device)
+        self.data = build_datasets(config.data)
+        if self.data.skipped:
+            self.say(_skipped_pairs(self.data.skipped))
+        self.model = self._model()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
+        self.steps_per_epoch = len(_loaders(self.data, config, 0, self.device, self.world)[0])
+        total = cfg.epochs * self.steps_per_epoch
+        warmup = min(total - 1, max(1, round(cfg.warmup_epochs * self.steps_per_epoch)))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, total, warmup, cfg.schedule))
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.precision == "fp16")
+        class_weights = _class_weights(config, self.data)     # checked before any write
+        self.progress = self._new_progress()
+        self.state = self._restore() if resume else self._start()
+        self.ctx = {"config": config, "device": self.device, "precision": self.precision,
+                    "num_classes": self.data.spec.num_classes,
+                    "ignore_index": self.data.spec.ignore_index,
+                    "class_weights": (None if class_weights is None
+                                      else class_weights.to(self.device)),
+                    "skipped": 0, "bad_in_a_row": 0, "world": self.world,
+                    "after_batch": self._after_batch}
+        self.stop = _StopSignals()
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        if self.world.is_main:
             print(message, flush=True)
 
-    new_progress = lambda: _EpochProgress(  # noqa: E731
-        ConfusionMatrix(data.spec.num_classes, data.spec.ignore_index, device))
-    progress = new_progress()
-    if resume:
-        state, checkpoint = _restore(last_path, model, optimizer, scheduler, scaler)
+    def _model(self) -> nn.Module:
+        model = _build_model(self.config, self.data, self.device)
+        if not self.world.distributed:
+            return model
+        if self.config.train.sync_batchnorm:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _new_progress(self) -> _EpochProgress:
+        spec = self.data.spec
+        return _EpochProgress(ConfusionMatrix(spec.num_classes, spec.ignore_index, self.device))
+
+    def _start(self) -> dict:
+        if self.world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", self.config.to_yaml())
+        return {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+
+    def _restore(self) -> dict:
+        state, checkpoint = _restore(self.last_path, self.model, self.optimizer,
+                                     self.scheduler, self.scaler)
         if state.get("in_epoch"):
-            progress = _EpochProgress(progress.matrix, **state["in_epoch"])
-            progress.matrix.matrix = checkpoint.tensors["train.matrix"].to(device)
-        say(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {progress.batches + 1}")
-    else:
-        state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
-        if world.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+            self.progress = _EpochProgress(self.progress.matrix, **state["in_epoch"])
+            self.progress.matrix.matrix = checkpoint.tensors["train.matrix"].to(self.device)
+        self.say(f"resuming {self.run_dir} at epoch {state['epoch'] + 1}, batch "
+                 f"{self.progress.batches + 1}")
+        return state
 
-    ctx = {"config": config, "device": device, "precision": precision,
-           "num_classes": data.spec.num_classes, "ignore_index": data.spec.ignore_index,
-           "class_weights": None if class_weights is None else class_weights.to(device),
-           "skipped": 0, "bad_in_a_row": 0, "world": world}
+    # --- the loop -------------------------------------------------------------------------
 
-    def checkpoint_mid_epoch(progress: _EpochProgress) -> None:
-        state.update(in_epoch=progress.to_json(), scheduler=scheduler.state_dict(),
-                     scaler=scaler.state_dict() if scaler.is_enabled() else None)
-        if world.is_main:
-            _save_last(last_path, model, _metadata(config, data, precision, state), optimizer,
-                       progress)
-
-    def after_batch(progress: _EpochProgress) -> None:
-        unfinished = progress.batches < steps_per_epoch
-        every = cfg.checkpoint_every
-        # torchrun signals every rank, maybe between different steps: agree on one.
-        stopping = distributed.any_rank(stop.signal is not None, world, device)
-        if stopping and stop.signal is None:
-            stop.signal = signal.SIGTERM
-        if unfinished and (stopping or (every and progress.batches % every == 0)):
-            checkpoint_mid_epoch(progress)
-        if stopping and unfinished:
-            raise stop.interrupted(run_dir, f"epoch {ctx['epoch'] + 1}, batch "
-                                            f"{progress.batches}")
-
-    ctx["after_batch"] = after_batch
-    writer = _open_tensorboard(run_dir) if cfg.tensorboard and world.is_main else None
-    stop = _StopSignals()
-    with stop:
-        for epoch in range(state["epoch"], cfg.epochs):
-            start = time.perf_counter()
-            ctx["epoch"] = epoch
-            train_loader, val_loader = _loaders(data, config, epoch, device, world,
-                                                progress.batches)
-            train_loss, train_miou = _train_one_epoch(model, train_loader, optimizer, scheduler,
-                                                      scaler, ctx, progress)
-            if world.distributed:
-                train_loss, train_miou = _summed_over_ranks(progress, world, device)
-            progress = new_progress()
-            # The plain module: DDP's forward would sync buffers, and ranks' shards may differ
-            # in length. evaluate() sums the counts over ranks once, after its loop.
-            val = evaluate(unwrap(model), val_loader, data.spec.num_classes,
-                           data.spec.ignore_index, device, precision, cfg.loss,
-                           cfg.channels_last, cfg.progress)
-            row = _epoch_row(epoch, train_loss, train_miou, val,
-                             optimizer.param_groups[0]["lr"], time.perf_counter() - start)
-            state["history"].append(row)
-            improved = val.scores.miou > state["best_miou"]
-            if improved:
-                state.update(best_miou=val.scores.miou, best_epoch=epoch + 1, bad_epochs=0)
-            else:
-                state["bad_epochs"] += 1
-            state.update(epoch=epoch + 1, in_epoch=None, scheduler=scheduler.state_dict(),
-                         scaler=scaler.state_dict() if scaler.is_enabled() else None)
-            if world.is_main:
-                metadata = _metadata(config, data, precision, state)
-                _save_last(last_path, model, metadata, optimizer)
-                if improved:
-                    save_checkpoint(run_dir / "best.safetensors", model, metadata)
-                _write_logs(run_dir, state["history"], data.spec.class_names)
+    def train(self) -> FitResult:
+        cfg = self.config.train
+        writer = (_open_tensorboard(self.run_dir) if cfg.tensorboard and self.world.is_main
+                  else None)
+        with self.stop:
+            for epoch in range(self.state["epoch"], cfg.epochs):
+                row = self._epoch(epoch)
                 if writer is not None:
-                    _log_tensorboard(writer, row, data.spec.class_names)
-            say(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f}  "
-                f"val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
-                f"pixel acc {val.scores.pixel_accuracy:.4f}  ({row['seconds']:.0f} s)"
-                + ("  *best*" if improved else "") + _skipped_note(ctx))
-            if cfg.patience and state["bad_epochs"] >= cfg.patience:
-                say(f"early stop: no better validation mIoU for {cfg.patience} epochs")
-                break
-            if stop.signal and epoch + 1 < cfg.epochs:
-                raise stop.interrupted(run_dir, f"epoch {epoch + 1}")
-    if writer is not None:
-        writer.close()
-    if data.skipped and world.is_main:
-        print(_skipped_pairs(data.skipped), flush=True)
-    distributed.shutdown(world)
-    return FitResult(run_dir, state["history"], state["best_miou"], state["best_epoch"])
+                    _log_tensorboard(writer, row, self.data.spec.class_names)
+                if cfg.patience and self.state["bad_epochs"] >= cfg.patience:
+                    self.say(f"early stop: no better validation mIoU for {cfg.patience} epochs")
+                    break
+                # Every rank must make the same decision, or one would wait for the others
+                # in the next epoch's first collective forever.
+                if self._stopping() and epoch + 1 < cfg.epochs:
+                    raise self.stop.interrupted(self.run_dir, f"epoch {epoch + 1}")
+        if writer is not None:
+            writer.close()
+        if self.data.skipped:
+            self.say(_skipped_pairs(self.data.skipped))
+        distributed.shutdown(self.world)
+        state = self.state
+        return FitResult(self.run_dir, state["history"], state["best_miou"], state["best_epoch"])
+
+    def _epoch(self, epoch: int) -> dict:
+        """Train the (rest of the) epoch, validate, checkpoint and log; returns its row."""
+        cfg, data, start = self.config.train, self.data, time.perf_counter()
+        self.ctx["epoch"] = epoch
+        train_loader, val_loader = _loaders(data, self.config, epoch, self.device, self.world,
+                                            self.progress.batches)
+        train_loss, train_miou = _train_one_epoch(self.model, train_loader, self.optimizer,
+                                                  self.scheduler, self.scaler, self.ctx,
+                                                  self.progress)
+        if self.world.distributed:
+            train_loss, train_miou = _summed_over_ranks(self.progress, self.world, self.device)
+        self.progress = self._new_progress()
+        # The plain module: DDP's forward would sync buffers, and ranks' shards may differ in
+        # length. evaluate() sums the counts over ranks once, after its loop.
+        val = evaluate(unwrap(self.model), val_loader, data.spec.num_classes,
+                       data.spec.ignore_index, self.device, self.precision, cfg.loss,
+                       cfg.channels_last, cfg.progress)
+        row = _epoch_row(epoch, train_loss, train_miou, val,
+                         self.optimizer.param_groups[0]["lr"], time.perf_counter() - start)
+        improved = self._record(epoch, row, val.scores.miou)
+        self.say(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f}  "
+                 f"val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
+                 f"pixel acc {val.scores.pixel_accuracy:.4f}  ({row['seconds']:.0f} s)"
+                 + ("  *best*" if improved else "") + _skipped_note(self.ctx))
+        return row
+
+    def _record(self, epoch: int, row: dict, miou: float) -> bool:
+        """Update the run's state after an epoch and (rank 0) write checkpoints and logs;
+        returns whether the epoch is the best so far."""
+        state = self.state
+        state["history"].append(row)
+        improved = miou > state["best_miou"]
+        if improved:
+            state.update(best_miou=miou, best_epoch=epoch + 1, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        state.update(epoch=epoch + 1, in_epoch=None, scheduler=self.scheduler.state_dict(),
+                     scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None)
+        if self.world.is_main:
+            metadata = _metadata(self.config, self.data, self.precision, state)
+            _save_last(self.last_path, self.model, metadata, self.optimizer)
+            if improved:
+                save_checkpoint(self.run_dir / "best.safetensors", self.model, metadata)
+            _write_logs(self.run_dir, state["history"], self.data.spec.class_names)
+        return improved
+
+    # --- within an epoch ------------------------------------------------------------------
+
+    def _after_batch(self, progress: _EpochProgress) -> None:
+        """Checkpoint every ``checkpoint_every`` batches, and stop after a signal."""
+        unfinished = progress.batches < self.steps_per_epoch
+        every = self.config.train.checkpoint_every
+        stopping = self._stopping()
+        if unfinished and (stopping or (every and progress.batches % every == 0)):
+            self._checkpoint_mid_epoch(progress)
+        if stopping and unfinished:
+            raise self.stop.interrupted(self.run_dir, f"epoch {self.ctx['epoch'] + 1}, batch "
+                                                      f"{progress.batches}")
+
+    def _stopping(self) -> bool:
+        """Whether a signal asked the run to stop, agreed over all ranks: torchrun signals
+        every rank, but each may see it at a different step."""
+        stopping = distributed.any_rank(self.stop.signal is not None, self.world, self.device)
+        if stopping and self.stop.signal is None:
+            self.stop.signal = signal.SIGTERM
+        return stopping
+
+    def _checkpoint_mid_epoch(self, progress: _EpochProgress) -> None:
+        self.state.update(in_epoch=progress.to_json(), scheduler=self.scheduler.state_dict(),
+                          scaler=(self.scaler.state_dict() if self.scaler.is_enabled()
+                                  else None))
+        if self.world.is_main:
+            _save_last(self.last_path, self.model,
+                       _metadata(self.config, self.data, self.precision, self.state),
+                       self.optimizer, progress)
 
 
 def _skipped_pairs(skipped: list[tuple[str, str]]) -> str:
