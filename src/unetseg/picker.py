@@ -58,13 +58,14 @@ DOMAINS = ("medical", "driving", "satellite", "documents", "industrial", "other"
 BUDGETS = ("tight", "moderate", "none")       # at prediction time; tight = edge device, CPU
 TASKS = ("semantic", "instance", "panoptic")
 
-# Below this many labelled images a from-scratch U-Net is hard to beat: it has few parameters
-# and its skips do not have to learn detail back. DeepLab/SegFormer need pretraining to compete.
+# Thresholds are rules of thumb, not measurements: near one, both answers are worth a try.
+# Below this many labelled images a from-scratch U-Net is hard to beat: few parameters to fit,
+# and its skips hand detail to the decoder instead of it being learnt back.
 SMALL_DATA = 2_000
-# From here a transformer encoder's accuracy gain over CNNs shows (SegFormer's own benchmarks,
-# ADE20K and Cityscapes, have 20k and 3k fine + 20k coarse images).
+# Transformer encoders need more data than CNNs before their accuracy shows; ADE20K, where
+# SegFormer leads, has about 20k training images.
 LARGE_DATA = 10_000
-# Above this long side a whole image no longer fits a GPU batch at full resolution comfortably.
+# Above this long side a whole image at full resolution crowds a GPU's memory.
 LARGE_IMAGE = 1_024
 # Training crops larger than this add memory and little context for a 4-level U-Net.
 MAX_CROP = 512
@@ -158,11 +159,11 @@ def _semantic_architecture(needs: Needs) -> tuple[str, str, tuple[str, ...]]:
 
 def _architecture(task: str, needs: Needs) -> tuple[str, str, tuple[str, ...]]:
     if task == "instance":
-        return "Mask R-CNN", "Mask R-CNN is the standard, well-supported instance segmenter", \
-            ("Mask2Former",)
+        return ("Mask R-CNN", "Mask R-CNN is the standard, well-supported instance segmenter",
+                ("Mask2Former",))
     if task == "panoptic":
-        return "Mask2Former", "Mask2Former segments things and stuff in one model", \
-            ("OneFormer", "Mask R-CNN (things only)")
+        return ("Mask2Former", "Mask2Former segments things and stuff in one model",
+                ("OneFormer", "Mask R-CNN (things only)"))
     return _semantic_architecture(needs)
 
 
