@@ -63,6 +63,13 @@ def test_nan_pixels_are_refused_naming_the_file(tmp_path):
         read_image(tmp_path / "nan.tif")
 
 
+def test_a_decompression_bomb_is_an_error_naming_the_file(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ValueError, match=r"big.png: cannot be read as an image"):
+        read_image(tmp_path / "big.png")
+
+
 def test_an_empty_image_is_refused_naming_the_file(tmp_path):
     tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 4), np.uint8))
     with pytest.raises(ValueError, match=r"empty.tif: "):

@@ -209,6 +209,21 @@ class RunsACommand:
         return (os.system, (f"touch {self.marker}",))
 
 
+def test_resume_refuses_flags_that_change_what_is_trained(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *FLAGS, "--epochs", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--base", "8"]) == 2
+    assert "--base cannot change when resuming" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0     # running longer is fine
+    assert "epochs: 2" in (run / "config.yaml").read_text()
+
+
+def test_class_weights_with_a_loss_without_cross_entropy_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="--loss dice has none"):
+        fit(config(tmp_path / "run", loss="dice", class_weights="1,2,3"))
+
+
 def test_a_pickle_renamed_to_a_checkpoint_is_refused_and_never_runs(tmp_path, capsys):
     marker = tmp_path / "pwned"
     fake = tmp_path / "run" / "last.safetensors"
@@ -250,8 +265,11 @@ def test_metadata_that_contradicts_the_weights_is_refused_naming_the_mismatch(tm
 
 def test_a_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint_exactly(tmp_path,
                                                                             monkeypatch):
-    whole = fit(config(tmp_path / "whole", checkpoint_every=2))
-    run = config(tmp_path / "run", checkpoint_every=2)
+    # Dropout makes the RNG matter: a resumed epoch must draw the same masks.
+    with_dropout = lambda out: replace(config(out, checkpoint_every=2),  # noqa: E731
+                                       model=ModelConfig(base=4, dropout=0.5))
+    whole = fit(with_dropout(tmp_path / "whole"))
+    run = with_dropout(tmp_path / "run")
     real_save = train_module._save_last
     saves = []
 

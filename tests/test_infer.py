@@ -156,6 +156,22 @@ def test_wrong_channel_count_is_refused_naming_both(checkpoint):
         predict(segmenter, np.zeros((32, 32), dtype=np.uint8))
 
 
+def test_bad_predict_arguments_are_refused(checkpoint):
+    segmenter = load_segmenter(checkpoint)
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, found 0"):
+        predict(segmenter, image, tile=16, batch_size=0)
+    with pytest.raises(ValueError, match="uint8, uint16 or float pixels .* found int64"):
+        predict(segmenter, image.astype(np.int64))
+
+
+def test_folding_keeps_the_convolutions_dtype():
+    model = UNet(3, 2, base=4).double().eval()
+    x = torch.randn(1, 3, 20, 20, dtype=torch.float64)
+    with torch.inference_mode():
+        assert (fold_batchnorm(model)(x) - model(x)).abs().max().item() < 1e-10
+
+
 # --- bounded memory -----------------------------------------------------------------------------
 
 PEAK_SCRIPT = textwrap.dedent("""
@@ -284,6 +300,14 @@ def test_predict_never_overwrites_without_the_flag(checkpoint, images, tmp_path,
     assert main(["predict", str(checkpoint), str(images / "nothing*.png"), "--out", str(out)]) == 2
     (tmp_path / "file").write_text("x")
     assert main(["predict", str(checkpoint), one, "--out", str(tmp_path / "file")]) == 2
+
+
+def test_predict_never_writes_over_an_input(checkpoint, images, capsys):
+    before = (images / "im0.png").read_bytes()
+    assert main(["predict", str(checkpoint), str(images), "--out", str(images), "--overwrite",
+                 "--quiet"]) == 2
+    assert "is an input and would be overwritten" in capsys.readouterr().err
+    assert (images / "im0.png").read_bytes() == before
 
 
 def test_predict_with_the_onnx_model_writes_the_same_masks(checkpoint, onnx_model, images,

@@ -56,6 +56,9 @@ TRAIN_FLAGS = [
     ("train", "patience", int, "stop after this many epochs without a better val mIoU (0 = off)"),
     ("train", "device", str, "cpu, cuda, cuda:1, ... (default: CUDA if available)"),
 ]
+# What a resumed run may change: when and how long it runs, not what it trains.
+RESUMABLE_CHANGES = {"train.epochs", "train.patience", "train.progress", "train.device",
+                     "train.max_nonfinite", "train.checkpoint_every", "train.tensorboard"}
 # Flags not spelt like their field.
 FLAG_NAMES = {("data", "source"): "--data", ("data", "seed"): "--data-seed"}
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -107,8 +110,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         values = RunConfig.from_yaml(Path(args.resume) / "config.yaml").to_dict()
     elif args.config:
         values = RunConfig.from_yaml(args.config).to_dict()
+    resuming = bool(getattr(args, "resume", None))
     for key, value in vars(args).items():
         if "." in key and key != "argv":
+            if resuming and key not in RESUMABLE_CHANGES:
+                raise ValueError(f"--{key.split('.')[1].replace('_', '-')} cannot change when "
+                                 f"resuming (the checkpoint was trained with the run's "
+                                 f"config.yaml); only {', '.join(sorted(RESUMABLE_CHANGES))} "
+                                 f"may")
             section, name = key.split(".")
             if name == "classes":
                 value = tuple(v.strip() for v in value.split(","))

@@ -81,7 +81,9 @@ def fold_batchnorm(model: UNet) -> UNet:
             if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
                 scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
                 fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                  conv.stride, conv.padding, bias=True)
+                                  conv.stride, conv.padding, conv.dilation, conv.groups,
+                                  bias=True, padding_mode=conv.padding_mode,
+                                  device=conv.weight.device, dtype=conv.weight.dtype)
                 with torch.no_grad():
                     fused.weight.copy_(conv.weight * scale[:, None, None, None])
                     bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
@@ -108,7 +110,7 @@ def load_segmenter(path, device: torch.device | str = "cpu", fold: bool = True) 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
     """Start offsets of ``tile``-long windows covering ``[0, max(length, tile))``.
 
-    Consecutive windows overlap by at least ``overlap`` of a tile (the stride is
+    Consecutive windows overlap by about ``overlap`` of a tile (the stride is
     ``round(tile * (1 - overlap))``, at least 1); the last window is moved back to end at the
     edge instead of running past it, so no window needs padding unless the image is smaller
     than one tile.
@@ -199,6 +201,9 @@ def _check_image(image: np.ndarray, in_channels: int | None) -> np.ndarray:
         image = image[..., None]
     if image.ndim != 3 or min(image.shape[:2]) < 1:
         raise ValueError(f"predict expects an (H, W, C) or (H, W) image, found shape {image.shape}")
+    if image.dtype not in (np.uint8, np.uint16) and image.dtype.kind != "f":
+        raise ValueError(f"predict expects uint8, uint16 or float pixels in [0, 1], found "
+                         f"{image.dtype}")
     if in_channels is not None and image.shape[-1] != in_channels:
         raise ValueError(f"the model expects {in_channels} channels, found {image.shape[-1]} "
                          f"in an image of shape {image.shape}")
@@ -236,6 +241,10 @@ def predict(
     Returns:
         `Prediction` with the uint8 (H, W) mask and, with ``probs``, the probabilities.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, found {batch_size}")
+    if tile is not None and tile < 1:
+        raise ValueError(f"tile must be >= 1 or None, found {tile}")
     device = _model_device(model) if device is None else torch.device(device)
     precision = pick_precision(precision, device)
     image = _check_image(image, getattr(model, "in_channels", None))
@@ -252,8 +261,10 @@ def _model_device(model) -> torch.device:
 
 def _predict_whole(model, image, tta, device, precision, want_probs) -> Prediction:
     height, width = image.shape[:2]
-    # Pooling four times halves the size four times: a multiple of 16 keeps every level exact.
-    multiple = 16
+    # Pooling `depth` times halves the size each time: a multiple of 2^depth keeps every level
+    # exact (16 for the default depth of 4, or for a model whose depth is not known).
+    network = getattr(model, "network", None)
+    multiple = 2 ** network.config.depth if hasattr(network, "config") else 16
     padded = _reflect_pad(image, math.ceil(height / multiple) * multiple,
                           math.ceil(width / multiple) * multiple)
     batch = _as_batch(padded[None], device)

@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable, TextIO
+from typing import TextIO
 
 __all__ = [
     "OUTPUTS", "CONTENTS", "DOMAINS", "BUDGETS", "TASKS", "Needs", "Recommendation", "recommend",
@@ -140,11 +141,11 @@ def _semantic_architecture(needs: Needs) -> tuple[str, str, tuple[str, ...]]:
         return "U-Net", ("a tight latency or memory budget favours a small U-Net (a low base "
                          "width, exported to ONNX)"), ("DeepLabV3+ with a MobileNet encoder",)
     if needs.domain in FINE_BOUNDARY_DOMAINS:
-        larger = ("SegFormer",) if needs.images >= LARGE_DATA else ("U-Net with a pretrained "
-                                                                   "encoder",)
+        # With much data a transformer may still win on accuracy; with less, pretraining helps.
+        runner_up = "SegFormer" if needs.images >= LARGE_DATA else "U-Net with a pretrained encoder"
         return "U-Net", (f"{needs.domain} images need exact boundaries, which the U-Net's "
                          f"full-resolution skips keep (SegFormer predicts at 1/4 "
-                         f"resolution)"), larger
+                         f"resolution)"), (runner_up,)
     if needs.images < SMALL_DATA:
         return "U-Net", (f"with {needs.images} labelled images (< {SMALL_DATA}) a U-Net trains "
                          f"well from scratch and its skips keep fine detail"), ("DeepLabV3+",)
@@ -301,13 +302,15 @@ def _print(answer: Recommendation, out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace, input_fn: Callable[[str], str] | None = None,
-        out: TextIO = sys.stdout) -> int:
-    """Ask for what the flags left out, then print the recommendation; the exit status.
+        out: TextIO | None = None) -> int:
+    """Ask for what the flags left out, then print the recommendation to ``out`` (default: the
+    current ``sys.stdout``, looked up at the call so redirection works); the exit status.
 
     Questions go through ``input_fn`` when given, else through `input` when stdin is a
     terminal. With neither, a missing flag cannot be asked: the missing flags are named on
     stderr and the status is 2, as it is when the input ends before every answer.
     """
+    out = sys.stdout if out is None else out
     values = {f.name: getattr(args, f.name, None) for f in fields(Needs)}
     missing = [name for name, value in values.items() if value is None]
     if missing and input_fn is None:

@@ -111,6 +111,9 @@ def _save_probs(path: Path, probs_shape: tuple[int, ...]) -> tuple[np.ndarray, P
 
 
 def _predict_one(predictor, path: Path, out_dir: Path, options: PredictOptions) -> dict:
+    # Large scenes are what tiled prediction is for: lift Pillow's decompression-bomb limit
+    # (about 179 Mpx) for the images the user asked to predict.
+    Image.MAX_IMAGE_PIXELS = None
     image = read_raw_image(path)
     height, width = image.shape[:2]
     mask_path, overlay_path, *probs_path = output_paths(path, out_dir, options.probs)
@@ -155,6 +158,12 @@ def predict_files(predictor, inputs: list[str], out_dir: str | Path,
             raise ValueError(f"{path} and {stems[path.stem]} would write the same outputs "
                              f"({path.stem}.png); predict them into different folders")
         stems[path.stem] = path
+    inputs = {path.resolve() for path in paths}
+    clashes = [p for path in paths for p in output_paths(path, out_dir, options.probs)
+               if p.resolve() in inputs]
+    if clashes:
+        raise ValueError(f"{clashes[0]} is an input and would be overwritten by an output; "
+                         f"choose another --out")
     existing = [p for path in paths for p in output_paths(path, out_dir, options.probs)
                 if p.exists()]
     if existing and not options.overwrite:

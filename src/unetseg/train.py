@@ -164,15 +164,19 @@ def _loaders(data: Datasets, config: RunConfig, epoch: int, device: torch.device
     pin = device.type == "cuda"
     order = _EpochOrder(len(data.train), config.train.seed * 100_003 + epoch, per_rank, world,
                         skip_batches)
+    # Their own generators: a DataLoader otherwise draws its worker seed from the global RNG,
+    # which would shift every later dropout mask after a mid-epoch resume.
+    loader_rng = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
     train = DataLoader(data.train, batch_size=per_rank, sampler=order,
-                       num_workers=cfg.workers, pin_memory=pin,
+                       num_workers=cfg.workers, pin_memory=pin, generator=loader_rng,
                        drop_last=len(data.train) > cfg.batch_size)
     val_set = data.val if not world.distributed else \
         Subset(data.val, list(distributed.shard(len(data.val), world)))
     # Validation images of different sizes cannot share a batch.
     sizes = getattr(data.val, "sizes", {None})
     val = DataLoader(val_set, batch_size=cfg.batch_size if len(sizes) == 1 else 1,
-                     num_workers=cfg.workers, pin_memory=pin)
+                     num_workers=cfg.workers, pin_memory=pin,
+                     generator=torch.Generator().manual_seed(epoch))
     return train, val
 
 
@@ -180,6 +184,9 @@ def _class_weights(config: RunConfig, data: Datasets) -> torch.Tensor | None:
     spec = config.train.class_weights
     if not spec:
         return None
+    if config.train.loss not in ("ce", "ce_dice"):
+        raise ValueError(f"--class-weights weigh the cross-entropy; --loss {config.train.loss} "
+                         f"has none (use ce or ce_dice)")
     if spec == "median":
         if data.class_pixels is None:
             raise ValueError("median-frequency class weights need a dataset with counted "
@@ -340,7 +347,10 @@ def _readable_checkpoint(last_path: Path):
         if not previous.exists():
             raise
         print(f"{last_path} is unusable ({error}); resuming from {previous.name}")
-        return load_checkpoint(previous)
+        checkpoint = load_checkpoint(previous)
+        if last_path.exists():        # keep it for inspection, out of the rotation
+            os.replace(last_path, last_path.with_name(last_path.name + ".corrupt"))
+        return checkpoint
 
 
 def _save_last(last_path: Path, model, metadata: dict, optimizer,
@@ -463,6 +473,8 @@ class _Run:
             self.progress.matrix.matrix = checkpoint.tensors["train.matrix"].to(self.device)
         self.say(f"resuming {self.run_dir} at epoch {state['epoch'] + 1}, batch "
                  f"{self.progress.batches + 1}")
+        if self.world.is_main:                # it may run longer now: record what it runs
+            atomic_write_text(self.run_dir / "config.yaml", self.config.to_yaml())
         return state
 
     # --- the loop -------------------------------------------------------------------------
@@ -530,11 +542,13 @@ class _Run:
         state.update(epoch=epoch + 1, in_epoch=None, scheduler=self.scheduler.state_dict(),
                      scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None)
         if self.world.is_main:
+            # The resume checkpoint goes last: it is the commit point. Killed before it, the
+            # epoch is redone and best and the logs are rewritten; killed after, both are done.
             metadata = _metadata(self.config, self.data, self.precision, state)
-            _save_last(self.last_path, self.model, metadata, self.optimizer)
             if improved:
                 save_checkpoint(self.run_dir / "best.safetensors", self.model, metadata)
             _write_logs(self.run_dir, state["history"], self.data.spec.class_names)
+            _save_last(self.last_path, self.model, metadata, self.optimizer)
         return improved
 
     # --- within an epoch ------------------------------------------------------------------

@@ -34,7 +34,8 @@ def _read_array(path: Path, keep_modes: tuple[str, ...]) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             return np.asarray(image if image.mode in keep_modes else image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError, IndexError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, IndexError,
+            Image.DecompressionBombError) as error:
         raise ValueError(f"{path}: cannot be read as an image ({error})") from error
 
 
@@ -137,6 +138,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (OSError, UnidentifiedImageError) as error:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise ValueError(f"{path}: cannot be read as an image ({error})") from error
     return height, width
