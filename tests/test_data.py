@@ -831,3 +831,23 @@ def test_ignore_index_that_is_a_class_label_is_refused():
 def test_a_single_pair_cannot_be_split_into_train_and_validation():
     with pytest.raises(ValueError, match=r"cannot split 1 pair\(s\) .* at least 2"):
         split_by_ratio(["only"], 0.2, seed=0)
+
+
+def test_split_files_choose_the_training_and_validation_pairs(tmp_path):
+    root = tmp_path / "data"
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    for stem in "abcde":
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "images" / f"{stem}.png")
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "masks" / f"{stem}.png")
+    (root / "train.txt").write_text("a.png\n# a comment\n/any/where/c.png /x/masks/c.png\ne\n")
+    (root / "val.txt").write_text("b.png\nd.png\n")
+    data = build_datasets(DataConfig(source=str(root), classes=("bg", "fg"), augment=False,
+                                     train_list="train.txt", val_list="val.txt"))
+    assert [p[0].stem for p in data.train.pairs] == ["a", "c", "e"]
+    assert [p[0].stem for p in data.val.pairs] == ["b", "d"]
+    (root / "val.txt").write_text("b.png\nzz.png\n")
+    with pytest.raises(ValueError, match=r"val.txt names 1 image\(s\) not in .*images, for "
+                                         r"example \['zz'\]"):
+        build_datasets(DataConfig(source=str(root), classes=("bg", "fg"),
+                                  train_list="train.txt", val_list="val.txt"))

@@ -97,16 +97,17 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, whole
 # --- interrupted and failed writes -----------------------------------------------------------------
 
 def interrupt_after(monkeypatch, epochs: int) -> None:
-    real = train_module._write_logs
+    """Stop the run right after its ``epochs``-th resume checkpoint (the epoch's commit point)."""
+    real = train_module._save_last
     calls = []
 
-    def write_then_stop(run_dir, history, class_names):
-        real(run_dir, history, class_names)
+    def save_then_stop(*args, **kwargs):
+        real(*args, **kwargs)
         calls.append(1)
         if len(calls) == epochs:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_write_logs", write_then_stop)
+    monkeypatch.setattr(train_module, "_save_last", save_then_stop)
 
 
 def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, capsys):
@@ -313,3 +314,30 @@ def test_sigterm_or_sigint_finishes_the_step_checkpoints_and_says_how_to_resume(
     assert f"unetseg train --resume {run}" in err
     subprocess.run(train_command(run, 3, resume=True), check=True, capture_output=True)
     assert_same_weights(whole / "last.safetensors", run / "last.safetensors")
+
+
+def test_a_kill_after_the_logs_but_before_the_checkpoint_redoes_the_epoch_consistently(
+        tmp_path, monkeypatch):
+    """best.safetensors and the logs are written before the resume checkpoint: killed in
+    between, the resumed run redoes the epoch and rewrites both, ending as if never stopped."""
+    whole = fit(config(tmp_path / "whole"))
+    real = train_module._save_last
+    calls = []
+
+    def die_before_the_second_save(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_save_last", die_before_the_second_save)
+    cfg = config(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg)
+    monkeypatch.undo()
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2  # ahead
+    resumed = fit(cfg, resume=True)
+    assert_same_weights(whole.run_dir / "last.safetensors", resumed.run_dir / "last.safetensors")
+    assert_same_weights(whole.run_dir / "best.safetensors", resumed.run_dir / "best.safetensors")
+    assert [json.loads(line)["epoch"] for line in
+            (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]

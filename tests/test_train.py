@@ -129,16 +129,16 @@ def test_resume_after_epoch_one_equals_the_uninterrupted_run(trained, tmp_path, 
     """Stop a run right after its first checkpoint, resume it: same weights, bit for bit."""
     config, whole = trained
     interrupted = replace(config, train=replace(config.train, out=str(tmp_path / "resumed")))
-    real_write_logs = train_module._write_logs
+    real_save = train_module._save_last
 
-    def stop_after_first_epoch(run_dir, history, class_names):
-        real_write_logs(run_dir, history, class_names)
-        raise KeyboardInterrupt("simulated kill after epoch 1")
+    def stop_after_first_epoch(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt("simulated kill after epoch 1's checkpoint")
 
-    monkeypatch.setattr(train_module, "_write_logs", stop_after_first_epoch)
+    monkeypatch.setattr(train_module, "_save_last", stop_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         fit(interrupted)
-    monkeypatch.setattr(train_module, "_write_logs", real_write_logs)
+    monkeypatch.setattr(train_module, "_save_last", real_save)
     resumed = fit(interrupted, resume=True)
 
     expected = load_file(whole.run_dir / "last.safetensors")

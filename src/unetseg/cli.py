@@ -25,6 +25,9 @@ TRAIN_FLAGS = [
     ("data", "batch_size", int, "images per optimiser step"),
     ("data", "workers", int, "DataLoader worker processes"),
     ("data", "val_ratio", float, "share held out for validation when there is no val split"),
+    ("data", "train_list", str, "split file naming the training images (one per line), "
+                                "relative to the data folder"),
+    ("data", "val_list", str, "split file naming the validation images"),
     ("data", "train_samples", int, "synthetic training images"),
     ("data", "val_samples", int, "synthetic validation images"),
     ("data", "foreground", float, "share of object pixels per image for --data binary"),

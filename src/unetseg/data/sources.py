@@ -13,7 +13,9 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from .folder import DatasetSpec, FolderDataset, find_spec_file, match_pairs, split_by_ratio
+from .folder import (
+    DatasetSpec, FolderDataset, find_spec_file, match_pairs, read_split_file, split_by_ratio,
+)
 from .presets import CAMVID, ISBI, camvid_pairs, isbi_pairs
 from .synthetic import BinaryShapes, SyntheticShapes
 from .transforms import TrainTransform
@@ -34,6 +36,8 @@ class DataConfig:
     batch_size: int = 16
     workers: int = 0
     val_ratio: float = 0.2             # held out when a folder has no validation split
+    train_list: str | None = None      # split files (one file name or stem per line), relative
+    val_list: str | None = None        # to the data folder: which pairs train, which validate
     train_samples: int = 2000          # synthetic only
     val_samples: int = 200             # synthetic only
     foreground: float = 0.05           # "binary" only: share of object pixels per image
@@ -79,8 +83,28 @@ def _folder_pairs(config: DataConfig) -> tuple[list, list, DatasetSpec]:
     if config.val:
         return pairs, match_pairs(Path(config.val) / "images", Path(config.val) / "masks"), spec
     by_stem = {p[0].stem: p for p in pairs}
+    if config.train_list or config.val_list:
+        if not (config.train_list and config.val_list):
+            raise ValueError("give both --train-list and --val-list, or neither")
+        return (_listed(root, config.train_list, by_stem), _listed(root, config.val_list, by_stem),
+                spec)
     train, val = split_by_ratio(sorted(by_stem), config.val_ratio, config.seed)
     return [by_stem[s] for s in train], [by_stem[s] for s in val], spec
+
+
+def _listed(root: Path, listing: str, by_stem: dict) -> list:
+    """The pairs a split file names (SegNet-style lines work: the first path's stem counts)."""
+    path = Path(listing) if Path(listing).is_absolute() else root / listing
+    if not path.is_file():
+        raise ValueError(f"split file {path} does not exist")
+    stems = read_split_file(path)
+    unknown = [stem for stem in stems if stem not in by_stem]
+    if unknown:
+        raise ValueError(f"{path} names {len(unknown)} image(s) not in {root / 'images'}, for "
+                         f"example {unknown[:3]}")
+    if not stems:
+        raise ValueError(f"{path} lists no images")
+    return [by_stem[stem] for stem in stems]
 
 
 def _preset_root(config: DataConfig) -> Path:
