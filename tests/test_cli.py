@@ -17,6 +17,21 @@ TINY = ["--data", "synthetic", "--size", "32", "--train-samples", "32", "--val-s
         "--base", "4", "--batch-size", "8", "--quiet"]
 
 
+def strict_json(text: str):
+    """Parse as a strict JSON reader would: Python's NaN/Infinity tokens are not JSON."""
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_undefined_scores_are_written_as_json_null():
+    from unetseg.files import json_ready
+
+    value = {"iou": [0.5, float("nan")], "miou": float("nan"), "name": "x"}
+    assert strict_json(json.dumps(json_ready(value))) == {"iou": [0.5, None], "miou": None,
+                                                           "name": "x"}
+
+
 def subcommands() -> dict[str, argparse.ArgumentParser]:
     parser = build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -53,7 +68,9 @@ def test_train_then_evaluate_reports_the_per_class_table(tmp_path, capsys):
     assert header == ["class", "iou", "dice", "precision", "recall", "bf1", "share"]
     for name in ("background", "circle", "square", "mIoU", "pixel accuracy"):
         assert name in out
-    report = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    report = strict_json((tmp_path / "ev" / "evaluation.json").read_text())
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        strict_json(line)
     assert report["miou"] == pytest.approx(logged["val_miou"], abs=1e-9)
     assert [row["class"] for row in report["classes"]] == ["background", "circle", "square"]
     assert (tmp_path / "ev" / "confusion.png").stat().st_size > 0

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import load_model
-from .files import atomic_write_text
+from .files import atomic_write_text, json_ready
 from .config import RunConfig
 from .data.sources import build_eval_dataset
 from .inspection_report import write_inspection_report
@@ -179,7 +179,7 @@ def evaluate_checkpoint(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "evaluation.json",
-                      json.dumps(evaluation.to_dict(class_names), indent=2))
+                      json.dumps(json_ready(evaluation.to_dict(class_names)), indent=2))
     plot_confusion(evaluation.scores.matrix.numpy(), class_names, out / "confusion.png")
     write_inspection_report(inspection, out, meta["colours"],
                             sample_source(model, dataset, torch_device, precision, channels_last),

@@ -7,11 +7,12 @@ a crash, a kill or a full disk leaves either the old file or the new one, never 
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "json_ready"]
 
 
 def _current_umask() -> int:
@@ -47,3 +48,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_ready(value):
+    """``value`` with every NaN (an undefined score, such as the IoU of an absent class) as
+    None: JSON has no NaN, and strict readers (browsers, jq) refuse Python's ``NaN`` token."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value

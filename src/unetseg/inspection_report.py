@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from .files import atomic_write_text
+from .files import atomic_write_text, json_ready
 from .inspector import ERROR_MAP_CODES, ERROR_TYPES, SIZE_BUCKETS, Inspection, error_map
 from .report import _confusion_figure, _figure_bytes, _pyplot, colourise
 
@@ -152,17 +152,6 @@ def _panel(image, truth, pred, colours, ignore_index) -> bytes:
     return buffer.getvalue()
 
 
-def _without_nan(value):
-    """NaN (an undefined score) becomes JSON null, which every JSON reader accepts."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _without_nan(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_without_nan(v) for v in value]
-    return value
-
-
 # --- the page -------------------------------------------------------------------------------
 
 STYLE = """
@@ -253,6 +242,6 @@ def write_inspection_report(
             f">= {inspection.settings['fine_iou']}.</p>"
             f"{_table_html(rows)}{''.join(sections)}{CHECK_SCRIPT}</body></html>")
     json_path, html_path = out_dir / "report.json", out_dir / "report.html"
-    atomic_write_text(json_path, json.dumps(_without_nan(inspection.to_dict()), indent=2))
+    atomic_write_text(json_path, json.dumps(json_ready(inspection.to_dict()), indent=2))
     atomic_write_text(html_path, page)
     return json_path, html_path

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import load_checkpoint, restore_optimizer, save_checkpoint, unwrap
 from .distributed import World
-from .files import atomic_write_text
+from .files import atomic_write_text, json_ready
 from .config import RunConfig
 from .data.sources import Datasets, build_datasets
 from .evaluation import evaluate, predict_labels, prepare_images
@@ -216,7 +216,7 @@ def _metadata(config: RunConfig, data: Datasets, precision: str, state: dict) ->
 
 def _write_logs(run_dir: Path, history: list[dict], class_names) -> None:
     atomic_write_text(run_dir / "metrics.jsonl",
-                      "".join(json.dumps(row) + "\n" for row in history))
+                      "".join(json.dumps(json_ready(row)) + "\n" for row in history))
     columns = ["epoch", "train_loss", "train_miou", "val_loss", "val_miou", "val_mdice",
                "val_pixel_accuracy", "val_mean_bf1", "lr", "seconds"]
     lines = [",".join(columns + [f"iou_{name}" for name in class_names])]
