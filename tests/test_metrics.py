@@ -4,10 +4,14 @@ examples, and a brute-force boundary F1 written here from the definition.
 torchmetrics scores a 0/0 class as 0 (its ``zero_division`` default) where we give NaN, so on data
 with an absent class the comparison is split: values where we are finite must equal torchmetrics,
 and the NaN positions are checked against the counts (torchmetrics shows 0 there).
+
+``ignore_index`` defaults to 255 in every metric, as in the losses; tests that want every pixel
+to count say ``ignore_index=None``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import socket
 import warnings
@@ -26,6 +30,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from unetseg import metrics
 from unetseg.metrics import (
     BoundaryF1, ConfusionMatrix, Scores, boundary_f1, default_tolerance, scores_from_matrix,
 )
@@ -335,12 +340,13 @@ def test_empty_matrix_scores_are_all_nan():
 @pytest.mark.parametrize(("pred", "target", "message"), [
     ([0, 1, 2], [0, 1, 5], r"found target values \[5\]"),
     ([0, -1, 2], [0, 1, 2], r"predicted values \[-1\]"),
-    ([0, 1, 2], [0, IGNORE, 2], r"target values \[255\]"),             # no ignore_index set
+    ([0, 1, 2], [0, IGNORE, 2], r"target values \[255\]"),             # 255 is not ignored
     ([0, 4, 7], [0, 1, 2], r"predicted values \[4, 7\]"),
 ])
 def test_out_of_range_labels_raise_naming_the_values(pred, target, message):
-    """Labels outside [0, C) raise a ValueError that names the offending values."""
-    meter = ConfusionMatrix(3)
+    """Labels outside [0, C) raise a ValueError that names the offending values; with
+    ignore_index=None every pixel counts, so a 255 in the target is one of them."""
+    meter = ConfusionMatrix(3, ignore_index=None)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         meter.update(torch.tensor(pred), torch.tensor(target))
     with pytest.raises(ValueError, match=message):
@@ -374,9 +380,10 @@ def test_merge_of_different_classes_or_ignore_index_raises():
     """merge() refuses a matrix of another class count or ignore index."""
     with pytest.raises(ValueError, match=r"cannot merge a matrix of 4 classes .* into one of 3"):
         ConfusionMatrix(3).merge(ConfusionMatrix(4))
-    with pytest.raises(ValueError, match=r"ignore_index=255\) into one of 3 \(ignore_index=None"):
-        ConfusionMatrix(3).merge(ConfusionMatrix(3, ignore_index=IGNORE))
-    with pytest.raises(ValueError, match=r"cannot merge boundary F1 .* = \(4, None, None\) into one with \(3, None, None\)"):
+    with pytest.raises(ValueError, match=r"ignore_index=None\) into one of 3 \(ignore_index=255"):
+        ConfusionMatrix(3).merge(ConfusionMatrix(3, ignore_index=None))
+    with pytest.raises(ValueError, match=r"cannot merge boundary F1 .* = \(4, None, 255\) "
+                                         r"into one with \(3, None, 255\)"):
         BoundaryF1(3).merge(BoundaryF1(4))
 
 
@@ -437,6 +444,7 @@ def _ddp_worker(rank: int, port: int, shards, num_classes: int, ignore_index, ou
         if rank == 0:
             torch.save({"matrix": matrix.matrix, "bf1": boundary.compute(),
                         "count": boundary.count}, out_path)
+        dist.barrier()          # neither rank tears gloo down while the other still uses it
     finally:
         dist.destroy_process_group()
 
@@ -588,13 +596,18 @@ def test_boundary_f1_uses_the_default_tolerance(size, within, beyond):
 
 def test_ignore_index_drops_predicted_boundary_on_ignored_pixels():
     """A spurious class-1 blob predicted inside the ignored region (cols 48..63) lowers class 1's
-    precision without ignore_index, and is dropped with it, leaving the exact square's score 1."""
+    precision when every pixel counts (ignore_index=None), and is dropped when 255 is ignored,
+    explicitly or by default, leaving the exact square's score 1."""
     target = square(0)
     target[:, 48:] = IGNORE
     pred = square(0)
     pred[5:15, 52:60] = 1
-    assert boundary_f1(pred, target, 2, tolerance=2.0)[1] < 1.0
+    assert boundary_f1(pred, target, 2, tolerance=2.0, ignore_index=None)[1] < 1.0
     assert boundary_f1(pred, target, 2, tolerance=2.0, ignore_index=IGNORE)[1] == 1.0
+    assert boundary_f1(pred, target, 2, tolerance=2.0)[1] == 1.0
+    meter = BoundaryF1(2, tolerance=2.0)
+    meter.update(pred, target)
+    assert meter.compute()[1] == 1.0
 
 
 # --- boundary F1 against a brute-force reference ------------------------------------------------
@@ -718,3 +731,50 @@ def test_confusion_matrix_reads_single_image_logits_like_boundary_f1():
     meter = ConfusionMatrix(4)
     meter.update(logits, target)
     assert np.array_equal(meter.matrix.numpy(), counts_by_hand(logits.argmax(0), target, 4))
+
+
+# --- 9. ignore_index defaults to 255 ----------------------------------------------------------
+
+def test_every_ignore_index_in_metrics_defaults_to_255():
+    """Every public function and class of metrics.py that takes ignore_index defaults it to 255,
+    as in the losses; None is the explicit "every pixel counts"."""
+    found = {}
+    for name in metrics.__all__:
+        obj = getattr(metrics, name)
+        if callable(obj):
+            parameter = inspect.signature(obj).parameters.get("ignore_index")
+            if parameter is not None:
+                found[name] = parameter.default
+    assert set(found) == {"ConfusionMatrix", "boundary_f1", "BoundaryF1"}
+    assert all(default == IGNORE for default in found.values()), found
+
+
+@pytest.mark.parametrize("logits", [False, True])
+def test_confusion_matrix_ignores_255_by_default(logits):
+    """A meter with the default ignore_index, fed targets with 255 pixels, holds the matrix of
+    a meter that counts every pixel (ignore_index=None) fed only the pixels that are not 255,
+    and equals torchmetrics with ignore_index=255."""
+    num_classes = 4
+    batches = random_batches(num_classes, seed=31, ignore_index=IGNORE, logits=logits)
+    default, kept = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes, ignore_index=None)
+    for pred, target in batches:
+        default.update(pred, target)
+        labels = pred.argmax(1) if logits else pred
+        keep = target != IGNORE
+        kept.update(labels[keep], target[keep])
+    assert sum(int((t == IGNORE).sum()) for _, t in batches) > 0
+    assert torch.equal(default.matrix, kept.matrix)
+    expected = torchmetrics_scores(batches, num_classes, IGNORE)
+    np.testing.assert_allclose(default.compute().iou.numpy(), expected["iou"], rtol=0, atol=1e-6)
+
+
+def test_boundary_f1_ignores_255_by_default():
+    """boundary_f1 and BoundaryF1 with the default ignore_index equal the brute-force BF score
+    with ignore_index=255 on masks whose targets hold 255 blocks."""
+    pred, target = random_masks(3, seed=32, ignore_index=IGNORE)
+    assert (target == IGNORE).any()
+    expected = brute_boundary_f1(pred, target, 3, 1.5, IGNORE)
+    assert_nan_equal(boundary_f1(pred, target, 3, tolerance=1.5), expected, atol=1e-12)
+    meter = BoundaryF1(3, tolerance=1.5)
+    meter.update(pred, target)
+    assert_nan_equal(meter.compute(), expected, atol=1e-12)

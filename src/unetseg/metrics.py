@@ -11,6 +11,11 @@ on large objects.
 Conventions: rows of the matrix are the true class, columns the predicted class. A score that
 would be 0/0 is NaN, never 0: a class absent from both truth and prediction has NaN IoU and
 Dice, and the means (``miou``, ``mdice``) skip NaNs.
+
+``ignore_index`` follows one rule in every metric here, in `unetseg.losses` and in the data
+loaders: the default is 255, and target pixels labelled ``ignore_index`` count nowhere; ``None``
+means every pixel counts (then a 255 in the target is out of range for `ConfusionMatrix`).
+Set it to the dataset's void label where that is not 255 (CamVid's 11).
 """
 
 from __future__ import annotations
@@ -104,13 +109,13 @@ class ConfusionMatrix:
 
     Args:
         num_classes: C; predictions and targets must lie in [0, C).
-        ignore_index: target label of pixels that count nowhere (for example 255, or CamVid's
-            void 11); None if every pixel counts.
+        ignore_index: target label of pixels that count nowhere (default 255; CamVid's void
+            is 11); None if every pixel counts.
         device: where the counts start; they follow the inputs' device on ``update``.
     """
 
     def __init__(
-        self, num_classes: int, ignore_index: int | None = None,
+        self, num_classes: int, ignore_index: int | None = 255,
         device: torch.device | str | None = None,
     ) -> None:
         if num_classes < 1:
@@ -217,7 +222,7 @@ def _to_numpy_labels(x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def boundary_f1(
     pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, num_classes: int,
-    tolerance: float | None = None, ignore_index: int | None = None,
+    tolerance: float | None = None, ignore_index: int | None = 255,
 ) -> np.ndarray:
     """Per-class boundary F1 (the BF score of Csurka et al., BMVC 2013), averaged over images.
 
@@ -234,7 +239,8 @@ def boundary_f1(
         target: class indices of the same shape.
         num_classes: C.
         tolerance: match distance in pixels; default 0.75% of the image diagonal, >= 1.
-        ignore_index: target label whose pixels hold no predicted boundary that counts.
+        ignore_index: target label whose pixels hold no predicted boundary that counts
+            (default 255); None if every pixel counts.
 
     Returns:
         float64 array (C,), NaN for a class with no boundary in any image.
@@ -249,11 +255,12 @@ class BoundaryF1:
 
     ``update`` takes class indices (N, H, W) or logits (N, C, H, W) and targets (N, H, W), as
     tensors or arrays; ``compute`` returns the per-class mean; ``all_reduce`` sums the two
-    accumulators across torch.distributed ranks.
+    accumulators across torch.distributed ranks. ``ignore_index`` (default 255; None if every
+    pixel counts) is as in `boundary_f1`.
     """
 
     def __init__(
-        self, num_classes: int, tolerance: float | None = None, ignore_index: int | None = None,
+        self, num_classes: int, tolerance: float | None = None, ignore_index: int | None = 255,
     ) -> None:
         self.num_classes = num_classes
         self.tolerance = tolerance
