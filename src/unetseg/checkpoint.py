@@ -9,31 +9,36 @@ optimiser's moments, RNG states) are stored beside the weights under ``optimizer
 Weights are saved from the plain module: DistributedDataParallel and ``torch.compile`` wrappers
 are taken off first, so the keys never carry ``module.`` or ``_orig_mod.`` prefixes.
 
-Files are written to a temporary file in the same folder, flushed, fsynced and renamed, so an
-interrupted write leaves the previous checkpoint whole.
+Files are streamed to a temporary file in the same folder, fsynced and renamed, so an
+interrupted write leaves the previous checkpoint whole; loading reads the header, then one
+tensor at a time, so neither holds a second copy of the whole file in memory.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
-from .files import atomic_write_bytes
+from .files import atomic_write
 from .model import UNet
 
 __all__ = ["SCHEMA_VERSION", "Checkpoint", "unwrap", "save_checkpoint", "load_checkpoint",
-           "load_model"]
+           "restore_optimizer", "load_model"]
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "unetseg"
+# safetensors reports an I/O failure only in its message, as Rust formats it.
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -82,6 +87,19 @@ def _optimizer_from_tensors(checkpoint: Checkpoint, json_part: dict) -> dict:
     return {"state": state, "param_groups": json_part["param_groups"]}
 
 
+def _save_file(tensors: dict[str, torch.Tensor], path: Path, header: dict[str, str]) -> None:
+    """Stream ``tensors`` to ``path`` with safetensors; its I/O failures (a full disk, a quota)
+    come out as the OSError they are, so `atomic_write` reports them as it reports its own."""
+    try:
+        save_file(tensors, path, metadata=header)
+    except SafetensorError as error:
+        found = _OS_ERROR.search(str(error))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code)) from error
+
+
 def save_checkpoint(
     path: str | Path, model: nn.Module, metadata: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None, extra_tensors: dict | None = None,
@@ -102,40 +120,63 @@ def save_checkpoint(
         document["optimizer"] = optimizer_json
     for name, value in (extra_tensors or {}).items():
         tensors[name] = value.contiguous().cpu()
-    data = save_safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(document)})
-    atomic_write_bytes(path, data)
+    header = {METADATA_KEY: json.dumps(document)}
+    atomic_write(path, lambda temporary: _save_file(tensors, temporary, header))
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint file without running any code from it.
+def _unreadable(path: Path, error: Exception) -> ValueError:
+    return ValueError(
+        f"{path} is not a readable safetensors checkpoint ({error}); expected a file "
+        f"written by unetseg (checkpoints are never unpickled)"
+    )
 
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is not a unetseg safetensors checkpoint (a pickle, truncated,
-            another format, or a newer schema), naming the file and what was expected.
-    """
-    path = Path(path)
-    data = path.read_bytes()
-    try:
-        tensors = load_safetensors_bytes(data)
-        header_length = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + header_length])
-    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
-        raise ValueError(
-            f"{path} is not a readable safetensors checkpoint ({error}); expected a file "
-            f"written by unetseg (checkpoints are never unpickled)"
-        ) from error
-    raw = header.get("__metadata__", {}).get(METADATA_KEY)
+
+def _document(path: Path, header: dict[str, str] | None) -> dict[str, Any]:
+    """The unetseg JSON document of a safetensors header's metadata, schema checked."""
+    raw = (header or {}).get(METADATA_KEY)
     if raw is None:
         raise ValueError(f"{path} is a safetensors file without unetseg metadata")
-    metadata = json.loads(raw)
-    version = metadata.get("schema_version")
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} has unetseg metadata that is not JSON ({error})") from error
+    version = document.get("schema_version") if isinstance(document, dict) else None
     if version != SCHEMA_VERSION:
         raise ValueError(
             f"{path} has checkpoint schema version {version!r}; this unetseg reads "
             f"version {SCHEMA_VERSION}"
         )
-    return Checkpoint(metadata, tensors)
+    return document
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint file without running any code from it.
+
+    The header is read first and checked; the tensors are then read one at a time from the
+    memory-mapped file, as CPU tensors that own their memory.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the path is a folder, or the file is not a unetseg safetensors checkpoint
+            (a pickle, truncated, empty, another format, or a newer schema), naming the file
+            and what was expected.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; expected a safetensors checkpoint file")
+    try:
+        file = safe_open(path, framework="pt")
+    except FileNotFoundError as error:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path)) from error
+    except SafetensorError as error:    # a pickle, a truncated or empty file, another format
+        raise _unreadable(path, error) from error
+    with file:
+        document = _document(path, file.metadata())
+        try:
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+        except SafetensorError as error:
+            raise _unreadable(path, error) from error
+    return Checkpoint(document, tensors)
 
 
 def restore_optimizer(checkpoint: Checkpoint, optimizer: torch.optim.Optimizer) -> None:

@@ -71,24 +71,17 @@ class Segmenter(nn.Module):
 
 
 def fold_batchnorm(model: UNet) -> UNet:
-    """A copy of ``model`` for inference with every BatchNorm folded into the convolution
-    before it: ``conv(x) * g / sqrt(v + eps) + (b - m * g / sqrt(v + eps))`` is one convolution
-    with scaled weights and a bias, so each block does one pass over memory instead of two."""
+    """A copy of ``model`` in eval mode with every BatchNorm2d folded into the Conv2d before it
+    in the same block: ``conv(x) * g / sqrt(v + eps) + (b - m * g / sqrt(v + eps))`` is one
+    convolution with scaled weights and a bias, so each block does one pass over memory instead
+    of two. The BatchNorm becomes an ``nn.Identity``; dtype and device stay the convolution's.
+    ``model`` itself is left as it was."""
     folded = copy.deepcopy(model).eval()
     for block in folded.modules():
         children = list(block.named_children())
         for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
             if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-                scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-                fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                  conv.stride, conv.padding, conv.dilation, conv.groups,
-                                  bias=True, padding_mode=conv.padding_mode,
-                                  device=conv.weight.device, dtype=conv.weight.dtype)
-                with torch.no_grad():
-                    fused.weight.copy_(conv.weight * scale[:, None, None, None])
-                    bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
-                    fused.bias.copy_((bias - norm.running_mean) * scale + norm.bias)
-                setattr(block, conv_name, fused)
+                setattr(block, conv_name, nn.utils.fusion.fuse_conv_bn_eval(conv, norm))
                 setattr(block, norm_name, nn.Identity())
     return folded
 
