@@ -12,12 +12,14 @@ STAMP  := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/unetseg demo
 
-# The HTML report is checked in headless Chromium; where apt-get cannot install it (no root, no
-# Debian), that one test says why it is skipped.
+# The linter first (rules in pyproject.toml), then the suite. The HTML report is checked in
+# headless Chromium; where apt-get cannot install it (no root, no Debian), that one test says
+# why it is skipped. `make test PYTEST_ARGS="-m 'not slow'"` leaves out the slow tests.
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq \
 		chromium) >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Timings, not tests: each script prints ratios measured in one run.
 bench: $(STAMP)

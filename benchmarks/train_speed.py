@@ -36,7 +36,7 @@ def seconds_per_step(model, images, masks, precision: str, channels_last: bool, 
         if train:
             with autocast(device, precision):
                 logits = model(images)
-            loss, _ = ce_dice_loss(logits.float(), masks)
+            loss = ce_dice_loss(logits.float(), masks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

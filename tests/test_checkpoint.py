@@ -18,7 +18,11 @@ from safetensors.torch import save_file
 
 import unetseg.checkpoint as checkpoint_module
 from unetseg.checkpoint import (
-    SCHEMA_VERSION, load_checkpoint, load_model, restore_optimizer, save_checkpoint,
+    SCHEMA_VERSION,
+    load_checkpoint,
+    load_model,
+    restore_optimizer,
+    save_checkpoint,
 )
 from unetseg.model import UNet
 

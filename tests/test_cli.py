@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from unetseg.cli import build_parser, main
-from unetseg.demo import free_run_dir, run_demo
+from unetseg.jobs.demo import free_run_dir, run_demo
 
 TINY = ["--data", "synthetic", "--size", "32", "--train-samples", "32", "--val-samples", "8",
         "--base", "4", "--batch-size", "8", "--quiet"]
@@ -38,11 +38,15 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
     return dict(action.choices)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export", "inspect", "pick",
-                                     "demo"])
+COMMANDS = ["train", "evaluate", "predict", "export", "inspect", "pick", "demo"]
+
+
+def test_every_command_is_there():
+    assert sorted(subcommands()) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help_explains_every_flag_with_its_default(command):
-    assert set(subcommands()) == {"train", "evaluate", "predict", "export", "inspect", "pick",
-                                  "demo"}
     parser = subcommands()[command]
     flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
     assert flags
@@ -126,12 +130,13 @@ def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
 def test_demo_trains_scores_held_out_shapes_and_writes_overlays(tmp_path):
     result = run_demo(out=tmp_path / "demo", epochs=1, base=4, size=32, train_samples=32,
                       test_samples=8, overlays=2, progress=False)
-    assert result.class_names == ["background", "circle", "square"]
+    scored = result.scored
+    assert scored.class_names == ["background", "circle", "square"]
+    assert scored.images == 8
     assert sorted(p.name for p in (result.run_dir / "overlays").iterdir()) == ["0.png", "1.png"]
-    rows = result.evaluation.rows(result.class_names)
-    assert [row["class"] for row in rows] == result.class_names
-    assert result.seconds > 0
-    assert [row["class"] for row in result.inspection.classes] == result.class_names
+    rows = scored.evaluation.rows(scored.class_names)
+    assert [row["class"] for row in rows] == scored.class_names
+    assert [row["class"] for row in scored.inspection.classes] == scored.class_names
     assert (result.run_dir / "report.html").is_file() and (result.run_dir / "report.json").is_file()
 
 

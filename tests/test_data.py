@@ -16,6 +16,8 @@ import pytest
 import tifffile
 import torch
 from PIL import Image
+
+from unetseg.config import DataConfig
 from unetseg.data.folder import (
     DatasetSpec,
     FolderDataset,
@@ -24,7 +26,7 @@ from unetseg.data.folder import (
     split_by_ratio,
 )
 from unetseg.data.presets import CAMVID, ISBI, camvid_pairs, isbi_pairs
-from unetseg.data.sources import DataConfig, build_datasets, build_eval_dataset
+from unetseg.data.sources import build_datasets, build_eval_dataset
 from unetseg.data.synthetic import SyntheticShapes
 from unetseg.data.transforms import TrainTransform
 
@@ -721,7 +723,7 @@ def test_eval_dataset_picks_a_split_without_augmentation(tmp_path):
     train, _ = build_eval_dataset(config, (0.5,), (0.5,), split="train")
     image, _ = train[0]
     np.testing.assert_allclose(image[0].numpy(), (grey(0, (20, 20)) / 255 - 0.5) / 0.5, atol=1e-5)
-    with pytest.raises(ValueError, match="split must be 'train' or 'val', found 'test'"):
+    with pytest.raises(ValueError, match="--split test is for synthetic data"):
         build_eval_dataset(config, (0.5,), (0.5,), split="test")
 
 

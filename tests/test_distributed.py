@@ -17,10 +17,9 @@ import torch.multiprocessing as tmp
 from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
-from unetseg.distributed import World, shard
+from unetseg.distributed import EpochOrder, World, shard
 from unetseg.losses import cross_entropy_loss
 from unetseg.model import UNet
-from unetseg.train import _EpochOrder
 
 # CE and GroupNorm: a CE mean over equal-sized images and per-image normalisation decompose
 # exactly over ranks (a batch Dice or BatchNorm statistics per rank would not; see the README).
@@ -59,6 +58,9 @@ def _one_step_gradients(rank: int, port: int, images, masks, out: str) -> None:
     cross_entropy_loss(model(images[half]), masks[half]).backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in model.module.named_parameters()}, out)
+    # Both ranks reach the barrier before either tears gloo down: a rank that destroys the
+    # group while the other still uses it can abort the process.
+    dist.barrier()
     dist.destroy_process_group()
 
 
@@ -78,6 +80,7 @@ def test_ddp_gradient_equals_the_single_process_gradient_of_the_global_batch(tmp
         assert (averaged[name] - parameter.grad).abs().max().item() <= 1e-5 * scale, name
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_same_steps_as_one_with_the_global_batch(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     one_step = ["--epochs", "1", "--train-samples", "8"]
@@ -102,6 +105,7 @@ def test_two_processes_take_the_same_steps_as_one_with_the_global_batch(tmp_path
     assert result.stdout.count("epoch 1/1") == 1
 
 
+@pytest.mark.slow
 def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(tmp_path):
     whole, run = tmp_path / "whole", tmp_path / "run"
     extra = ["--epochs", "3", "--train-samples", "96", "--checkpoint-every", "3"]
@@ -134,10 +138,10 @@ def test_validation_shards_cover_every_image_exactly_once_without_padding(length
 
 
 def test_rank_batches_together_are_the_single_process_batch():
-    single = list(_EpochOrder(37, seed=5, per_rank=8, world=World()))
-    ranks = [list(_EpochOrder(37, seed=5, per_rank=4, world=World(r, 2))) for r in range(2)]
+    single = list(EpochOrder(37, seed=5, per_rank=8, world=World()))
+    ranks = [list(EpochOrder(37, seed=5, per_rank=4, world=World(r, 2))) for r in range(2)]
     for batch in range(37 // 8):
         together = ranks[0][4 * batch:4 * batch + 4] + ranks[1][4 * batch:4 * batch + 4]
         assert together == single[8 * batch:8 * batch + 8]
-    skipped = list(_EpochOrder(37, seed=5, per_rank=4, world=World(1, 2), start=2))
+    skipped = list(EpochOrder(37, seed=5, per_rank=4, world=World(1, 2), start=2))
     assert skipped == ranks[1][8:]

@@ -21,8 +21,9 @@ import unetseg.files as files_module
 import unetseg.train as train_module
 from unetseg.checkpoint import load_checkpoint, load_model, save_checkpoint
 from unetseg.cli import main
-from unetseg.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from unetseg.config import DataConfig, RunConfig, TrainConfig, UNetConfig
 from unetseg.model import UNet
+from unetseg.rundir import RunDir
 from unetseg.train import TrainingDiverged, fit
 
 FLAGS = ["--data", "synthetic", "--size", "32", "--train-samples", "64", "--val-samples", "8",
@@ -33,7 +34,7 @@ def config(out, epochs: int = 3, **train) -> RunConfig:
     return RunConfig(
         data=DataConfig(source="synthetic", size=32, batch_size=8, train_samples=48,
                         val_samples=8),
-        model=ModelConfig(base=4),
+        model=UNetConfig(base=4),
         train=TrainConfig(**{"out": str(out), "epochs": epochs, "progress": False, **train}),
     )
 
@@ -71,6 +72,7 @@ def whole(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after_epochs,delay", [(0, 0.0), (1, 0.05), (2, 0.2)])
 def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, whole, after_epochs,
                                                                  delay):
@@ -94,11 +96,11 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, whole
     assert not list(run.glob(".*.tmp"))
 
 
-# --- interrupted and failed writes -----------------------------------------------------------------
+# --- interrupted and failed writes ---------------------------------------------------------------
 
 def interrupt_after(monkeypatch, epochs: int) -> None:
     """Stop the run right after its ``epochs``-th resume checkpoint (the epoch's commit point)."""
-    real = train_module._save_last
+    real = RunDir.save_resume
     calls = []
 
     def save_then_stop(*args, **kwargs):
@@ -107,7 +109,7 @@ def interrupt_after(monkeypatch, epochs: int) -> None:
         if len(calls) == epochs:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_save_last", save_then_stop)
+    monkeypatch.setattr(RunDir, "save_resume", save_then_stop)
 
 
 def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, capsys):
@@ -162,18 +164,28 @@ def test_a_full_disk_stops_training_with_a_clear_error_and_the_last_checkpoint_i
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
-# --- non-finite losses -----------------------------------------------------------------------------
+# --- non-finite losses ---------------------------------------------------------------------------
+
+class NaNOnSteps(torch.nn.Module):
+    """The run's loss, made NaN at the training steps ``bad_steps(n)`` picks (n from 1);
+    validation (under inference mode) is neither counted nor changed."""
+
+    def __init__(self, loss_fn, bad_steps) -> None:
+        super().__init__()
+        self.loss_fn, self.bad_steps, self.steps = loss_fn, bad_steps, 0
+
+    def forward(self, logits, target):
+        loss = self.loss_fn(logits, target)
+        if torch.is_inference_mode_enabled():
+            return loss
+        self.steps += 1
+        return loss * float("nan") if self.bad_steps(self.steps) else loss
+
 
 def nan_loss_on(monkeypatch, bad_steps) -> None:
-    real = train_module.compute_loss
-    step = {"n": 0}
-
-    def maybe_nan(*args, **kwargs):
-        loss = real(*args, **kwargs)
-        step["n"] += 1
-        return loss * float("nan") if bad_steps(step["n"]) else loss
-
-    monkeypatch.setattr(train_module, "compute_loss", maybe_nan)
+    real = train_module.make_loss
+    monkeypatch.setattr(train_module, "make_loss",
+                        lambda *args, **kwargs: NaNOnSteps(real(*args, **kwargs), bad_steps))
 
 
 def test_non_finite_losses_are_skipped_and_counted(tmp_path, monkeypatch, capsys):
@@ -200,7 +212,7 @@ def test_too_many_non_finite_losses_in_a_row_stop_the_run_keeping_the_good_check
                                                               max_nonfinite=2)))
 
 
-# --- safe loading ----------------------------------------------------------------------------------
+# --- safe loading --------------------------------------------------------------------------------
 
 class RunsACommand:
     def __init__(self, marker):
@@ -268,10 +280,10 @@ def test_a_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint_exactly(tm
                                                                             monkeypatch):
     # Dropout makes the RNG matter: a resumed epoch must draw the same masks.
     with_dropout = lambda out: replace(config(out, checkpoint_every=2),  # noqa: E731
-                                       model=ModelConfig(base=4, dropout=0.5))
+                                       model=UNetConfig(base=4, dropout=0.5))
     whole = fit(with_dropout(tmp_path / "whole"))
     run = with_dropout(tmp_path / "run")
-    real_save = train_module._save_last
+    real_save = RunDir.save_resume
     saves = []
 
     def save_then_die(*args, **kwargs):
@@ -282,7 +294,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint_exactly(tm
         if len(saves) == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_save_last", save_then_die)
+    monkeypatch.setattr(RunDir, "save_resume", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         fit(run)
     monkeypatch.undo()
@@ -290,10 +302,12 @@ def test_a_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint_exactly(tm
     assert state["in_epoch"]["batches"] > 0                   # really stopped inside an epoch
     resumed = fit(run, resume=True)
     assert_same_weights(whole.run_dir / "last.safetensors", resumed.run_dir / "last.safetensors")
-    strip = lambda history: [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+    def strip(history):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
     assert strip(resumed.history) == strip(whole.history)    # training loss and mIoU too
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_or_sigint_finishes_the_step_checkpoints_and_says_how_to_resume(tmp_path,
                                                                               signal_number):
@@ -321,7 +335,7 @@ def test_a_kill_after_the_logs_but_before_the_checkpoint_redoes_the_epoch_consis
     """best.safetensors and the logs are written before the resume checkpoint: killed in
     between, the resumed run redoes the epoch and rewrites both, ending as if never stopped."""
     whole = fit(config(tmp_path / "whole"))
-    real = train_module._save_last
+    real = RunDir.save_resume
     calls = []
 
     def die_before_the_second_save(*args, **kwargs):
@@ -330,7 +344,7 @@ def test_a_kill_after_the_logs_but_before_the_checkpoint_redoes_the_epoch_consis
             raise KeyboardInterrupt
         real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_save_last", die_before_the_second_save)
+    monkeypatch.setattr(RunDir, "save_resume", die_before_the_second_save)
     cfg = config(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
         fit(cfg)

@@ -12,7 +12,10 @@ import pytest
 
 import unetseg.files as files_module
 from unetseg.files import (
-    atomic_write, atomic_write_bytes, atomic_write_text, check_output_folder,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_folder,
 )
 
 

@@ -14,27 +14,21 @@ import torch
 from PIL import Image
 
 from unetseg.cli import main
-from unetseg.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from unetseg.data.synthetic import NOISE_SIGMA, RADIUS_RANGE, Shape
 from unetseg.infer import (
-    fold_batchnorm, importance_map, load_segmenter, predict, tile_starts,
+    fold_batchnorm,
+    importance_map,
+    load_segmenter,
+    predict,
+    tile_starts,
 )
 from unetseg.model import UNet
-from unetseg.train import fit
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A small U-Net trained briefly on 64 x 64 synthetic shapes."""
-    out = tmp_path_factory.mktemp("runs") / "shapes"
-    config = RunConfig(
-        data=DataConfig(source="synthetic", size=64, batch_size=16, train_samples=512,
-                        val_samples=32),
-        model=ModelConfig(base=8),
-        train=TrainConfig(out=str(out), epochs=5, lr=1e-2, progress=False),
-    )
-    fit(config)
-    return out / "best.safetensors"
+@pytest.fixture(scope="session")
+def checkpoint(shapes_checkpoint):
+    """The session's U-Net trained on 64 x 64 synthetic shapes (see conftest.py)."""
+    return shapes_checkpoint
 
 
 def scene(size: int, seed: int = 0, shapes_per_4096_px: float = 2.0) -> np.ndarray:
@@ -98,20 +92,86 @@ def test_folded_batchnorm_gives_the_same_logits():
         assert (model(x) - folded(x)).abs().max().item() < 1e-4
 
 
-def test_tiled_prediction_equals_whole_image_prediction_without_seams(checkpoint):
+def margin(probs: np.ndarray) -> np.ndarray:
+    """(C, H, W) probabilities -> (H, W) lead of the winning class over the runner-up."""
+    top = np.sort(probs.astype(np.float32), axis=0)
+    return top[-1] - top[-2]
+
+
+@pytest.mark.parametrize("height,width", [(64, 64), (50, 61)])
+def test_a_tile_covering_the_image_gives_the_whole_image_prediction(checkpoint, height, width):
+    """With one tile, tiling adds nothing: the same padded input, weights that divide out."""
+    segmenter = load_segmenter(checkpoint)
+    image = scene(64, seed=4)[:height, :width]
+    whole = predict(segmenter, image, precision="fp32", probs=True)
+    constant = predict(segmenter, image, tile=64, blend="constant", precision="fp32",
+                       probs=True)
+    np.testing.assert_array_equal(constant.mask, whole.mask)
+    np.testing.assert_array_equal(constant.probs, whole.probs)
+    # Gaussian weights divide out up to float rounding: labels can differ only at exact ties.
+    gaussian = predict(segmenter, image, tile=64, precision="fp32", probs=True)
+    np.testing.assert_allclose(gaussian.probs.astype(np.float32),
+                               whole.probs.astype(np.float32), atol=1e-3)
+    differs = gaussian.mask != whole.mask
+    assert (margin(whole.probs)[differs] <= 1e-3).all()
+
+
+class ConstantLogits(torch.nn.Module):
+    """A stand-in model: the same logits at every pixel, whatever the input."""
+
+    in_channels = 3
+
+    def __init__(self, logits) -> None:
+        super().__init__()
+        self.logits = torch.tensor(logits, dtype=torch.float32)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = images.shape
+        return self.logits[None, :, None, None].expand(n, -1, h, w).clone()
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "constant"])
+@pytest.mark.parametrize("size,tile,overlap", [((150, 97), 64, 0.25), ((64, 200), 32, 0.5),
+                                               ((33, 33), 16, 0.0)])
+def test_blending_weights_are_normalised_at_every_pixel(blend, size, tile, overlap):
+    """The accumulator is divided by the summed weights (module docstring): tiles that all say
+    the same give exactly that, at every pixel, seams and image corners included."""
+    model = ConstantLogits([0.3, -1.2, 2.0])
+    expected = torch.tensor([0.3, -1.2, 2.0]).softmax(0).numpy()
+    image = np.zeros((*size, 3), dtype=np.uint8)
+    result = predict(model, image, tile=tile, overlap=overlap, blend=blend, probs=True)
+    np.testing.assert_allclose(result.probs.astype(np.float32),
+                               np.broadcast_to(expected[:, None, None], (3, *size)), atol=1e-3)
+    assert (result.mask == 2).all()
+
+
+def seam_band(size: int, tile: int, overlap: float) -> np.ndarray:
+    """Pixels within 1 px of a tile edge on the grid of `tile_starts`."""
+    band = np.zeros((size, size), dtype=bool)
+    for start in tile_starts(size, tile, overlap):
+        for edge in (start, start + tile - 1):
+            band[max(edge - 1, 0):edge + 2, :] = True
+            band[:, max(edge - 1, 0):edge + 2] = True
+    return band
+
+
+def test_blended_tiles_leave_no_seams(checkpoint):
+    """Against whole-image prediction, blended tiles disagree no more along tile edges than
+    elsewhere, while plain tiling without overlap or weights (the seamy way) disagrees at its
+    edges at least as much. Both compare rates within one run, not a tuned level."""
     segmenter = load_segmenter(checkpoint)
     image = scene(512, seed=1)
     whole = predict(segmenter, image, precision="fp32").mask
-    tiled = predict(segmenter, image, tile=64, overlap=0.5, precision="fp32").mask
-    agree = whole == tiled
-    assert agree.mean() >= 0.995
-    # Seams would show as disagreement along tile borders (every 32 px with this grid).
-    border = np.zeros(agree.shape, dtype=bool)
-    for start in tile_starts(512, 64, 0.5):
-        for edge in (start, start + 63):
-            border[max(edge - 1, 0):edge + 2, :] = True
-            border[:, max(edge - 1, 0):edge + 2] = True
-    assert agree[border].mean() >= agree[~border].mean() - 0.005
+    blended = predict(segmenter, image, tile=64, overlap=0.5, precision="fp32").mask != whole
+    band = seam_band(512, 64, 0.5)
+    rate_band, rate_rest = blended[band].mean(), blended[~band].mean()
+    # Binomial noise of the rate over the band: three standard errors.
+    noise = 3 * np.sqrt(max(rate_rest, 1 / band.sum()) / band.sum())
+    assert rate_band <= rate_rest + noise
+    plain = predict(segmenter, image, tile=64, overlap=0.0, blend="constant",
+                    precision="fp32").mask != whole
+    plain_band = seam_band(512, 64, 0.0)
+    assert plain[plain_band].mean() >= blended[plain_band].mean()
 
 
 def test_any_size_comes_back_at_exactly_that_size(checkpoint):
@@ -140,14 +200,16 @@ def test_tta_is_flip_equivariant(checkpoint):
     assert np.abs(direct - mirrored).max() < 2e-3
 
 
-def test_bf16_prediction_matches_fp32_within_tolerance(checkpoint):
+def test_bf16_prediction_changes_only_near_ties(checkpoint):
+    """bf16 moves probabilities by its rounding, and flips a label only where fp32 itself was
+    nearly tied: true of any weights, so no tuned agreement level."""
     segmenter = load_segmenter(checkpoint)
     image = scene(256, seed=3)
     fp32 = predict(segmenter, image, tile=128, precision="fp32", probs=True)
     bf16 = predict(segmenter, image, tile=128, precision="bf16", probs=True)
-    assert (fp32.mask == bf16.mask).mean() > 0.99
     difference = np.abs(fp32.probs.astype(np.float32) - bf16.probs.astype(np.float32))
     assert difference.mean() < 0.01
+    assert (margin(fp32.probs)[fp32.mask != bf16.mask] < 0.1).all()
 
 
 def test_wrong_channel_count_is_refused_naming_both(checkpoint):
@@ -200,6 +262,7 @@ def peak_memory(size: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in result.stdout.split())
 
 
+@pytest.mark.slow
 def test_peak_memory_grows_with_the_image_arrays_not_with_a_float_accumulator():
     base_2k, peak_2k, arrays_2k = peak_memory(2048)
     base_4k, peak_4k, arrays_4k = peak_memory(4096)
@@ -267,7 +330,9 @@ def test_predict_a_folder_writes_masks_overlays_probs_and_summary(checkpoint, im
         assert Image.open(out / f"{stem}_overlay.png").size == (w, h)
         probs = np.load(out / f"{stem}_probs.npy")
         assert probs.shape == (3, h, w) and probs.dtype == np.float16
-        np.testing.assert_array_equal(probs.argmax(0), np.asarray(mask))
+        # float16 probabilities may tie where float32 did not: compare away from ties.
+        clear = margin(probs) > 1e-3
+        np.testing.assert_array_equal(probs.argmax(0)[clear], np.asarray(mask)[clear])
     summary = json.loads((out / "summary.json").read_text())
     assert sum(summary["images"]["im0"]["pixels"].values()) == 70 * 90
     assert summary["failed"] == {}
@@ -312,10 +377,12 @@ def test_predict_never_writes_over_an_input(checkpoint, images, capsys):
 
 def test_predict_with_the_onnx_model_writes_the_same_masks(checkpoint, onnx_model, images,
                                                            tmp_path):
+    """Logits agree to about 1e-4 (test above), so masks can differ only at near-ties."""
     for model, name in ((checkpoint, "torch"), (onnx_model, "onnx")):
         assert main(["predict", str(model), str(images), "--out", str(tmp_path / name),
-                     "--tile", "64", "--precision", "fp32", "--quiet"]) == 0
+                     "--tile", "64", "--precision", "fp32", "--probs", "--quiet"]) == 0
     for stem in ("im0", "im1"):
         torch_mask = np.asarray(Image.open(tmp_path / "torch" / f"{stem}.png"))
         onnx_mask = np.asarray(Image.open(tmp_path / "onnx" / f"{stem}.png"))
-        assert (torch_mask == onnx_mask).mean() > 0.9999
+        torch_probs = np.load(tmp_path / "torch" / f"{stem}_probs.npy")
+        assert (margin(torch_probs)[torch_mask != onnx_mask] <= 1e-3).all()

@@ -13,10 +13,9 @@ import pytest
 from PIL import Image
 
 from unetseg.cli import main
-from unetseg.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from unetseg.inspection_report import inspection_table, write_inspection_report
 from unetseg.inspector import inspect_masks
-from unetseg.train import fit
+from unetseg.report.inspection import write_inspection_report
+from unetseg.report.tables import inspection_table
 
 CLASSES = ["background", "road", "car"]
 COLOURS = [(0, 0, 0), (128, 64, 128), (64, 0, 128)]
@@ -135,18 +134,17 @@ def test_inspect_folders_of_masks(tmp_path, capsys):
 def test_inspect_without_inputs_or_with_both_is_refused(tmp_path, capsys):
     assert main(["inspect", "--out", str(tmp_path)]) == 2
     assert "give a checkpoint" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path / "best.safetensors"), "--pred", str(tmp_path),
+                 "--truth", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
-def test_inspect_a_checkpoint_predicts_through_infer_and_reports(tmp_path, capsys):
-    run = tmp_path / "run"
-    fit(RunConfig(data=DataConfig(source="synthetic", size=32, batch_size=8, train_samples=32,
-                                  val_samples=6),
-                  model=ModelConfig(base=4),
-                  train=TrainConfig(out=str(run), epochs=1, progress=False)))
-    capsys.readouterr()
+def test_inspect_a_checkpoint_scores_its_split_and_reports(tiny_run, tmp_path, capsys):
+    config, result = tiny_run
     out = tmp_path / "inspection"
-    assert main(["inspect", str(run / "best.safetensors"), "--out", str(out)]) == 0
+    assert main(["inspect", str(result.run_dir / "best.safetensors"), "--out", str(out),
+                 "--quiet"]) == 0
     assert "mIoU" in capsys.readouterr().out
     data = json.loads((out / "report.json").read_text())
-    assert len(data["images"]) == 6
+    assert len(data["images"]) == config.data.val_samples
     assert "Worst images" in (out / "report.html").read_text()

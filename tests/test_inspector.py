@@ -10,7 +10,12 @@ import pytest
 from scipy import ndimage
 
 from unetseg.inspector import (
-    ERROR_TYPES, FINE_IOU, boundary_iou, error_breakdown, error_distance, inspect_masks,
+    ERROR_TYPES,
+    FINE_IOU,
+    boundary_iou,
+    error_breakdown,
+    error_distance,
+    inspect_masks,
 )
 
 SIZE = 256

@@ -26,8 +26,17 @@ from torch import nn
 
 from unetseg import losses
 from unetseg.losses import (
-    LOSS_NAMES, BCEDiceLoss, CEDiceLoss, CrossEntropyLoss, DiceLoss, bce_dice_loss, ce_dice_loss,
-    cross_entropy_loss, dice_loss, make_loss, median_frequency_weights,
+    LOSS_NAMES,
+    BCEDiceLoss,
+    CEDiceLoss,
+    CrossEntropyLoss,
+    DiceLoss,
+    bce_dice_loss,
+    ce_dice_loss,
+    cross_entropy_loss,
+    dice_loss,
+    make_loss,
+    median_frequency_weights,
 )
 
 IGNORE = 255
@@ -74,7 +83,8 @@ def with_ignored(target: torch.Tensor, fraction: float = 0.3, seed: int = 1) -> 
 def valid_pixels(
     logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Only the counted pixels, as one image of P x 1 pixels: logits (1, C, P, 1), target (1, 1, P, 1).
+    """Only the counted pixels, as one image of P x 1 pixels: logits (1, C, P, 1), target
+    (1, 1, P, 1).
 
     ``logits`` may also be single-channel (N, H, W), which gives (1, 1, P, 1).
     """
@@ -141,7 +151,8 @@ def test_smoothing_constant_decides_the_dice_of_an_absent_class():
     so MONAI's default 1e-5 and our 1e-6 give visibly different losses; ``eps=1e-5`` matches it.
     """
     logits, target = random_case((2, 3, 8, 8), seed=2, absent="unpredicted")
-    default = monai.losses.DiceLoss(softmax=True, to_onehot_y=True, batch=True)(logits, target[:, None])
+    default = monai.losses.DiceLoss(softmax=True, to_onehot_y=True, batch=True)(
+        logits, target[:, None])
     assert abs(float(dice_loss(logits, target)) - float(default)) > 0.01
     assert close(dice_loss(logits, target, eps=1e-5), default)
 
@@ -231,7 +242,8 @@ def test_ce_accepts_float64_class_weights():
 
 # --- 4. edge cases -----------------------------------------------------------------------------
 
-def finite_loss_and_grad(fn, logits: torch.Tensor, target: torch.Tensor) -> tuple[float, torch.Tensor]:
+def finite_loss_and_grad(fn, logits: torch.Tensor,
+                         target: torch.Tensor) -> tuple[float, torch.Tensor]:
     """Loss value and d loss / d logits; both must be finite."""
     logits = logits.clone().requires_grad_()
     loss = fn(logits, target)
@@ -375,7 +387,8 @@ def test_dice_loss_module_matches_monai():
     default = monai.losses.DiceLoss(softmax=True, to_onehot_y=True, batch=True)
     assert close(DiceLoss(eps=1e-5)(logits, target), default(logits, target[:, None]))
     target = with_ignored(target)
-    assert close(DiceLoss(ignore_index=IGNORE)(logits, target), monai_dice(*valid_pixels(logits, target)))
+    assert close(DiceLoss(ignore_index=IGNORE)(logits, target),
+                 monai_dice(*valid_pixels(logits, target)))
 
 
 def test_ce_dice_loss_module_matches_oracles():

@@ -26,13 +26,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torchmetrics.classification import (
-    MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex, MulticlassPrecision,
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassJaccardIndex,
+    MulticlassPrecision,
     MulticlassRecall,
 )
 
 from unetseg import metrics
 from unetseg.metrics import (
-    BoundaryF1, ConfusionMatrix, Scores, boundary_f1, default_tolerance, scores_from_matrix,
+    BoundaryF1,
+    ConfusionMatrix,
+    Scores,
+    boundary_f1,
+    default_tolerance,
+    scores_from_matrix,
 )
 
 IGNORE = 255

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unetseg.model import DoubleConv, Up, UNet, UNetConfig
+from unetseg.model import DoubleConv, UNet, UNetConfig, Up
 
 SIZES = [(1, 1), (17, 17), (64, 64), (100, 37), (256, 256)]
 

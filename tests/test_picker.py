@@ -7,8 +7,10 @@ import io
 
 import pytest
 
+from unetseg.cli import add_pick_arguments as add_arguments
 from unetseg.cli import main
-from unetseg.picker import Needs, add_arguments, recommend, run
+from unetseg.cli import run_pick as run
+from unetseg.picker import Needs, recommend
 
 # (output, content, domain, images, budget, image size) -> task, architecture, covered
 CASES = [

@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from unetseg.data.synthetic import (
-    BinaryShapes, Shape, SyntheticShapes, draw_shapes, random_shapes,
+    BinaryShapes,
+    Shape,
+    SyntheticShapes,
+    draw_shapes,
+    random_shapes,
 )
 
 

@@ -187,7 +187,8 @@ def restore_optimizer(checkpoint: Checkpoint, optimizer: torch.optim.Optimizer) 
 def load_model(
     path: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[UNet, dict[str, Any]]:
-    """Rebuild the UNet of a checkpoint with its weights, in eval mode; returns (model, metadata)."""
+    """Rebuild the UNet of a checkpoint with its weights, in eval mode; returns
+    (model, metadata)."""
     checkpoint = load_checkpoint(path)
     config = checkpoint.metadata.get("model_config")
     if config is None:

@@ -1,103 +1,54 @@
-"""The `unetseg` command: argument parsing and printing only; the work lives in the library."""
+"""The `unetseg` command: argument parsing and printing only; the work lives in the library.
+
+`main` is also the one place that tunes the process (the C allocator, see
+`runtime.tune_malloc`): library calls leave process-wide state as they found it. The flags of
+``unetseg train`` are generated from the configuration dataclasses (`unetseg.config`), so the
+help, the defaults and the YAML keys are the same thing. Nothing heavy is imported before a
+command needs it: ``unetseg pick`` never imports torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
+from typing import TextIO
 
-from . import picker
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .picker import BUDGETS, CONTENTS, DOMAINS, OUTPUTS, Needs, Recommendation, recommend
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "config_from_args", "add_pick_arguments", "run_pick"]
 
-# Flags of `unetseg train`: (section, field, type, help). Defaults come from the dataclasses.
-TRAIN_FLAGS = [
-    ("data", "source", str, "synthetic (circles and squares), binary (objects on a "
-                            "background), camvid, isbi, or a folder with images/ and masks/ "
-                            "(or train/ and val/ folders holding them)"),
-    ("data", "root", str, "dataset folder for --data camvid or isbi"),
-    ("data", "val", str, "a separate validation folder (images/ + masks/)"),
-    ("data", "spec", str, "dataset file (YAML/JSON: classes, colours, ignore_index, remap)"),
-    ("data", "classes", str, "comma-separated class names, for a folder without a dataset file"),
-    ("data", "size", int, "training crop side in pixels (the image side for synthetic data)"),
-    ("data", "batch_size", int, "images per optimiser step"),
-    ("data", "workers", int, "DataLoader worker processes"),
-    ("data", "val_ratio", float, "share held out for validation when there is no val split"),
-    ("data", "train_list", str, "split file naming the training images (one per line), "
-                                "relative to the data folder"),
-    ("data", "val_list", str, "split file naming the validation images"),
-    ("data", "train_samples", int, "synthetic training images"),
-    ("data", "val_samples", int, "synthetic validation images"),
-    ("data", "foreground", float, "share of object pixels per image for --data binary"),
-    ("data", "seed", int, "seed of the data: synthetic draws, the train/val split and the "
-                          "augmentation"),
-    ("data", "scale_min", float, "smallest random rescale before cropping"),
-    ("data", "scale_max", float, "largest random rescale before cropping"),
-    ("model", "base", int, "channels of the first U-Net level"),
-    ("model", "depth", int, "number of down/up steps"),
-    ("model", "upsample", str, "bilinear or transpose"),
-    ("model", "norm", str, "batch, group, instance or none"),
-    ("model", "dropout", float, "channel dropout on the bottleneck"),
-    ("train", "out", str, "run folder (config, checkpoints, metrics, curves)"),
-    ("train", "epochs", int, "passes over the training set"),
-    ("train", "lr", float, "peak AdamW learning rate"),
-    ("train", "weight_decay", float, "AdamW weight decay"),
-    ("train", "schedule", str, "cosine (with linear warm-up) or onecycle"),
-    ("train", "warmup_epochs", float, "length of the linear warm-up"),
-    ("train", "loss", str, "ce_dice, ce, dice, or bce_dice (binary, one logit)"),
-    ("train", "dice_weight", float, "weight of the Dice term"),
-    ("train", "class_weights", str, "cross-entropy class weights: 'median' or 'w0,w1,...'"),
-    ("train", "grad_clip", float, "max gradient norm (0 = no clipping)"),
-    ("train", "precision", str, "auto, fp32, bf16 or fp16 (CUDA); auto = bf16 where native"),
-    ("train", "seed", int, "seed of the initial weights, the shuffling and dropout"),
-    ("train", "checkpoint_every", int, "also write the resume checkpoint every N batches "
-                                       "(0 = once per epoch)"),
-    ("train", "max_nonfinite", int, "stop after this many non-finite losses in a row (each "
-                                    "is skipped)"),
-    ("train", "patience", int, "stop after this many epochs without a better val mIoU (0 = off)"),
-    ("train", "device", str, "cpu, cuda, cuda:1, ... (default: CUDA if available)"),
-]
 # What a resumed run may change: when and how long it runs, not what it trains.
 RESUMABLE_CHANGES = {"train.epochs", "train.patience", "train.progress", "train.device",
                      "train.max_nonfinite", "train.checkpoint_every", "train.tensorboard"}
-# Flags not spelt like their field.
-FLAG_NAMES = {("data", "source"): "--data", ("data", "seed"): "--data-seed"}
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# Commands whose work is numerical, for which the allocator is tuned (see tune_malloc).
+COMPUTE_COMMANDS = ("train", "evaluate", "predict", "inspect", "export", "demo")
 
 
-def _default(section: str, name: str):
-    return {f.name: f.default for f in fields(SECTIONS[section])}[name]
-
+# --- unetseg train ------------------------------------------------------------------------------
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per configuration field that has help text, with its default in the help."""
+    from .config import SECTIONS, cli_fields, default_of, flag_of
+
     parser.add_argument("--config", help="YAML file with data/model/train sections; flags "
                                          "given on the command line override it (default: "
                                          "none)")
-    for section, name, kind, text in TRAIN_FLAGS:
-        flag = FLAG_NAMES.get((section, name), "--" + name.replace("_", "-"))
-        parser.add_argument(flag, dest=f"{section}.{name}", type=kind, default=argparse.SUPPRESS,
-                            metavar=name.upper(),
-                            help=f"{text} (default: {_default(section, name)})")
-    parser.add_argument("--skip-bad", dest="data.skip_bad", action="store_true",
-                        default=argparse.SUPPRESS, help="leave out unreadable or inconsistent "
-                        "image/mask pairs and list them (default: stop at the first, naming it)")
-    parser.add_argument("--no-augment", dest="data.augment", action="store_false",
-                        default=argparse.SUPPRESS, help="train without augmentation (default: "
-                                                       "random scale, crop, flips, rotations, "
-                                                       "brightness/contrast)")
-    parser.add_argument("--no-channels-last", dest="train.channels_last", action="store_false",
-                        default=argparse.SUPPRESS, help="keep the NCHW memory layout (default: "
-                                                        "channels_last, faster on CPU and GPU)")
-    parser.add_argument("--tensorboard", dest="train.tensorboard", action="store_true",
-                        default=argparse.SUPPRESS, help="also log to TensorBoard in RUN_DIR/"
-                                                        "tensorboard, if installed (default: off)")
-    parser.add_argument("--quiet", dest="train.progress", action="store_false",
-                        default=argparse.SUPPRESS, help="no progress bars (default: shown)")
-    parser.add_argument("--sync-batchnorm", dest="train.sync_batchnorm", action="store_true",
-                        default=argparse.SUPPRESS, help="with several processes, BatchNorm "
-                        "statistics over the global batch (default: per process)")
+    for section, config_class in SECTIONS.items():
+        for item in cli_fields(config_class):
+            default = default_of(item)
+            options = {"dest": f"{section}.{item.name}", "default": argparse.SUPPRESS}
+            if isinstance(default, bool):      # a switch that flips the default
+                options["action"] = "store_false" if default else "store_true"
+                text = item.metadata["help"] + ("" if "(default:" in item.metadata["help"]
+                                                else " (default: off)")
+            else:
+                options.update(type=_flag_type(item.type), metavar=item.name.upper())
+                text = f"{item.metadata['help']} (default: {default})"
+            parser.add_argument(flag_of(config_class, item.name), help=text, **options)
     parser.add_argument("--nproc", type=int, default=1, help="train with this many processes "
                         "on this machine through torchrun (DDP; gloo on CPU, NCCL on GPUs); "
                         "--batch-size stays the global batch (default: 1)")
@@ -106,26 +57,33 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                                                            "config (default: a new run)")
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
+def _flag_type(annotation: str) -> Callable[[str], object]:
+    """The parser of a field's value from its annotation (``int``, ``float | None``, ...);
+    anything else (class names, paths) stays a string."""
+    base = str(annotation).split("|")[0].strip()
+    return {"int": int, "float": float}.get(base, str)
+
+
+def config_from_args(args: argparse.Namespace):
     """Defaults, then the run's or the YAML file's settings, then the flags given."""
+    from .config import RunConfig
+
+    resuming = bool(getattr(args, "resume", None))
     values: dict = {"data": {}, "model": {}, "train": {}}
-    if getattr(args, "resume", None):
+    if resuming:
         values = RunConfig.from_yaml(Path(args.resume) / "config.yaml").to_dict()
     elif args.config:
         values = RunConfig.from_yaml(args.config).to_dict()
-    resuming = bool(getattr(args, "resume", None))
     for key, value in vars(args).items():
-        if "." in key and key != "argv":
-            if resuming and key not in RESUMABLE_CHANGES:
-                raise ValueError(f"--{key.split('.')[1].replace('_', '-')} cannot change when "
-                                 f"resuming (the checkpoint was trained with the run's "
-                                 f"config.yaml); only {', '.join(sorted(RESUMABLE_CHANGES))} "
-                                 f"may")
-            section, name = key.split(".")
-            if name == "classes":
-                value = tuple(v.strip() for v in value.split(","))
-            values.setdefault(section, {})[name] = value
-    if getattr(args, "resume", None):
+        if "." not in key:
+            continue
+        if resuming and key not in RESUMABLE_CHANGES:
+            raise ValueError(f"--{key.split('.')[1].replace('_', '-')} cannot change when "
+                             f"resuming (the checkpoint was trained with the run's "
+                             f"config.yaml); only {', '.join(sorted(RESUMABLE_CHANGES))} may")
+        section, name = key.split(".")
+        values.setdefault(section, {})[name] = value
+    if resuming:
         values["train"]["out"] = args.resume
     return RunConfig.from_dict(values)
 
@@ -134,8 +92,6 @@ def _relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
     """``unetseg train --nproc N ...`` becomes ``torchrun --standalone --nproc_per_node N -m
     unetseg train ...``: PyTorch's own launcher starts the processes and their rendezvous. The
     launcher replaces this process, so SIGTERM and Ctrl-C reach it, and through it every rank."""
-    import os
-
     rest, skip = [], False
     for item in argv:
         if skip:
@@ -153,45 +109,31 @@ def _relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import os
-
     from .train import fit
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch_with_torchrun(args.nproc, args.argv)
-    config = config_from_args(args)
-    result = fit(config, resume=bool(args.resume))
+    result = fit(config_from_args(args), resume=bool(args.resume))
     print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
           f"run in {result.run_dir}")
     return 0
 
 
-def _print_evaluation(evaluation, class_names) -> None:
-    from .report import format_table
+# --- evaluate, inspect, demo, predict, export ---------------------------------------------------
+
+def _print_evaluation(evaluation, class_names, images: int) -> None:
+    from .report.tables import format_table
 
     rows = sorted(evaluation.rows(class_names), key=lambda r: (r["iou"] != r["iou"], r["iou"]))
     print(format_table(rows, ["iou", "dice", "precision", "recall", "bf1", "share"]))
     scores = evaluation.scores
     print(f"mIoU {scores.miou:.4f}   mDice {scores.mdice:.4f}   "
           f"pixel accuracy {scores.pixel_accuracy:.4f}   mean BF1 "
-          f"{evaluation.mean_boundary_f1:.4f}")
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_checkpoint
-
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluation"
-    overrides = {"source": args.data, "root": args.root, "val": args.val, "spec": args.spec}
-    result = evaluate_checkpoint(args.checkpoint, out, args.split,
-                                 {k: v for k, v in overrides.items() if v is not None})
-    _print_evaluation(result.evaluation, result.class_names)
-    _print_inspection(result.inspection, out)
-    print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
-    return 0
+          f"{evaluation.mean_boundary_f1:.4f}   over {images} images")
 
 
 def _print_inspection(inspection, out: Path) -> None:
-    from .inspection_report import inspection_table
+    from .report.tables import inspection_table
 
     print()
     print("Why each class scores as it does (the mask inspector):")
@@ -199,42 +141,59 @@ def _print_inspection(inspection, out: Path) -> None:
     print(f"report: {out / 'report.html'} (numbers in report.json)")
 
 
+def _data_overrides(args: argparse.Namespace) -> dict:
+    """The data flags of evaluate and inspect, as `DataConfig` fields (None: the run's)."""
+    return {"source": args.data, "root": args.root, "val": args.val, "spec": args.spec}
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .jobs.evaluate import evaluate_checkpoint
+
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluation"
+    scored = evaluate_checkpoint(args.checkpoint, out, args.split, _data_overrides(args),
+                                 args.device, progress=not args.quiet)
+    _print_evaluation(scored.evaluation, scored.class_names, scored.images)
+    _print_inspection(scored.inspection, out)
+    print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
-    from .inspection_jobs import inspect_checkpoint, inspect_folders
+    from .jobs.inspect import inspect_checkpoint, inspect_folders
 
     out = Path(args.out)
+    if args.checkpoint and (args.pred or args.truth):
+        raise ValueError("give either a checkpoint or --pred and --truth, not both")
     if args.checkpoint:
-        if args.pred or args.truth:
-            raise ValueError("give either a checkpoint or --pred and --truth, not both")
-        overrides = {"source": args.data, "root": args.root, "val": args.val}
-        inspection = inspect_checkpoint(args.checkpoint, out,
-                                        {k: v for k, v in overrides.items() if v is not None},
-                                        args.split, args.tile or None)
+        inspection = inspect_checkpoint(args.checkpoint, out, args.split,
+                                        _data_overrides(args), args.device,
+                                        progress=not args.quiet)
     elif args.pred and args.truth:
         inspection = inspect_folders(args.pred, args.truth, out, args.classes, args.images)
     else:
-        raise ValueError("give a checkpoint to predict and inspect, or --pred DIR and --truth "
+        raise ValueError("give a checkpoint to score and inspect, or --pred DIR and --truth "
                          "DIR of masks")
     _print_inspection(inspection, out)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .jobs.demo import run_demo
 
     result = run_demo(out=args.out, epochs=args.epochs, base=args.base, progress=not args.quiet)
+    scored = result.scored
     print()
     print("Held-out synthetic images (seeds never seen in training or model selection):")
-    _print_evaluation(result.evaluation, result.class_names)
+    _print_evaluation(scored.evaluation, scored.class_names, scored.images)
     print(f"overlays (image | truth | prediction) in {result.run_dir / 'overlays'}")
-    _print_inspection(result.inspection, result.run_dir)
+    _print_inspection(scored.inspection, result.run_dir)
     print(f"total {result.seconds:.0f} s")
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     from .export import load_predictor
-    from .prediction import PredictOptions, predict_files
+    from .jobs.predict import PredictOptions, predict_files
 
     predictor = load_predictor(args.model, args.device)
     options = PredictOptions(tile=args.tile or None, overlap=args.overlap, blend=args.blend,
@@ -255,27 +214,140 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+# --- unetseg pick: the dialogue around `picker.recommend` ---------------------------------------
+
+# Needs field -> (question, allowed answers; None for a whole number >= 1).
+QUESTIONS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "output": ("Do you need one label per pixel, separate objects, or both?", OUTPUTS),
+    "content": ("Are the targets countable things, amorphous stuff, or both?", CONTENTS),
+    "domain": ("Which domain?", DOMAINS),
+    "images": ("How many labelled images do you have?", None),
+    "budget": ("Latency or memory budget at prediction time?", BUDGETS),
+    "image_size": ("Typical image size (long side, pixels)?", None),
+}
+
+
+def _pick_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _count(text: str) -> int | None:
+    """``text`` as a whole number >= 1 ("5000", "5,000" and "5_000" alike), else None."""
+    digits = text.replace(",", "").replace("_", "").strip()
+    return int(digits) if digits.isdigit() and int(digits) > 0 else None
+
+
+def _positive_int(text: str) -> int:
+    value = _count(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}")
+    return value
+
+
+def add_pick_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `unetseg pick`, one per `Needs` field; a flag left out is asked for."""
+    parser.add_argument("--output", choices=OUTPUTS, help="one label per pixel (labels), "
+                        "separate objects, or both (default: ask)")
+    parser.add_argument("--content", choices=CONTENTS, help="countable things, amorphous "
+                        "stuff, or both (default: ask)")
+    parser.add_argument("--domain", choices=DOMAINS, help="the images' domain (default: ask)")
+    parser.add_argument("--images", type=_positive_int, metavar="N",
+                        help="number of labelled images (default: ask)")
+    parser.add_argument("--budget", choices=BUDGETS, help="latency or memory budget at "
+                        "prediction time; tight = edge device or CPU (default: ask)")
+    parser.add_argument("--image-size", type=_positive_int, dest="image_size", metavar="N",
+                        help="typical long side of the images in pixels (default: ask)")
+
+
+def _ask(name: str, input_fn: Callable[[str], str], out: TextIO) -> str | int:
+    """Ask for field ``name`` until the answer is allowed; EOFError propagates."""
+    question, allowed = QUESTIONS[name]
+    prompt = f"{question} [{'/'.join(allowed)}] " if allowed else f"{question} "
+    while True:
+        answer = input_fn(prompt).strip().lower()
+        if allowed is None and _count(answer) is not None:
+            return _count(answer)
+        if allowed is not None and answer in allowed:
+            return answer
+        expected = f"one of {', '.join(allowed)}" if allowed else "a whole number >= 1"
+        print(f"  please answer {expected} (found {answer!r})", file=out)
+
+
+def _print_recommendation(answer: Recommendation, out: TextIO) -> None:
+    also = f" (alternatives: {', '.join(answer.alternatives)})" if answer.alternatives else ""
+    print(f"task:          {answer.task} segmentation", file=out)
+    print(f"architecture:  {answer.architecture}{also}", file=out)
+    print(f"in unetseg:    {'yes' if answer.covered else 'no'}", file=out)
+    print("why:", file=out)
+    for reason in answer.reasons:
+        print(f"  - {reason}", file=out)
+    print(f"next step:     {answer.next_step}", file=out)
+
+
+def run_pick(args: argparse.Namespace, input_fn: Callable[[str], str] | None = None,
+        out: TextIO | None = None) -> int:
+    """Ask for what the flags left out, then print the recommendation to ``out`` (default: the
+    current ``sys.stdout``, looked up at the call so redirection works); the exit status.
+
+    Questions go through ``input_fn`` when given, else through `input` when stdin is a
+    terminal. With neither, a missing flag cannot be asked: the missing flags are named on
+    stderr and the status is 2, as it is when the input ends before every answer.
+    """
+    out = sys.stdout if out is None else out
+    values = {f.name: getattr(args, f.name, None) for f in fields(Needs)}
+    missing = [name for name, value in values.items() if value is None]
+    if missing and input_fn is None:
+        if not sys.stdin.isatty():
+            print(f"unetseg pick: stdin is not a terminal, so the questions cannot be asked; "
+                  f"give {', '.join(_pick_flag(name) for name in missing)}", file=sys.stderr)
+            return 2
+        input_fn = input
+    for name in missing:
+        try:
+            values[name] = _ask(name, input_fn, out)
+        except EOFError:
+            print(f"\nunetseg pick: input ended before an answer for {_pick_flag(name)}",
+                  file=sys.stderr)
+            return 2
+    _print_recommendation(recommend(Needs(**values)), out)
+    return 0
+
+
+# --- the parser ---------------------------------------------------------------------------------
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """Which data a checkpoint is scored on: by default the split it was trained with."""
+    parser.add_argument("--data", help="data source (default: the one it was trained on)")
+    parser.add_argument("--root", help="dataset folder for --data camvid or isbi "
+                                       "(default: the training run's)")
+    parser.add_argument("--val", help="validation folder for a folder source "
+                                      "(default: the training run's)")
+    parser.add_argument("--spec", help="dataset file for a folder source "
+                                       "(default: the training run's)")
+    parser.add_argument("--split", default="val", help="val or train; test for synthetic "
+                                                       "data: a fresh draw (default: val)")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars "
+                                                             "(default: shown)")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``command``, the flags of ``unetseg train`` (generated
+    from the configuration, which imports torch) are added only when it is ``train``."""
     parser = argparse.ArgumentParser(prog="unetseg",
                                      description="Semantic segmentation with a U-Net.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a U-Net and evaluate it every epoch")
-    _add_train_flags(train)
+    if command in (None, "train"):
+        _add_train_flags(train)
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint over a dataset split")
     evaluate.add_argument("checkpoint", help="a .safetensors checkpoint (best or last)")
-    evaluate.add_argument("--data", help="data source (default: the one it was trained on)")
-    evaluate.add_argument("--root", help="dataset folder for --data camvid or isbi "
-                                         "(default: the training run's)")
-    evaluate.add_argument("--val", help="validation folder for a folder source "
-                                        "(default: the training run's)")
-    evaluate.add_argument("--spec", help="dataset file for a folder source "
-                                         "(default: the training run's)")
-    evaluate.add_argument("--split", default="val", help="val or train (default: val)")
-    evaluate.add_argument("--out", help="folder for evaluation.json and confusion.png "
-                                        "(default: evaluation/ beside the checkpoint)")
+    _add_data_flags(evaluate)
+    evaluate.add_argument("--out", help="folder for evaluation.json, confusion.png and the "
+                                        "report (default: evaluation/ beside the checkpoint)")
     evaluate.set_defaults(run=_evaluate)
 
     predict = commands.add_parser("predict", help="segment images of any size with a "
@@ -309,32 +381,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="why each class scores as it does: numbers, "
                                                   "verdicts and an HTML report")
-    inspect.add_argument("checkpoint", nargs="?", help="a checkpoint: predict its data split "
-                                                       "and inspect (default: none; then give "
-                                                       "--pred and --truth)")
+    inspect.add_argument("checkpoint", nargs="?", help="a checkpoint: score its data split as "
+                                                       "`unetseg evaluate` does and inspect "
+                                                       "(default: none; then give --pred and "
+                                                       "--truth)")
     inspect.add_argument("--pred", help="folder of predicted masks (default: none)")
     inspect.add_argument("--truth", help="folder of true masks, matched by stem (default: none)")
     inspect.add_argument("--classes", help="dataset file (YAML/JSON) or comma-separated names "
                                            "(default: class 0, class 1, ...)")
     inspect.add_argument("--images", help="folder of the images, for the worst-images section "
                                           "(default: none)")
-    inspect.add_argument("--data", help="with a checkpoint: data source (default: the one it "
-                                        "was trained on)")
-    inspect.add_argument("--root", help="dataset folder for camvid or isbi (default: the "
-                                        "training run's)")
-    inspect.add_argument("--val", help="validation folder (default: the training run's)")
-    inspect.add_argument("--split", default="val", help="val or train (default: val)")
-    inspect.add_argument("--tile", type=int, default=0, help="with a checkpoint: predict in "
-                                                              "tiles of this side; 0 = whole "
-                                                              "images (default: 0)")
+    _add_data_flags(inspect)
     inspect.add_argument("--out", required=True, help="folder for report.html and report.json "
                                                       "(default: none, required)")
     inspect.set_defaults(run=_inspect)
 
     pick = commands.add_parser("pick", help="which segmentation task and architecture fit your "
                                             "problem (asks what the flags leave out)")
-    picker.add_arguments(pick)
-    pick.set_defaults(run=lambda args: picker.run(args))
+    add_pick_arguments(pick)
+    pick.set_defaults(run=lambda args: run_pick(args))
 
     export = commands.add_parser("export", help="export a checkpoint to ONNX")
     export.add_argument("checkpoint", help="a .safetensors checkpoint (default: none, required)")
@@ -360,8 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     args.argv = argv
+    if args.command in COMPUTE_COMMANDS:
+        from .runtime import tune_malloc
+
+        tune_malloc()
     try:
         return args.run(args)
     except (ValueError, OSError) as error:
@@ -370,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
-        from .train import TrainingDiverged, TrainingInterrupted
+        from .signals import TrainingInterrupted
+        from .train import TrainingDiverged
 
         if isinstance(error, TrainingInterrupted):
             print(f"unetseg {args.command}: {error}", file=sys.stderr)

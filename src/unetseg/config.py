@@ -1,4 +1,10 @@
-"""Run configuration: one frozen dataclass per concern, from CLI flags and/or a YAML file.
+"""Run configuration: one frozen dataclass per concern (data, model, training).
+
+Each field's ``metadata`` holds its command-line help (and its flag, where the flag is not
+``--field-name``), so ``unetseg train --help`` is generated from these classes and cannot drift
+from them. Every section checks its values on construction, before any data is read, and an
+error names the flag to fix. The model section is `unetseg.model.UNetConfig` itself: one model
+configuration for the CLI, the YAML file, the checkpoint and the Python API.
 
 A run's resolved configuration is written beside it (``config.yaml``) and inside every
 checkpoint, so a run can be read, repeated and resumed from its folder alone.
@@ -7,67 +13,207 @@ checkpoint, so a run can be read, repeated and resumed from its folder alone.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .data.sources import DataConfig
 from .losses import LOSS_NAMES
+from .model import UNetConfig
+from .runtime import PRECISIONS
 
-__all__ = ["ModelConfig", "TrainConfig", "RunConfig", "DataConfig"]
+__all__ = ["DataConfig", "TrainConfig", "RunConfig", "UNetConfig", "flag_of", "SCHEDULES",
+           "SYNTHETIC_SOURCES", "PRESET_SOURCES"]
 
 SCHEDULES = ("cosine", "onecycle")
+SYNTHETIC_SOURCES = ("synthetic", "binary")
+PRESET_SOURCES = ("camvid", "isbi")
+
+
+def option(default: Any, help: str, flag: str | None = None) -> Any:
+    """A dataclass field with a default and its command-line help (and flag, when it is not
+    ``--field-name``)."""
+    metadata = {"help": help} if flag is None else {"help": help, "flag": flag}
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def flag_of(config_class: type, name: str) -> str:
+    """The command-line flag of field ``name``: ``--batch-size`` for ``batch_size``."""
+    for item in fields(config_class):
+        if item.name == name:
+            return item.metadata.get("flag", "--" + name.replace("_", "-"))
+    raise KeyError(name)
+
+
+def _require(config: Any, name: str, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{flag_of(type(config), name)} must be {expected}, found "
+                         f"{getattr(config, name)!r}")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """The U-Net's shape; channels in and out come from the data."""
+class DataConfig:
+    """Where the data comes from and how it is batched and augmented."""
 
-    base: int = 32
-    depth: int = 4
-    upsample: str = "bilinear"
-    norm: str = "batch"
-    dropout: float = 0.0
+    source: str = option("synthetic", "synthetic (circles and squares), binary (objects on a "
+                         "background), camvid, isbi, or a folder with images/ and masks/ (or "
+                         "train/ and val/ folders holding them)", flag="--data")
+    root: str | None = option(None, "dataset folder for --data camvid or isbi")
+    val: str | None = option(None, "a separate validation folder (images/ + masks/)")
+    spec: str | None = option(None, "dataset file (YAML/JSON: classes, colours, ignore_index, "
+                              "remap); default: the one inside the folder")
+    classes: tuple[str, ...] | None = option(None, "comma-separated class names, for a folder "
+                                             "without a dataset file")
+    size: int = option(64, "training crop side in pixels (the image side for synthetic data)")
+    batch_size: int = option(16, "images per optimiser step (the global batch under DDP)")
+    workers: int = option(0, "DataLoader worker processes")
+    val_ratio: float = option(0.2, "share held out for validation when there is no val split")
+    train_list: str | None = option(None, "split file naming the training images (one per "
+                                    "line), relative to the data folder")
+    val_list: str | None = option(None, "split file naming the validation images")
+    train_samples: int = option(2000, "synthetic training images")
+    val_samples: int = option(200, "synthetic validation images")
+    foreground: float = option(0.05, "share of object pixels per image for --data binary")
+    augment: bool = option(True, "train without augmentation (default: random scale, crop, "
+                           "flips, rotations, brightness/contrast)", flag="--no-augment")
+    scale_min: float = option(0.5, "smallest random rescale before cropping")
+    scale_max: float = option(2.0, "largest random rescale before cropping")
+    seed: int = option(0, "seed of the data: synthetic draws, the train/val split and the "
+                       "augmentation", flag="--data-seed")
+    skip_bad: bool = option(False, "leave out unreadable or inconsistent image/mask pairs and "
+                            "list them (default: stop at the first, naming it)")
+    # Set from the training set unless given (a YAML file may fix them); no flags.
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.classes, str):          # "a, b" from a flag or a YAML string
+            object.__setattr__(self, "classes",
+                               tuple(name.strip() for name in self.classes.split(",")))
+        for name in ("classes", "mean", "std"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        _require(self, "source", isinstance(self.source, str) and self.source.strip() != "",
+                 "a source name or a folder")
+        for name in ("size", "batch_size", "train_samples", "val_samples"):
+            _require(self, name, _is_int(getattr(self, name)) and getattr(self, name) >= 1,
+                     "a whole number >= 1")
+        _require(self, "workers", _is_int(self.workers) and self.workers >= 0,
+                 "a whole number >= 0")
+        _require(self, "val_ratio", 0.0 < self.val_ratio < 1.0, "between 0 and 1")
+        _require(self, "foreground", 0.0 < self.foreground < 1.0, "between 0 and 1")
+        _require(self, "scale_min", 0.0 < self.scale_min <= self.scale_max,
+                 f"> 0 and <= --scale-max ({self.scale_max})")
+        if (self.mean is None) != (self.std is None) or (
+                self.mean is not None and (len(self.mean) != len(self.std)
+                                           or min(self.std) <= 0)):
+            raise ValueError(f"data.mean and data.std go together, one value per channel, std "
+                             f"> 0; found mean {self.mean} and std {self.std}")
+        if bool(self.train_list) != bool(self.val_list):
+            raise ValueError("give both --train-list and --val-list, or neither")
+        self._check_options_fit_the_source()
+
+    def _check_options_fit_the_source(self) -> None:
+        """Options another kind of source would use are refused rather than ignored."""
+        if self.source in SYNTHETIC_SOURCES:
+            unused = ("root", "val", "spec", "classes", "train_list", "val_list")
+        elif self.source in PRESET_SOURCES:
+            if self.root is None:
+                raise ValueError(f"--data {self.source} needs --root DIR, the folder of the "
+                                 f"downloaded dataset")
+            unused = ("spec", "classes", "train_list", "val_list")
+        else:
+            unused = ("root",)
+        given = [flag_of(DataConfig, name) for name in unused if getattr(self, name)]
+        if given:
+            raise ValueError(f"{', '.join(given)} cannot be used with --data {self.source}; "
+                             f"remove {'it' if len(given) == 1 else 'them'}")
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source in SYNTHETIC_SOURCES
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and bookkeeping."""
 
-    out: str = "runs/unet"
-    epochs: int = 20
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"          # cosine with linear warm-up, or one-cycle
-    warmup_epochs: float = 1.0
-    loss: str = "ce_dice"             # ce_dice | ce | dice | bce_dice (binary, one logit)
-    dice_weight: float = 1.0          # lambda of the Dice term
-    class_weights: str | None = None  # None | "median" (median frequency) | "w0,w1,..."
-    grad_clip: float = 1.0            # max gradient norm; 0 turns clipping off
-    precision: str = "auto"           # auto | fp32 | bf16 | fp16 (CUDA)
-    channels_last: bool = True
-    seed: int = 0
-    patience: int = 0                 # epochs without a better val mIoU before stopping; 0 = off
-    max_nonfinite: int = 5            # stop after this many non-finite losses in a row
-    checkpoint_every: int = 0         # also checkpoint every N batches within an epoch; 0 = off
-    sync_batchnorm: bool = False      # DDP: BatchNorm statistics over the global batch
-    device: str | None = None
-    tensorboard: bool = False
-    progress: bool = True
+    out: str = option("runs/unet", "run folder (config, checkpoints, metrics, curves)")
+    epochs: int = option(20, "passes over the training set")
+    lr: float = option(3e-3, "peak AdamW learning rate")
+    weight_decay: float = option(1e-4, "AdamW weight decay (on weights of 2 or more "
+                                 "dimensions; never on biases and norm parameters)")
+    schedule: str = option("cosine", "cosine (with linear warm-up) or onecycle")
+    warmup_epochs: float = option(1.0, "length of the linear warm-up")
+    loss: str = option("ce_dice", "ce_dice, ce, dice, or bce_dice (binary, one logit)")
+    dice_weight: float = option(1.0, "weight of the Dice term")
+    class_weights: str | None = option(None, "cross-entropy class weights: 'median' "
+                                       "(median frequency) or 'w0,w1,...'")
+    grad_clip: float = option(1.0, "max gradient norm (0 = no clipping)")
+    precision: str = option("auto", "auto, fp32, bf16 or fp16 (CUDA); auto = bf16 where "
+                            "native")
+    channels_last: bool = option(True, "keep the NCHW memory layout (default: channels_last, "
+                                 "faster on CPU and GPU)", flag="--no-channels-last")
+    seed: int = option(0, "seed of the initial weights, the shuffling and dropout")
+    patience: int = option(0, "stop after this many epochs without a better val mIoU "
+                           "(0 = off)")
+    max_nonfinite: int = option(5, "stop after this many non-finite losses in a row (each is "
+                                "skipped)")
+    checkpoint_every: int = option(0, "also write the resume checkpoint every N batches (0 = "
+                                   "once per epoch)")
+    sync_batchnorm: bool = option(False, "with several processes, BatchNorm statistics over "
+                                  "the global batch (default: per process)")
+    device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: CUDA if available)")
+    tensorboard: bool = option(False, "also log to TensorBoard in RUN_DIR/tensorboard, if "
+                               "installed")
+    progress: bool = option(True, "no progress bars (default: shown)", flag="--quiet")
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSS_NAMES:
-            raise ValueError(f"loss must be one of {LOSS_NAMES}, found {self.loss!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, found {self.schedule!r}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, found {self.epochs}")
+        _require(self, "epochs", _is_int(self.epochs) and self.epochs >= 1,
+                 "a whole number >= 1")
+        for name in ("lr", "weight_decay", "warmup_epochs", "dice_weight", "grad_clip"):
+            _require(self, name, getattr(self, name) >= 0, ">= 0")
+        _require(self, "schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}")
+        _require(self, "loss", self.loss in LOSS_NAMES, f"one of {', '.join(LOSS_NAMES)}")
+        _require(self, "precision", self.precision in PRECISIONS,
+                 f"one of {', '.join(PRECISIONS)}")
+        for name in ("patience", "checkpoint_every"):
+            _require(self, name, _is_int(getattr(self, name)) and getattr(self, name) >= 0,
+                     "a whole number >= 0")
+        _require(self, "max_nonfinite", _is_int(self.max_nonfinite) and self.max_nonfinite >= 1,
+                 "a whole number >= 1")
+        if self.class_weights is not None:
+            _require(self, "class_weights", _valid_weights(self.class_weights),
+                     "'median' or comma-separated numbers >= 0")
+            if self.loss not in ("ce", "ce_dice"):
+                raise ValueError(f"--class-weights weigh the cross-entropy; --loss {self.loss} "
+                                 f"has none (use ce or ce_dice)")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid_weights(spec: str) -> bool:
+    if spec == "median":
+        return True
+    try:
+        return all(float(w) >= 0 for w in spec.split(","))
+    except ValueError:
+        return False
+
+
+SECTIONS = {"data": DataConfig, "model": UNetConfig, "train": TrainConfig}
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    """The three sections. ``model.in_channels`` and ``model.num_classes`` are set from the data
+    when training starts (`fit` records the resolved values)."""
+
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: UNetConfig = field(default_factory=UNetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,25 +221,23 @@ class RunConfig:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, values: dict[str, Any], source: str = "the configuration") -> RunConfig:
         """Build from nested dicts (a YAML file or a checkpoint); unknown keys are errors."""
-        parts = {}
-        for part in fields(cls):
-            section = dict(values.get(part.name) or {})
-            kind = part.default_factory
-            known = {f.name for f in fields(kind)}
-            unknown = set(section) - known
-            if unknown:
-                raise ValueError(f"unknown {part.name} settings {sorted(unknown)}; "
-                                 f"known: {sorted(known)}")
-            for key in ("mean", "std", "classes"):
-                if section.get(key) is not None:
-                    section[key] = tuple(section[key])
-            parts[part.name] = kind(**section)
-        unknown = set(values) - {f.name for f in fields(cls)}
+        unknown = set(values) - set(SECTIONS)
         if unknown:
-            raise ValueError(f"unknown config sections {sorted(unknown)}; expected data, "
+            raise ValueError(f"{source}: unknown sections {sorted(unknown)}; expected data, "
                              f"model, train")
+        parts = {}
+        for name, kind in SECTIONS.items():
+            section = values.get(name) or {}
+            if not isinstance(section, dict):
+                raise ValueError(f"{source}: section {name} must be a mapping of settings, "
+                                 f"found {section!r}")
+            known = {f.name for f in fields(kind)}
+            if set(section) - known:
+                raise ValueError(f"{source}: unknown {name} settings "
+                                 f"{sorted(set(section) - known)}; known: {sorted(known)}")
+            parts[name] = kind(**section)
         return cls(**parts)
 
     @classmethod
@@ -103,9 +247,18 @@ class RunConfig:
         values = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected sections data, model, train")
-        return cls.from_dict(values)
+        return cls.from_dict(values, str(path))
 
     def to_yaml(self) -> str:
         import yaml
 
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def cli_fields(config_class: type) -> list:
+    """The fields of a section that have a command-line flag (those with help text)."""
+    return [item for item in fields(config_class) if "help" in item.metadata]
+
+
+def default_of(item) -> Any:
+    return item.default if item.default is not MISSING else item.default_factory()

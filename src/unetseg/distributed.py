@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Sampler
 
-__all__ = ["World", "setup", "shutdown", "shard", "all_sum", "any_rank"]
+__all__ = ["World", "setup", "shutdown", "shard", "EpochOrder", "all_sum",
+           "all_sum_if_initialised", "any_rank"]
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,51 @@ def shard(length: int, world: World) -> range:
     return range(world.rank, length, world.size)
 
 
+class EpochOrder(Sampler):
+    """The epoch's shuffled order (a function of ``seed`` alone) from global batch ``start``
+    on, and this rank's share of each global batch.
+
+    A run resumed in the middle of an epoch sees exactly the batches it had not trained on.
+    Under DDP each global batch of ``per_rank * world.size`` samples is split into consecutive
+    slices, one per rank, so N processes together take the same optimiser steps as one process
+    with the whole batch (incomplete global batches are dropped).
+    """
+
+    def __init__(self, length: int, seed: int, per_rank: int, world: World,
+                 start: int = 0) -> None:
+        self.length, self.seed, self.per_rank, self.world = length, seed, per_rank, world
+        self.start = start
+
+    def _indices(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(self.length, generator=generator).tolist()
+        if not self.world.distributed:
+            return order[self.start * self.per_rank:]
+        size = self.per_rank * self.world.size
+        mine = []
+        for batch in range(self.start, len(order) // size):
+            first = batch * size + self.world.rank * self.per_rank
+            mine.extend(order[first:first + self.per_rank])
+        return mine
+
+    def __iter__(self):
+        return iter(self._indices())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
 def all_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
     """The sum of ``tensor`` over all ranks (in place; the tensor itself in a world of one)."""
     if world.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_sum_if_initialised(tensor: torch.Tensor) -> torch.Tensor:
+    """`all_sum` for code that is handed no `World` (evaluation): a sum over ranks when a
+    process group is up, else the tensor itself."""
+    if dist.is_available() and dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 

@@ -13,7 +13,7 @@ to the skip's size, so the logits always come back at the input's H x W.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -139,15 +139,18 @@ class Up(nn.Module):
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Everything needed to rebuild a UNet; saved inside every checkpoint."""
+    """Everything needed to rebuild a UNet; saved inside every checkpoint and every run's
+    config.yaml. The ``help`` in each field's metadata is the command-line help of
+    ``unetseg train``; ``in_channels`` and ``num_classes`` come from the data there."""
 
     in_channels: int = 3
     num_classes: int = 2
-    base: int = 64
-    depth: int = 4
-    upsample: str = "bilinear"
-    norm: str = "batch"
-    dropout: float = 0.0
+    base: int = field(default=32, metadata={"help": "channels of the first U-Net level (the "
+                                            "paper uses 64)"})
+    depth: int = field(default=4, metadata={"help": "number of down/up steps"})
+    upsample: str = field(default="bilinear", metadata={"help": "bilinear or transpose"})
+    norm: str = field(default="batch", metadata={"help": "batch, group, instance or none"})
+    dropout: float = field(default=0.0, metadata={"help": "channel dropout on the bottleneck"})
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "num_classes", "base", "depth"):
@@ -181,7 +184,7 @@ class UNet(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 2, base: int = 64, depth: int = 4,
+        self, in_channels: int = 3, num_classes: int = 2, base: int = 32, depth: int = 4,
         upsample: str = "bilinear", norm: str = "batch", dropout: float = 0.0,
     ) -> None:
         super().__init__()

@@ -1,4 +1,9 @@
-"""Where and how fast to run: device, mixed precision, and the C allocator's settings."""
+"""Where and how fast to run: device, mixed precision, memory layout, and the C allocator.
+
+`Runtime` bundles the three choices every forward pass makes (device, autocast precision,
+memory layout), so training, evaluation and scoring run a model the same way. `tune_malloc`
+changes the whole process: only the command-line entry point calls it, never a library call.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import contextlib
 import ctypes
 import ctypes.util
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-__all__ = ["pick_device", "cpu_has_bf16", "pick_precision", "autocast", "tune_malloc"]
+__all__ = ["PRECISIONS", "Runtime", "pick_device", "cpu_has_bf16", "pick_precision",
+           "autocast", "tune_malloc"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -54,6 +61,37 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a model runs: on ``device``, under a resolved ``precision`` (fp32, bf16 or fp16)
+    autocast, with images in the channels_last layout or not."""
+
+    device: torch.device = torch.device("cpu")
+    precision: str = "fp32"
+    channels_last: bool = False
+
+    @classmethod
+    def resolve(cls, device: str | torch.device | None = None, precision: str = "auto",
+                channels_last: bool = False) -> Runtime:
+        """Pick the device (default: CUDA if available) and resolve ``"auto"`` precision."""
+        chosen = device if isinstance(device, torch.device) else pick_device(device)
+        return cls(chosen, pick_precision(precision, chosen), channels_last)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.device, self.precision)
+
+    def images(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch moved to the device, in the memory layout the model runs in."""
+        images = images.to(self.device, non_blocking=True)
+        return (images.contiguous(memory_format=torch.channels_last) if self.channels_last
+                else images)
+
+    def model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` on the device, in the memory layout (in place, as ``Module.to`` is)."""
+        return model.to(self.device, memory_format=(torch.channels_last if self.channels_last
+                                                    else torch.contiguous_format))
 
 
 def tune_malloc() -> bool:

@@ -239,6 +239,13 @@ class FolderDataset(Dataset):
         mask = self.spec.apply_remap(read_mask(mask_path, np.asarray(self.spec.colours)))
         return image, mask
 
+    def raw(self, index: int) -> np.ndarray:
+        """Image ``index`` before normalisation: float32 (H, W, C) in [0, 1]."""
+        return read_image(self.pairs[index][0])
+
+    def name(self, index: int) -> str:
+        return self.pairs[index][0].name
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.load(index)
         if self.transform is not None:
@@ -273,7 +280,7 @@ class FolderDataset(Dataset):
         channels: dict[int, Path] = {}
         sizes = set()
         kept = []
-        for index, (image_path, mask_path) in enumerate(self.pairs):
+        for index, (image_path, _) in enumerate(self.pairs):
             try:
                 image, labels, image_hw = self._check_pair(index)
                 found = dict(channels)

@@ -8,16 +8,33 @@ the class palette.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 __all__ = ["IMAGE_SUFFIXES", "read_image", "read_raw_image", "scale_to_unit", "read_mask",
-           "image_size"]
+           "image_size", "no_pixel_limit"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+@contextmanager
+def no_pixel_limit() -> Iterator[None]:
+    """Lift Pillow's decompression-bomb limit (about 179 Mpx) inside the block only.
+
+    Large scenes are what tiled prediction is for, so the images a user asks to predict may
+    exceed it; everywhere else (training data, masks) the check stays on.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _read_array(path: Path, keep_modes: tuple[str, ...]) -> np.ndarray:

@@ -1,9 +1,9 @@
 """From a data configuration to train and validation datasets.
 
 ``source`` is ``"synthetic"`` (built in: background, circle, square), ``"binary"`` (built in:
-background and objects covering ``foreground`` of each image), ``"camvid"`` or ``"isbi"`` (presets, with ``root``
-the dataset folder), or the path of an image/mask folder (``images/`` + ``masks/``, or
-``train/`` + ``val/`` folders each holding those, and an optional dataset file).
+background and objects covering ``foreground`` of each image), ``"camvid"`` or ``"isbi"``
+(presets, with ``root`` the dataset folder), or the path of an image/mask folder (``images/`` +
+``masks/``, or ``train/`` + ``val/`` folders each holding those, and an optional dataset file).
 """
 
 from __future__ import annotations
@@ -13,41 +13,19 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from ..config import DataConfig
 from .folder import (
-    DatasetSpec, FolderDataset, find_spec_file, match_pairs, read_split_file, split_by_ratio,
+    DatasetSpec,
+    FolderDataset,
+    find_spec_file,
+    match_pairs,
+    read_split_file,
+    split_by_ratio,
 )
 from .presets import CAMVID, ISBI, camvid_pairs, isbi_pairs
 from .synthetic import BinaryShapes, SyntheticShapes
-from .transforms import TrainTransform
 
-__all__ = ["DataConfig", "Datasets", "build_datasets", "build_eval_dataset"]
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the data comes from and how it is batched and augmented."""
-
-    source: str = "synthetic"
-    root: str | None = None            # dataset folder for "camvid" and "isbi"
-    val: str | None = None             # a separate validation folder for a folder source
-    spec: str | None = None            # dataset file; default: the one inside the folder
-    classes: tuple[str, ...] | None = None  # class names, for a folder without a dataset file
-    size: int = 64                     # training crop side (the image side for synthetic)
-    batch_size: int = 16
-    workers: int = 0
-    val_ratio: float = 0.2             # held out when a folder has no validation split
-    train_list: str | None = None      # split files (one file name or stem per line), relative
-    val_list: str | None = None        # to the data folder: which pairs train, which validate
-    train_samples: int = 2000          # synthetic only
-    val_samples: int = 200             # synthetic only
-    foreground: float = 0.05           # "binary" only: share of object pixels per image
-    augment: bool = True
-    scale_min: float = 0.5
-    scale_max: float = 2.0
-    mean: tuple[float, ...] | None = None   # default: computed from the training set
-    std: tuple[float, ...] | None = None
-    seed: int = 0
-    skip_bad: bool = False             # drop bad pairs (listed) instead of stopping
+__all__ = ["Datasets", "build_datasets", "build_eval_dataset", "SPLITS"]
 
 
 @dataclass
@@ -107,24 +85,18 @@ def _listed(root: Path, listing: str, by_stem: dict) -> list:
     return [by_stem[stem] for stem in stems]
 
 
-def _preset_root(config: DataConfig) -> Path:
-    if config.root is None:
-        raise ValueError(f"--data {config.source} needs --root DIR, the folder of the "
-                         f"downloaded dataset")
-    return Path(config.root)
-
-
 def _pairs_and_spec(config: DataConfig) -> tuple[list, list, DatasetSpec]:
     if config.source == "camvid":
-        return (*camvid_pairs(_preset_root(config)), CAMVID)
+        return (*camvid_pairs(Path(config.root)), CAMVID)
     if config.source == "isbi":
-        return (*isbi_pairs(_preset_root(config), config.val_ratio, config.seed), ISBI)
+        return (*isbi_pairs(Path(config.root), config.val_ratio, config.seed), ISBI)
     return _folder_pairs(config)
 
 
-SYNTHETIC_SOURCES = ("synthetic", "binary")
-# Validation draws use seeds far from the training ones, so the two sets never share a sample.
-VAL_SEED_OFFSET = 1_000_003
+# Validation and test draws use seeds far from the training ones (and from each other), so
+# the sets never share a sample.
+SEED_OFFSETS = {"train": 0, "val": 1_000_003, "test": 2_000_003}
+SPLITS = tuple(SEED_OFFSETS)
 
 
 def _synthetic(
@@ -138,13 +110,15 @@ def _synthetic(
 
 def build_datasets(config: DataConfig) -> Datasets:
     """Train and validation datasets with normalisation from the training set (or the config)."""
-    if config.source in SYNTHETIC_SOURCES:
+    if config.synthetic:
         train = _synthetic(config, config.train_samples, config.seed)
-        val = _synthetic(config, config.val_samples, config.seed + VAL_SEED_OFFSET)
+        val = _synthetic(config, config.val_samples, config.seed + SEED_OFFSETS["val"])
         stats, class_pixels = train.channel_stats(), None
         spec = DatasetSpec(class_names=train.class_names)
     else:
         train_pairs, val_pairs, spec = _pairs_and_spec(config)
+        from .transforms import TrainTransform  # albumentations and cv2: only when used
+
         transform = TrainTransform(config.size, (config.scale_min, config.scale_max),
                                    spec.ignore_index) if config.augment else None
         train = FolderDataset(train_pairs, spec, transform, seed=config.seed,
@@ -166,19 +140,21 @@ def build_datasets(config: DataConfig) -> Datasets:
 
 def build_eval_dataset(
     config: DataConfig, mean: tuple[float, ...], std: tuple[float, ...], split: str = "val",
-    synthetic_seed_offset: int = VAL_SEED_OFFSET,
 ) -> tuple[Dataset, DatasetSpec]:
     """One split, normalised with known statistics (a checkpoint's), without augmentation.
 
-    For synthetic data, ``synthetic_seed_offset`` picks the draw: the default is the
-    validation set of a run with the same seed; another offset gives a fresh test set.
+    ``split`` is ``"train"`` or ``"val"``: the same images the run trained or validated on.
+    Synthetic data also has ``"test"``, a draw from seeds that neither of the others uses.
     """
-    if config.source in SYNTHETIC_SOURCES:
-        dataset = _synthetic(config, config.val_samples, config.seed + synthetic_seed_offset,
-                             mean, std)
+    if split not in SPLITS:
+        raise ValueError(f"--split must be one of {', '.join(SPLITS)}, found {split!r}")
+    if config.synthetic:
+        length = config.train_samples if split == "train" else config.val_samples
+        dataset = _synthetic(config, length, config.seed + SEED_OFFSETS[split], mean, std)
         return dataset, DatasetSpec(class_names=dataset.class_names)
+    if split == "test":
+        raise ValueError(f"--split test is for synthetic data; --data {config.source} has "
+                         f"train and val splits (point --data or --val at a test folder)")
     train_pairs, val_pairs, spec = _pairs_and_spec(config)
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', found {split!r}")
     pairs = train_pairs if split == "train" else val_pairs
     return FolderDataset(pairs, spec, mean=mean, std=std), spec

@@ -86,7 +86,8 @@ def _paint(
 
 
 def draw_shapes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One sample: image float32 (3, size, size) in [0, 1] and mask int64 (size, size) in {0,1,2}."""
+    """One sample: image float32 (3, size, size) in [0, 1] and mask int64 (size, size) in
+    {0, 1, 2}."""
     background = rng.uniform(0, 1, size=3)
     return _paint(rng, size, background, random_shapes(rng, size))
 
@@ -146,6 +147,17 @@ class SyntheticShapes(Dataset):
     def draw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Sample ``index`` as arrays: image (3, size, size) in [0, 1], mask (size, size)."""
         return draw_shapes(np.random.default_rng([self.seed, index]), self.size)
+
+    @property
+    def sizes(self) -> set[tuple[int, int]]:
+        return {(self.size, self.size)}
+
+    def raw(self, index: int) -> np.ndarray:
+        """Image ``index`` before normalisation: float32 (size, size, 3) in [0, 1]."""
+        return self.draw(index)[0].transpose(1, 2, 0)
+
+    def name(self, index: int) -> str:
+        return f"sample {index}"
 
     def channel_stats(self, samples: int = 256) -> ChannelStats:
         """Normalisation statistics from the first ``samples`` images."""

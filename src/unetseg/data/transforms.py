@@ -12,11 +12,27 @@ import os
 
 import numpy as np
 
-# albumentations looks for a newer version online at import unless told not to; runs must
-# never touch the network.
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
+
+def _import_augmentation_libraries():
+    """Import albumentations and cv2 leaving the environment as it was.
+
+    albumentations looks for a newer version online at import unless the environment opts out,
+    and runs must never touch the network, so the opt-out is set for the import (the only time
+    it is read). cv2 adds its folder to LD_LIBRARY_PATH at import, which only child processes
+    would see (its own libraries are loaded by then). Both are undone afterwards.
+    """
+    saved = dict(os.environ)
+    os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
+    try:
+        import albumentations
+        import cv2
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return albumentations, cv2
+
+
+A, cv2 = _import_augmentation_libraries()
 
 __all__ = ["TrainTransform"]
 

@@ -15,7 +15,6 @@ image that cannot be read is reported by name and skipped; the others still fini
 from __future__ import annotations
 
 import glob
-import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,16 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
-from .data.io import IMAGE_SUFFIXES, read_raw_image
-from .files import atomic_write_bytes, atomic_write_text
-from .infer import predict
-from .report import overlay
+from ..data.io import IMAGE_SUFFIXES, no_pixel_limit, read_raw_image
+from ..files import atomic_write_bytes, atomic_write_text, check_output_folder
+from ..infer import predict
+from ..report.images import overlay, palette_png, png_bytes
 
-__all__ = ["expand_inputs", "output_paths", "PredictOptions", "PredictReport", "predict_files",
-           "palette_png"]
+__all__ = ["expand_inputs", "output_paths", "PredictOptions", "PredictReport", "predict_files"]
 
 
 @dataclass(frozen=True)
@@ -84,24 +81,6 @@ def output_paths(image: Path, out_dir: Path, probs: bool) -> list[Path]:
     return [out_dir / name for name in names]
 
 
-def palette_png(mask: np.ndarray, colours) -> bytes:
-    """A mode-P PNG whose pixel values are the class indices and whose palette is the class
-    colours: viewers show colours, programs read indices."""
-    image = Image.fromarray(mask.astype(np.uint8), mode="P")
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    palette[: len(colours)] = np.asarray(colours, dtype=np.uint8)
-    image.putpalette(palette.reshape(-1).tolist())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _save_probs(path: Path, probs_shape: tuple[int, ...]) -> tuple[np.ndarray, Path]:
     """A float16 .npy memory map in a temporary file beside ``path``: the probabilities of a
     large image go to disk as rows finish instead of filling memory."""
@@ -111,10 +90,8 @@ def _save_probs(path: Path, probs_shape: tuple[int, ...]) -> tuple[np.ndarray, P
 
 
 def _predict_one(predictor, path: Path, out_dir: Path, options: PredictOptions) -> dict:
-    # Large scenes are what tiled prediction is for: lift Pillow's decompression-bomb limit
-    # (about 179 Mpx) for the images the user asked to predict.
-    Image.MAX_IMAGE_PIXELS = None
-    image = read_raw_image(path)
+    with no_pixel_limit():          # large scenes are what tiled prediction is for
+        image = read_raw_image(path)
     height, width = image.shape[:2]
     mask_path, overlay_path, *probs_path = output_paths(path, out_dir, options.probs)
     probs_target, temporary = (_save_probs(probs_path[0], (predictor.num_classes, height, width))
@@ -132,7 +109,7 @@ def _predict_one(predictor, path: Path, out_dir: Path, options: PredictOptions) 
         if temporary is not None and temporary.exists():
             temporary.unlink()
     atomic_write_bytes(mask_path, palette_png(result.mask, predictor.colours))
-    atomic_write_bytes(overlay_path, _png(overlay(image, result.mask, predictor.colours)))
+    atomic_write_bytes(overlay_path, png_bytes(overlay(image, result.mask, predictor.colours)))
     areas = np.bincount(result.mask.reshape(-1), minlength=predictor.num_classes)
     return {"input": str(path), "height": height, "width": width,
             "outputs": [str(p) for p in output_paths(path, out_dir, options.probs)],
@@ -148,9 +125,7 @@ def predict_files(predictor, inputs: list[str], out_dir: str | Path,
     Raises ValueError before predicting anything when an input matches nothing, ``out_dir``
     is a file, or outputs exist and ``overwrite`` is off.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} is a file; expected a folder for the predictions")
+    out_dir = check_output_folder(out_dir, "--out")
     paths = expand_inputs(inputs)
     stems: dict[str, Path] = {}
     for path in paths:

@@ -1,17 +1,20 @@
-"""The jobs behind ``unetseg inspect``: inspect folders of predicted and true masks, or
-predict a dataset split with a checkpoint (through `unetseg.infer`) and inspect that."""
+"""The jobs behind ``unetseg inspect``: inspect folders of predicted and true masks, or score
+a dataset split with a checkpoint (through `score_split`, as ``unetseg evaluate`` does) and
+inspect that."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
 import numpy as np
 
-from .data.folder import DatasetSpec, match_pairs
-from .data.io import read_image, read_mask
-from .evaluation import image_name, raw_sample
-from .inspection_report import write_inspection_report
-from .inspector import Inspection, Inspector
+from ..data.folder import DatasetSpec, match_pairs
+from ..data.io import read_image, read_mask
+from ..files import check_output_folder
+from ..inspector import Inspection, Inspector
+from ..report.inspection import write_inspection_report
+from .scoring import score_split
 
 __all__ = ["inspect_folders", "inspect_checkpoint", "class_spec"]
 
@@ -72,36 +75,14 @@ def inspect_folders(
 
 
 def inspect_checkpoint(
-    path: str | Path, out: str | Path, data_overrides: dict | None = None, split: str = "val",
-    tile: int | None = None, device: str | None = None,
+    checkpoint: str | Path, out: str | Path, split: str = "val",
+    data: dict[str, Any] | None = None, device: str | None = None, progress: bool = False,
 ) -> Inspection:
-    """Predict every image of a dataset split with `unetseg.infer.predict` and inspect it."""
-    from .checkpoint import load_checkpoint
-    from .config import RunConfig
-    from .data.sources import build_eval_dataset
-    from .infer import load_segmenter, predict
-    from .runtime import pick_device
-
-    meta = load_checkpoint(path).metadata
-    run = RunConfig.from_dict(meta["run_config"])
-    norm = meta["normalisation"]
-    dataset, spec = build_eval_dataset(replace(run.data, **(data_overrides or {})),
-                                       tuple(norm["mean"]), tuple(norm["std"]), split)
-    segmenter = load_segmenter(path, pick_device(device))
-    inspector = Inspector(meta["class_names"], meta["ignore_index"])
-    predictions: list[np.ndarray] = []
-    for index in range(len(dataset)):
-        image = raw_sample(dataset, index)
-        truth = dataset[index][1].numpy()
-        mask = predict(segmenter, image, tile=tile, precision="auto").mask
-        inspector.add(mask, truth, image_name(dataset, index))
-        predictions.append(mask)
-    inspection = inspector.result()
-
-    def samples(index: int):
-        return raw_sample(dataset, index), dataset[index][1].numpy(), predictions[index]
-
-    write_inspection_report(inspection, out, meta["colours"], samples,
-                            title=f"Mask inspection: {Path(path).name}",
-                            ignore_index=meta["ignore_index"])
-    return inspection
+    """Score a dataset split with ``checkpoint`` through `score_split` (the path ``unetseg
+    evaluate`` takes) and write the inspector's report."""
+    out = check_output_folder(out, "--out")
+    scored = score_split(checkpoint, split, data, device, inspect=True, progress=progress)
+    write_inspection_report(scored.inspection, out, scored.colours, scored.sample,
+                            title=f"Mask inspection: {Path(checkpoint).name}",
+                            ignore_index=scored.ignore_index)
+    return scored.inspection

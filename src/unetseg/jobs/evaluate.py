@@ -1,0 +1,37 @@
+"""The job behind ``unetseg evaluate``: score a checkpoint on a split and write the results.
+
+Writes ``evaluation.json`` (scores, per-class rows, confusion matrix), ``confusion.png`` and
+the mask inspector's ``report.json`` and ``report.html`` into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..files import atomic_write_text, check_output_folder, json_ready
+from ..report.figures import plot_confusion
+from ..report.inspection import write_inspection_report
+from .scoring import ScoredSplit, score_split
+
+__all__ = ["evaluate_checkpoint"]
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, out: str | Path, split: str = "val",
+    data: dict[str, Any] | None = None, device: str | None = None, progress: bool = False,
+) -> ScoredSplit:
+    """`score_split`, then write its numbers and pictures into ``out``."""
+    out = check_output_folder(out, "--out")
+    scored = score_split(checkpoint, split, data, device, inspect=True, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    numbers = {"images": scored.images, "split": split,
+               **scored.evaluation.to_dict(scored.class_names)}
+    atomic_write_text(out / "evaluation.json", json.dumps(json_ready(numbers), indent=2))
+    plot_confusion(scored.evaluation.scores.matrix.numpy(), scored.class_names,
+                   out / "confusion.png")
+    write_inspection_report(scored.inspection, out, scored.colours, scored.sample,
+                            title=f"Mask inspection: {Path(checkpoint).name}",
+                            ignore_index=scored.ignore_index)
+    return scored

@@ -1,0 +1,49 @@
+"""The optimiser and its learning-rate schedule.
+
+AdamW, with weight decay on convolution weights only, and a per-step schedule: a linear
+warm-up, then a cosine decay (or Smith's one-cycle end points).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["lr_factor", "parameter_groups", "make_optimizer"]
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """Learning-rate multiplier at ``step``: a linear warm-up, then a cosine decay.
+
+    ``"cosine"`` warms up from 0 to the peak and decays to 0. ``"onecycle"`` follows Smith's
+    one-cycle policy with ``torch.optim.lr_scheduler.OneCycleLR``'s default end points: it
+    starts at peak/25 and ends at peak/25/1e4 (the warm-up here is linear, not cosine).
+    """
+    start, end = (0.0, 0.0) if schedule == "cosine" else (1 / 25, 1 / 25 / 1e4)
+    if step < warmup_steps:
+        return start + (1.0 - start) * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on convolution weights (2 or more dimensions) only. Biases and
+    norm scales and shifts (1 dimension) are not decayed, as in nanoGPT and timm: shrinking a
+    norm's scale towards 0 fights the normalisation instead of regularising."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in parameters if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, train, steps_per_epoch: int):
+    """AdamW and its per-step schedule for a `TrainConfig` (``lr``, ``weight_decay``,
+    ``epochs``, ``warmup_epochs``, ``schedule``); returns ``(optimizer, scheduler)``."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, train.weight_decay), lr=train.lr)
+    total = train.epochs * steps_per_epoch
+    warmup = min(total - 1, max(1, round(train.warmup_epochs * steps_per_epoch)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, warmup, train.schedule))
+    return optimizer, scheduler

@@ -1,0 +1,146 @@
+"""Charts drawn with matplotlib: training curves, the confusion matrix and the inspector's bars.
+
+matplotlib is imported on first use with the Agg backend (no display needed), so importing
+unetseg never pays for it. Charts are returned as PNG bytes or written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..files import atomic_write_bytes
+from ..inspector import ERROR_TYPES, SIZE_BUCKETS
+
+__all__ = ["figure_bytes", "plot_curves", "plot_confusion", "confusion_figure", "iou_bars",
+           "share_bars", "recall_bars", "breakdown_bars"]
+
+
+def figure_bytes(figure) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history: list[dict], class_names: Sequence[str], path: str | Path) -> None:
+    """Loss (train and validation), mIoU, and per-class IoU against the epoch."""
+    plt = pyplot()
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_ax, miou_ax, class_ax) = plt.subplots(1, 3, figsize=(15, 4))
+    loss_ax.plot(epochs, [row["train_loss"] for row in history], label="train")
+    loss_ax.plot(epochs, [row["val_loss"] for row in history], label="validation")
+    loss_ax.set(title="loss", xlabel="epoch")
+    loss_ax.legend()
+    miou_ax.plot(epochs, [row["val_miou"] for row in history], marker="o")
+    miou_ax.set(title="validation mIoU", xlabel="epoch", ylim=(0, 1))
+    for c, name in enumerate(class_names):
+        class_ax.plot(epochs, [row["val_iou"][c] for row in history], label=name)
+    class_ax.set(title="validation IoU per class", xlabel="epoch", ylim=(0, 1))
+    class_ax.legend(fontsize="small", ncol=2)
+    atomic_write_bytes(path, figure_bytes(figure))
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]):
+    """Row-normalised confusion matrix (share of each true class predicted as each class)."""
+    plt = pyplot()
+    matrix = np.asarray(matrix, dtype=np.float64)
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    n = len(class_names)
+    figure, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1.0 + 0.55 * n))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion (row share)")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if shares[i, j] > 0.5 else "black")
+    return figure
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path) -> None:
+    """Write the row-normalised confusion matrix as a PNG."""
+    atomic_write_bytes(path, figure_bytes(confusion_figure(matrix, class_names)))
+
+# The error breakdown's colours, shared by the stacked bars and the report's error maps.
+BAR_COLOURS = {"iou": "#4c9a2a", "fp_boundary": "#ffd54f", "fn_boundary": "#ffb300",
+               "fp_extent": "#ff8a65", "fn_extent": "#e64a19", "fp_segment": "#f06292",
+               "fn_segment": "#ad1457"}
+
+
+# --- the inspector's charts: one row per class, worst at the top -------------------------------
+
+def iou_bars(rows: list[dict], miou: float):
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
+    names = [r["class"] for r in rows]
+    values = [0.0 if math.isnan(r["iou"]) else r["iou"] for r in rows]
+    ax.barh(names, values, color=BAR_COLOURS["iou"])
+    ax.axvline(miou, color="black", linestyle="--", label=f"mIoU {miou:.3f}")
+    ax.set(xlim=(0, 1), xlabel="IoU", title="IoU per class (worst at the top)")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    return figure
+
+
+def share_bars(rows: list[dict]):
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    ax.barh(y - 0.2, [r["true_share"] for r in rows], height=0.4, label="truth")
+    ax.barh(y + 0.2, [r["pred_share"] for r in rows], height=0.4, label="prediction")
+    ax.set_yticks(y, [r["class"] for r in rows])
+    ax.set(xlabel="share of pixels", title="class shares: truth vs prediction")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    return figure
+
+
+def recall_bars(rows: list[dict]):
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    for offset, bucket in zip((-0.27, 0.0, 0.27), SIZE_BUCKETS):
+        values = [r["object_recall"][bucket] for r in rows]
+        ax.barh(y + offset, [0 if math.isnan(v) else v for v in values], height=0.27,
+                label=f"{bucket} objects")
+    ax.set_yticks(y, [r["class"] for r in rows])
+    ax.set(xlim=(0, 1), xlabel="object recall (no bar: no such objects or none found)",
+           title="object recall by size")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize="small")
+    return figure
+
+
+def breakdown_bars(rows: list[dict]):
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.6))
+    names = [r["class"] for r in rows]
+    left = np.zeros(len(rows))
+    for part in ("iou",) + ERROR_TYPES:
+        values = np.array([0.0 if math.isnan(r["iou"]) else
+                           (r["iou"] if part == "iou" else r["error_shares"][part])
+                           for r in rows])
+        ax.barh(names, values, left=left, color=BAR_COLOURS[part], label=part)
+        left += values
+    ax.set(xlim=(0, 1), xlabel="share of TP + FP + FN", title="IoU and error breakdown")
+    ax.invert_yaxis()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, fontsize="small")
+    return figure

@@ -1,0 +1,175 @@
+"""The run folder: what a training run writes, and how a resumed run reads it back.
+
+::
+
+    RUN/
+      config.yaml            the resolved configuration (written at the start and on resume)
+      last.safetensors       the resume checkpoint: model, optimiser, schedule, RNG, `RunState`
+      previous.safetensors   the resume checkpoint before it, in case ``last`` is damaged
+      best.safetensors       the weights with the best validation mIoU so far
+      metrics.jsonl          one row per epoch (undefined scores as null)
+      metrics.csv            the same rows as a table
+      curves.png             loss and mIoU against the epoch
+      tensorboard/           with --tensorboard
+
+Only rank 0 writes (every method that writes is a no-op on the other ranks), so under DDP no
+two processes ever rename the same file. Every file is written atomically (`unetseg.files`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .files import atomic_write_text, check_output_folder, json_ready
+from .metrics import ConfusionMatrix
+from .report.figures import plot_curves
+
+__all__ = ["RunDir", "RunState", "EpochTally", "LOG_COLUMNS"]
+
+LOG_COLUMNS = ["epoch", "train_loss", "train_miou", "val_loss", "val_miou", "val_mdice",
+               "val_pixel_accuracy", "val_mean_bf1", "lr", "seconds"]
+
+
+@dataclass
+class EpochTally:
+    """How far the current epoch got: kept in mid-epoch checkpoints, so that a resumed epoch
+    reports the same training loss and mIoU as one never interrupted."""
+
+    matrix: ConfusionMatrix          # training predictions against their masks
+    loss_sum: float = 0.0
+    steps: int = 0                   # optimiser steps taken
+    batches: int = 0                 # batches consumed, skipped non-finite ones included
+
+    def to_json(self) -> dict:
+        return {"loss_sum": self.loss_sum, "steps": self.steps, "batches": self.batches}
+
+
+@dataclass
+class RunState:
+    """The run's bookkeeping between epochs, saved as JSON in every resume checkpoint."""
+
+    epoch: int = 0                           # epochs finished
+    best_miou: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0                      # epochs since the best one
+    history: list[dict] = field(default_factory=list)    # one metrics.jsonl row per epoch
+    in_epoch: dict | None = None             # `EpochTally.to_json` of a mid-epoch checkpoint
+    scheduler: dict | None = None
+    scaler: dict | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> RunState:
+        return cls(**values)
+
+
+class RunDir:
+    """The folder of one run, as rank ``0`` (``is_main``) or another rank sees it."""
+
+    def __init__(self, path: str | Path, is_main: bool = True) -> None:
+        self.path, self.is_main = Path(path), is_main
+        self.last = self.path / "last.safetensors"
+        self.previous = self.path / "previous.safetensors"
+        self.best = self.path / "best.safetensors"
+        self._tensorboard = None
+
+    def check(self, resume: bool) -> None:
+        """Refuse to start over an existing run, or to resume one that does not exist."""
+        check_output_folder(self.path, "--out")
+        exists = self.last.exists() or self.previous.exists()
+        if not resume and exists:
+            raise ValueError(f"{self.path} already holds a run ({self.last.name}); pass "
+                             f"--resume to continue it or choose another --out")
+        if resume and not exists:
+            raise ValueError(f"cannot resume: {self.last} does not exist")
+
+    def write_config(self, yaml_text: str) -> None:
+        if self.is_main:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path / "config.yaml", yaml_text)
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def load_resume(self) -> Checkpoint:
+        """The last checkpoint, or the one before it when the last is missing or unreadable (a
+        kill between the two renames of `save_resume`, a truncated copy, a corrupt disk)."""
+        try:
+            return load_checkpoint(self.last)
+        except (FileNotFoundError, ValueError) as error:
+            if not self.previous.exists():
+                raise
+            checkpoint = load_checkpoint(self.previous)
+            if self.is_main:
+                print(f"{self.last} is unusable ({error}); resuming from {self.previous.name}")
+                if self.last.exists():          # kept for inspection, out of the rotation
+                    os.replace(self.last, self.last.with_name(self.last.name + ".corrupt"))
+            return checkpoint
+
+    def save_resume(self, model: nn.Module, metadata: dict, optimizer: torch.optim.Optimizer,
+                    tensors: dict[str, torch.Tensor]) -> None:
+        """Write the resume checkpoint, keeping the one before it as ``previous``: whatever
+        happens during the write, one good checkpoint stays on disk. It is the run's commit
+        point: write it after everything else an epoch writes."""
+        if not self.is_main:
+            return
+        staged = self.path / (".staged-" + self.last.name)
+        save_checkpoint(staged, model, metadata, optimizer, tensors)
+        if self.last.exists():
+            os.replace(self.last, self.previous)
+        os.replace(staged, self.last)
+
+    def save_best(self, model: nn.Module, metadata: dict) -> None:
+        if self.is_main:
+            save_checkpoint(self.best, model, metadata)
+
+    # --- logs -----------------------------------------------------------------------------
+
+    def write_logs(self, history: list[dict], class_names) -> None:
+        """metrics.jsonl, metrics.csv and curves.png, rewritten whole from ``history``."""
+        if not self.is_main:
+            return
+        atomic_write_text(self.path / "metrics.jsonl",
+                          "".join(json.dumps(json_ready(row)) + "\n" for row in history))
+        lines = [",".join(LOG_COLUMNS + [f"iou_{name}" for name in class_names])]
+        for row in history:
+            lines.append(",".join([str(row[c]) for c in LOG_COLUMNS]
+                                  + [str(v) for v in row["val_iou"]]))
+        atomic_write_text(self.path / "metrics.csv", "\n".join(lines) + "\n")
+        plot_curves(history, class_names, self.path / "curves.png")
+
+    def open_tensorboard(self) -> None:
+        """Also log to ``tensorboard/`` (rank 0), or say why not: it is an optional extra."""
+        if not self.is_main:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            print("--tensorboard: the tensorboard package is not installed (pip install "
+                  "tensorboard); logging to metrics.jsonl/csv and curves.png only")
+            return
+        self._tensorboard = SummaryWriter(log_dir=str(self.path / "tensorboard"))
+
+    def log_tensorboard(self, row: dict, class_names) -> None:
+        writer = self._tensorboard
+        if writer is None:
+            return
+        for key in LOG_COLUMNS[1:-1]:
+            writer.add_scalar(key.replace("_", "/", 1), row[key], row["epoch"])
+        for name, iou in zip(class_names, row["val_iou"]):
+            writer.add_scalar(f"val_iou/{name}", iou, row["epoch"])
+        writer.flush()
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None

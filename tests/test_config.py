@@ -1,0 +1,108 @@
+"""Configuration: one model config, checks on construction that name the flag, and the
+command-line flags generated from the dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+import yaml
+
+from unetseg.cli import build_parser, main
+from unetseg.config import SECTIONS, DataConfig, RunConfig, TrainConfig, cli_fields, flag_of
+from unetseg.model import UNet, UNetConfig
+
+
+def test_there_is_one_model_config_and_one_default_width():
+    assert RunConfig().model == UNetConfig()
+    assert UNet().config == UNetConfig()
+    assert UNetConfig().base == 32
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"data": {"size": -64}}, "--size must be a whole number >= 1, found -64"),
+    ({"data": {"batch_size": 0}}, "--batch-size must be a whole number >= 1, found 0"),
+    ({"data": {"val_ratio": 1.5}}, "--val-ratio must be between 0 and 1, found 1.5"),
+    ({"data": {"scale_min": 3.0}}, "--scale-min must be > 0 and <= --scale-max"),
+    ({"data": {"workers": -1}}, "--workers must be a whole number >= 0"),
+    ({"data": {"seed": 0, "foreground": 0.0}}, "--foreground must be between 0 and 1"),
+    ({"data": {"source": "camvid"}}, "--data camvid needs --root DIR"),
+    ({"data": {"root": "/data"}}, "--root cannot be used with --data synthetic"),
+    ({"data": {"source": "binary", "classes": "a,b"}}, "--classes cannot be used with --data "
+                                                        "binary"),
+    ({"data": {"source": "folder", "train_list": "t.txt"}}, "give both --train-list and "
+                                                            "--val-list"),
+    ({"model": {"norm": "foo"}}, "norm must be one of"),
+    ({"model": {"depth": 0}}, "depth must be a positive integer"),
+    ({"train": {"epochs": 0}}, "--epochs must be a whole number >= 1, found 0"),
+    ({"train": {"loss": "focal"}}, "--loss must be one of ce_dice, ce, dice, bce_dice"),
+    ({"train": {"precision": "fp8"}}, "--precision must be one of"),
+    ({"train": {"lr": -1.0}}, "--lr must be >= 0"),
+    ({"train": {"class_weights": "1,x"}}, "--class-weights must be 'median' or"),
+    ({"train": {"loss": "dice", "class_weights": "1,2"}}, "--loss dice has none"),
+])
+def test_bad_values_are_refused_on_construction_naming_the_flag(values, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict(values)
+
+
+def test_a_bad_flag_fails_before_any_data_is_read(tmp_path, capsys):
+    # The folder does not exist: had the data been read first, that would be the error.
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--norm", "foo",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "norm must be one of" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_class_names_from_a_flag_or_a_yaml_string_are_split_on_commas(tmp_path):
+    assert DataConfig(source=str(tmp_path), classes="cell, membrane").classes == ("cell",
+                                                                                    "membrane")
+    file = tmp_path / "run.yaml"
+    file.write_text("data:\n  source: folder\n  classes: cell, membrane\n")
+    assert RunConfig.from_yaml(file).data.classes == ("cell", "membrane")
+
+
+def test_unknown_sections_and_settings_name_the_file(tmp_path):
+    file = tmp_path / "run.yaml"
+    file.write_text(yaml.safe_dump({"train": {"epoch": 3}}))
+    with pytest.raises(ValueError, match=r"run.yaml: unknown train settings \['epoch'\]"):
+        RunConfig.from_yaml(file)
+    file.write_text(yaml.safe_dump({"optimiser": {}}))
+    with pytest.raises(ValueError, match=r"run.yaml: unknown sections \['optimiser'\]"):
+        RunConfig.from_yaml(file)
+
+
+def test_a_config_survives_its_yaml_round_trip():
+    config = RunConfig(data=DataConfig(classes=None, mean=(0.5,), std=(0.25,)),
+                       train=TrainConfig(class_weights="1,2", loss="ce"))
+    assert RunConfig.from_dict(yaml.safe_load(config.to_yaml())) == config
+
+
+def test_every_field_with_help_is_a_train_flag_and_every_flag_is_a_field():
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    dests = {a.dest for a in train._actions if "." in a.dest}
+    expected = {f"{section}.{item.name}" for section, kind in SECTIONS.items()
+                for item in cli_fields(kind)}
+    assert dests == expected
+    flags = {s for a in train._actions for s in a.option_strings}
+    assert {"--data", "--data-seed", "--no-augment", "--quiet", "--no-channels-last",
+            "--base", "--norm", "--batch-size"} <= flags
+    # Channels in and classes out come from the data, and normalisation from the training set.
+    derived = {"model.in_channels", "model.num_classes", "data.mean", "data.std"}
+    every = {f"{section}.{item.name}" for section, kind in SECTIONS.items()
+             for item in fields(kind)}
+    assert every - expected == derived
+
+
+def test_a_flags_value_reaches_its_field(tmp_path):
+    from unetseg.cli import config_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--data", "binary", "--foreground", "0.2", "--base", "8",
+                              "--no-augment", "--quiet", "--class-weights", "1,3",
+                              "--out", str(tmp_path)])
+    config = config_from_args(args)
+    assert config.data.source == "binary" and config.data.foreground == 0.2
+    assert config.model.base == 8 and config.data.augment is False
+    assert config.train.progress is False and config.train.class_weights == "1,3"
+    assert flag_of(DataConfig, "source") == "--data"

@@ -1,0 +1,67 @@
+"""The package as a whole: a light import, lazy public names, and a README map that matches
+the modules one to one."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "albumentations", "cv2", "matplotlib")
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    script = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    return set(result.stdout.split()[-1000000:])
+
+
+def test_import_unetseg_loads_nothing_heavy():
+    loaded = modules_loaded_by("import unetseg")
+    assert not [name for name in HEAVY if name in loaded]
+
+
+def test_help_and_pick_load_no_torch():
+    for argv in (["--help"], ["pick", "--output", "labels", "--content", "stuff", "--domain",
+                              "medical", "--images", "10", "--budget", "none",
+                              "--image-size", "512"]):
+        code = ("import unetseg.cli\ntry:\n    unetseg.cli.main(%r)\nexcept SystemExit:\n"
+                "    pass" % argv)
+        loaded = modules_loaded_by(code)
+        assert not [name for name in HEAVY if name in loaded], argv
+
+
+def test_train_help_lists_the_generated_flags():
+    result = subprocess.run([sys.executable, "-m", "unetseg", "train", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "--epochs EPOCHS" in result.stdout and "(default: 20)" in result.stdout
+    assert "--base BASE" in result.stdout and "(default: 32)" in result.stdout
+
+
+def test_public_names_resolve_lazily():
+    import unetseg
+
+    assert sorted(unetseg.__all__) == sorted(unetseg._EXPORTS)
+    for name in unetseg.__all__:
+        assert getattr(unetseg, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        unetseg.nothing  # noqa: B018
+
+
+def test_the_readme_layout_names_every_module_once():
+    """The README's Layout section is the architecture map: every module and package under
+    src/unetseg, and nothing that is not there."""
+    package = ROOT / "src" / "unetseg"
+    present = {str(path.relative_to(package)) for path in package.rglob("*.py")
+               if "__pycache__" not in path.parts}
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Layout"):]
+    section = section[:section.index("\n## ", 4)] if "\n## " in section[4:] else section
+    listed = re.findall(r"^\s*(?:src/unetseg/)?([\w/]+\.py)\s", section, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(set(listed)), "a module is listed twice"
+    assert set(listed) == present
