@@ -32,14 +32,14 @@ COMPUTE_COMMANDS = ("train", "evaluate", "predict", "inspect", "export", "demo")
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per configuration field that has help text, with its default in the help."""
-    from .config import SECTIONS, cli_fields, default_of, flag_of
+    from .config import SECTIONS, cli_fields, flag_of
 
     parser.add_argument("--config", help="YAML file with data/model/train sections; flags "
                                          "given on the command line override it (default: "
                                          "none)")
     for section, config_class in SECTIONS.items():
         for item in cli_fields(config_class):
-            default = default_of(item)
+            default = item.default
             options = {"dest": f"{section}.{item.name}", "default": argparse.SUPPRESS}
             if isinstance(default, bool):      # a switch that flips the default
                 options["action"] = "store_false" if default else "store_true"

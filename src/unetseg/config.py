@@ -13,7 +13,7 @@ checkpoint, so a run can be read, repeated and resumed from its folder alone.
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from .losses import LOSS_NAMES
 from .model import UNetConfig
 from .runtime import PRECISIONS
 
-__all__ = ["DataConfig", "TrainConfig", "RunConfig", "UNetConfig", "flag_of", "SCHEDULES",
+__all__ = ["DataConfig", "TrainConfig", "RunConfig", "UNetConfig", "SECTIONS", "cli_fields",
+           "flag_of", "SCHEDULES",
            "SYNTHETIC_SOURCES", "PRESET_SOURCES"]
 
 SCHEDULES = ("cosine", "onecycle")
@@ -33,8 +34,6 @@ def option(default: Any, help: str, flag: str | None = None) -> Any:
     """A dataclass field with a default and its command-line help (and flag, when it is not
     ``--field-name``)."""
     metadata = {"help": help} if flag is None else {"help": help, "flag": flag}
-    if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -258,7 +257,3 @@ class RunConfig:
 def cli_fields(config_class: type) -> list:
     """The fields of a section that have a command-line flag (those with help text)."""
     return [item for item in fields(config_class) if "help" in item.metadata]
-
-
-def default_of(item) -> Any:
-    return item.default if item.default is not MISSING else item.default_factory()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, check_output_folder
 from .infer import load_segmenter
 
 __all__ = ["export_onnx", "OnnxSegmenter", "load_predictor", "METADATA_KEY"]
@@ -41,8 +41,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, overwrite: bool = False
     out = Path(out)
     if out.exists() and not overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise ValueError(f"{out.parent} is a file; expected a folder for {out.name}")
+    check_output_folder(out.parent, "--out")
     segmenter = load_segmenter(checkpoint).to(memory_format=torch.contiguous_format)
     example = torch.rand(1, segmenter.in_channels, 64, 64)
     batch, height, width = (torch.export.Dim(name) for name in ("batch", "height", "width"))

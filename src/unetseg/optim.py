@@ -25,8 +25,8 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
     start, end = (0.0, 0.0) if schedule == "cosine" else (1 / 25, 1 / 25 / 1e4)
     if step < warmup_steps:
         return start + (1.0 - start) * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    decayed = (step - warmup_steps) / max(1, total_steps - warmup_steps)   # share of the decay
+    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, decayed)))
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -28,11 +28,12 @@ import torch
 from torch import nn
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .evaluation import Evaluation
 from .files import atomic_write_text, check_output_folder, json_ready
 from .metrics import ConfusionMatrix
 from .report.figures import plot_curves
 
-__all__ = ["RunDir", "RunState", "EpochTally", "LOG_COLUMNS"]
+__all__ = ["RunDir", "RunState", "EpochTally", "LOG_COLUMNS", "epoch_row"]
 
 LOG_COLUMNS = ["epoch", "train_loss", "train_miou", "val_loss", "val_miou", "val_mdice",
                "val_pixel_accuracy", "val_mean_bf1", "lr", "seconds"]
@@ -71,6 +72,18 @@ class RunState:
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> RunState:
         return cls(**values)
+
+
+def epoch_row(epoch: int, train_loss: float, train_miou: float, val: Evaluation, lr: float,
+               seconds: float) -> dict:
+    """One line of metrics.jsonl (and, through `LOG_COLUMNS`, of metrics.csv) for 0-based
+    ``epoch``: training loss and mIoU, the validation scores, learning rate and time."""
+    return {"epoch": epoch + 1, "train_loss": train_loss, "train_miou": train_miou,
+            "val_loss": val.loss, "val_miou": val.scores.miou, "val_mdice": val.scores.mdice,
+            "val_pixel_accuracy": val.scores.pixel_accuracy,
+            "val_mean_bf1": val.mean_boundary_f1,
+            "val_iou": val.scores.iou.tolist(), "val_bf1": val.boundary_f1.tolist(),
+            "lr": lr, "seconds": round(seconds, 2)}
 
 
 class RunDir:

@@ -22,12 +22,12 @@ from . import distributed
 from .checkpoint import restore_optimizer, unwrap
 from .config import RunConfig
 from .data.sources import Datasets, build_datasets
-from .evaluation import Evaluation, evaluate, predict_labels
+from .evaluation import evaluate, predict_labels
 from .losses import make_loss, median_frequency_weights
 from .metrics import ConfusionMatrix, scores_from_matrix
 from .model import UNet
 from .optim import make_optimizer
-from .rundir import EpochTally, RunDir, RunState
+from .rundir import EpochTally, RunDir, RunState, epoch_row
 from .runtime import Runtime
 from .signals import StopSignals, TrainingInterrupted
 
@@ -190,8 +190,8 @@ class Trainer:
         val = evaluate(unwrap(self.model), val_loader, self.data.spec.num_classes,
                        self.loss_fn, self.runtime, self.data.spec.ignore_index,
                        progress=self.progress_bars)
-        row = _epoch_row(self.epoch, train_loss, train_miou, val,
-                         self.optimizer.param_groups[0]["lr"], time.perf_counter() - start)
+        row = epoch_row(self.epoch, train_loss, train_miou, val,
+                        self.optimizer.param_groups[0]["lr"], time.perf_counter() - start)
         improved = self._record(row, val.scores.miou)
         skipped = f"  ({self.skipped} non-finite steps skipped so far)" if self.skipped else ""
         self.say(f"epoch {self.epoch + 1}/{self.config.train.epochs}  train loss "
@@ -350,17 +350,6 @@ def _class_weights(config: RunConfig, data: Datasets) -> torch.Tensor | None:
             raise ValueError(f"--class-weights gives {len(weights)} weights for "
                              f"{data.spec.num_classes} classes")
     return torch.tensor(weights, dtype=torch.float32)
-
-
-def _epoch_row(epoch: int, train_loss: float, train_miou: float, val: Evaluation, lr: float,
-               seconds: float) -> dict:
-    """One line of metrics.jsonl."""
-    return {"epoch": epoch + 1, "train_loss": train_loss, "train_miou": train_miou,
-            "val_loss": val.loss, "val_miou": val.scores.miou, "val_mdice": val.scores.mdice,
-            "val_pixel_accuracy": val.scores.pixel_accuracy,
-            "val_mean_bf1": val.mean_boundary_f1,
-            "val_iou": val.scores.iou.tolist(), "val_bf1": val.boundary_f1.tolist(),
-            "lr": lr, "seconds": round(seconds, 2)}
 
 
 def _skipped_pairs(skipped: list[tuple[str, str]]) -> str:

@@ -113,7 +113,7 @@ def build_datasets(config: DataConfig) -> Datasets:
     if config.synthetic:
         train = _synthetic(config, config.train_samples, config.seed)
         val = _synthetic(config, config.val_samples, config.seed + SEED_OFFSETS["val"])
-        stats, class_pixels = train.channel_stats(), None
+        stats, class_pixels, skipped = train.channel_stats(), None, []
         spec = DatasetSpec(class_names=train.class_names)
     else:
         train_pairs, val_pairs, spec = _pairs_and_spec(config)
@@ -129,12 +129,12 @@ def build_datasets(config: DataConfig) -> Datasets:
                              f"{train.pairs[0][0]}) but validation images {val.in_channels} "
                              f"({val.pairs[0][0]}); expected the same")
         stats, class_pixels = train.channel_stats(), train.class_pixels.tolist()
+        skipped = train.skipped + val.skipped
     mean, std = stats.mean_std()
     if config.mean is not None and config.std is not None:
         mean, std = tuple(config.mean), tuple(config.std)
     for dataset in (train, val):
         dataset.mean, dataset.std = mean, std
-    skipped = getattr(train, "skipped", []) + getattr(val, "skipped", [])
     return Datasets(train, val, spec, train.in_channels, mean, std, class_pixels, skipped)
 
 
