@@ -373,11 +373,14 @@ def test_mask_without_image_is_named(tmp_path):
         build_datasets(DataConfig(source=str(tmp_path), classes=("a", "b", "c")))
 
 
-def test_non_image_file_in_the_folder_is_named(tmp_path):
+def test_non_image_file_in_the_folder_is_skipped_and_named(tmp_path):
     write_folder(tmp_path, {"a.png": grey(0)}, {"a.png": labels(0, 3)})
     (tmp_path / "images" / "notes.txt").write_text("taken on tuesday")
-    with pytest.raises(ValueError, match=r"notes\.txt: not an image file; expected one of"):
-        match_pairs(tmp_path / "images", tmp_path / "masks")
+    notices: list[str] = []
+    pairs = match_pairs(tmp_path / "images", tmp_path / "masks", notices)
+    assert [image.name for image, _ in pairs] == ["a.png"]
+    assert len(notices) == 1 and "skipped 1 non-image file" in notices[0]
+    assert "notes.txt" in notices[0]
 
 
 def test_two_files_with_one_stem_are_named(tmp_path):

@@ -21,40 +21,56 @@ from .picker import BUDGETS, CONTENTS, DOMAINS, OUTPUTS, Needs, Recommendation, 
 
 __all__ = ["main", "build_parser", "config_from_args", "add_pick_arguments", "run_pick"]
 
-# What a resumed run may change: when and how long it runs, not what it trains.
+# What a resumed run may change: when, where and how long it runs, not what it trains.
 RESUMABLE_CHANGES = {"train.epochs", "train.patience", "train.progress", "train.device",
-                     "train.max_nonfinite", "train.checkpoint_every", "train.tensorboard"}
+                     "train.max_nonfinite", "train.checkpoint_every", "train.tensorboard",
+                     "data.workers"}
 # Commands whose work is numerical, for which the allocator is tuned (see tune_malloc).
-COMPUTE_COMMANDS = ("train", "evaluate", "predict", "inspect", "export", "demo")
+COMPUTE_COMMANDS = ("train", "evaluate", "predict", "inspect", "export", "demo", "check")
 
 
 # --- unetseg train ------------------------------------------------------------------------------
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per configuration field that has help text, with its default in the help."""
-    from .config import SECTIONS, cli_fields, flag_of
+    from .config import SECTIONS
 
     parser.add_argument("--config", help="YAML file with data/model/train sections; flags "
                                          "given on the command line override it (default: "
                                          "none)")
-    for section, config_class in SECTIONS.items():
-        for item in cli_fields(config_class):
-            default = item.default
-            options = {"dest": f"{section}.{item.name}", "default": argparse.SUPPRESS}
-            if isinstance(default, bool):      # a switch that flips the default
-                options["action"] = "store_false" if default else "store_true"
-                text = item.metadata["help"] + ("" if "(default:" in item.metadata["help"]
-                                                else " (default: off)")
-            else:
-                options.update(type=_flag_type(item.type), metavar=item.name.upper())
-                text = f"{item.metadata['help']} (default: {default})"
-            parser.add_argument(flag_of(config_class, item.name), help=text, **options)
+    for section in SECTIONS:
+        _add_config_flags(parser, section)
     parser.add_argument("--nproc", type=int, default=1, help="train with this many processes "
                         "on this machine through torchrun (DDP; gloo on CPU, NCCL on GPUs); "
                         "--batch-size stays the global batch (default: 1)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from "
                                                            "its last checkpoint, with its "
                                                            "config (default: a new run)")
+    parser.add_argument("--overwrite", action="store_true", help="start a new run in an --out "
+                        "folder that holds files, replacing the run files there (default: "
+                        "refuse)")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, section: str,
+                      only: tuple[str, ...] | None = None) -> None:
+    """The flags of one configuration section (or of its fields ``only``), generated from the
+    dataclass: help and flag from each field's metadata, the default from the field."""
+    from .config import SECTIONS, cli_fields, flag_of
+
+    config_class = SECTIONS[section]
+    for item in cli_fields(config_class):
+        if only is not None and item.name not in only:
+            continue
+        default = item.default
+        options = {"dest": f"{section}.{item.name}", "default": argparse.SUPPRESS}
+        if isinstance(default, bool):          # a switch that flips the default
+            options["action"] = "store_false" if default else "store_true"
+            text = item.metadata["help"] + ("" if "(default:" in item.metadata["help"]
+                                            else " (default: off)")
+        else:
+            options.update(type=_flag_type(item.type), metavar=item.name.upper())
+            text = f"{item.metadata['help']} (default: {default})"
+        parser.add_argument(flag_of(config_class, item.name), help=text, **options)
 
 
 def _flag_type(annotation: str) -> Callable[[str], object]:
@@ -65,27 +81,51 @@ def _flag_type(annotation: str) -> Callable[[str], object]:
 
 
 def config_from_args(args: argparse.Namespace):
-    """Defaults, then the run's or the YAML file's settings, then the flags given."""
+    """Defaults, then the run's or the YAML file's settings, then the flags given.
+
+    With ``--resume`` the base is the run's own config.yaml: the command that started the run
+    can be repeated with ``--resume RUN`` added, since flags equal to the recorded values are
+    accepted; a flag that would change what is trained is refused by its command-line name.
+    """
     from .config import RunConfig
 
     resuming = bool(getattr(args, "resume", None))
-    values: dict = {"data": {}, "model": {}, "train": {}}
     if resuming:
-        values = RunConfig.from_yaml(Path(args.resume) / "config.yaml").to_dict()
-    elif args.config:
-        values = RunConfig.from_yaml(args.config).to_dict()
-    for key, value in vars(args).items():
-        if "." not in key:
-            continue
-        if resuming and key not in RESUMABLE_CHANGES:
-            raise ValueError(f"--{key.split('.')[1].replace('_', '-')} cannot change when "
-                             f"resuming (the checkpoint was trained with the run's "
-                             f"config.yaml); only {', '.join(sorted(RESUMABLE_CHANGES))} may")
+        recorded = RunConfig.from_yaml(Path(args.resume) / "config.yaml")
+        values = recorded.to_dict()
+    else:
+        values = RunConfig.from_yaml(args.config).to_dict() if args.config else {}
+    given = {key: value for key, value in vars(args).items() if "." in key}
+    for key, value in given.items():
         section, name = key.split(".")
         values.setdefault(section, {})[name] = value
     if resuming:
+        _check_resumed_flags(given, recorded, RunConfig.from_dict(values), Path(args.resume))
         values["train"]["out"] = args.resume
     return RunConfig.from_dict(values)
+
+
+def _check_resumed_flags(given: dict, recorded, requested, run: Path) -> None:
+    from .config import SECTIONS, flag_of
+
+    changed = []
+    for key in given:
+        section, name = key.split(".")
+        before = getattr(getattr(recorded, section), name)
+        after = getattr(getattr(requested, section), name)
+        if key == "train.out":
+            if Path(after).resolve() != run.resolve():
+                raise ValueError(f"--out {after} and --resume {run} name different runs; "
+                                 f"drop --out")
+        elif after != before and key not in RESUMABLE_CHANGES:
+            changed.append(f"{flag_of(SECTIONS[section], name)} (recorded {before!r}, "
+                           f"given {after!r})")
+    if changed:
+        allowed = sorted(flag_of(SECTIONS[k.split('.')[0]], k.split('.')[1])
+                         for k in RESUMABLE_CHANGES)
+        raise ValueError(f"{', '.join(changed)} cannot change when resuming (the checkpoint "
+                         f"was trained with {run / 'config.yaml'}); only {', '.join(allowed)} "
+                         f"may")
 
 
 def _relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
@@ -113,9 +153,10 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch_with_torchrun(args.nproc, args.argv)
-    result = fit(config_from_args(args), resume=bool(args.resume))
-    print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
-          f"run in {result.run_dir}")
+    result = fit(config_from_args(args), resume=bool(args.resume), overwrite=args.overwrite)
+    if os.environ.get("RANK", "0") == "0":          # under torchrun, one final line
+        print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
+              f"run in {result.run_dir}")
     return 0
 
 
@@ -151,7 +192,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluation"
     scored = evaluate_checkpoint(args.checkpoint, out, args.split, _data_overrides(args),
-                                 args.device, progress=not args.quiet)
+                                 args.device, progress=not args.quiet,
+                                 overwrite=args.overwrite)
     _print_evaluation(scored.evaluation, scored.class_names, scored.images)
     _print_inspection(scored.inspection, out)
     print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
@@ -167,9 +209,10 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.checkpoint:
         inspection = inspect_checkpoint(args.checkpoint, out, args.split,
                                         _data_overrides(args), args.device,
-                                        progress=not args.quiet)
+                                        progress=not args.quiet, overwrite=args.overwrite)
     elif args.pred and args.truth:
-        inspection = inspect_folders(args.pred, args.truth, out, args.classes, args.images)
+        inspection = inspect_folders(args.pred, args.truth, out, args.classes, args.images,
+                                     overwrite=args.overwrite)
     else:
         raise ValueError("give a checkpoint to score and inspect, or --pred DIR and --truth "
                          "DIR of masks")
@@ -189,6 +232,28 @@ def _demo(args: argparse.Namespace) -> int:
     _print_inspection(scored.inspection, result.run_dir)
     print(f"total {result.seconds:.0f} s")
     return 0
+
+
+# The data flags of `unetseg check`: where the data is and how it splits, as in `train`.
+CHECK_FIELDS = ("root", "val", "spec", "classes", "val_ratio", "train_list", "val_list", "seed",
+                "skip_bad")
+
+
+def _check(args: argparse.Namespace) -> int:
+    import json
+
+    from .config import DataConfig
+    from .files import atomic_write_text
+    from .jobs.check import check_data, format_report
+
+    settings = {name: getattr(args, f"data.{name}") for name in CHECK_FIELDS
+                if hasattr(args, f"data.{name}")}
+    report = check_data(DataConfig(source=args.data, **settings), progress=not args.quiet,
+                        strict=args.strict)
+    print(format_report(report))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2))
+    return report.status
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -324,11 +389,15 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
                                       "(default: the training run's)")
     parser.add_argument("--spec", help="dataset file for a folder source "
                                        "(default: the training run's)")
-    parser.add_argument("--split", default="val", help="val or train; test for synthetic "
-                                                       "data: a fresh draw (default: val)")
+    parser.add_argument("--split", choices=["train", "val", "all", "test"],
+                        help="the run's train or val images, all of them, or for synthetic data "
+                             "test, a fresh draw (default: val; all for a folder given with "
+                             "--data)")
     parser.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars "
                                                              "(default: shown)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the reports in --out "
+                                                                 "(default: refuse)")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -385,9 +454,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                                        "`unetseg evaluate` does and inspect "
                                                        "(default: none; then give --pred and "
                                                        "--truth)")
-    inspect.add_argument("--pred", help="folder of predicted masks (default: none)")
+    inspect.add_argument("--pred", help="folder of predicted masks, class indices (a `unetseg "
+                                        "predict` output folder works as is) (default: none)")
     inspect.add_argument("--truth", help="folder of true masks, matched by stem (default: none)")
-    inspect.add_argument("--classes", help="dataset file (YAML/JSON) or comma-separated names "
+    inspect.add_argument("--classes", help="dataset file (YAML/JSON) or comma-separated names; "
+                                           "its colours and remap apply to --truth masks only "
                                            "(default: class 0, class 1, ...)")
     inspect.add_argument("--images", help="folder of the images, for the worst-images section "
                                           "(default: none)")
@@ -395,6 +466,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     inspect.add_argument("--out", required=True, help="folder for report.html and report.json "
                                                       "(default: none, required)")
     inspect.set_defaults(run=_inspect)
+
+    check = commands.add_parser("check", help="the data doctor: classes, mask values, ignored "
+                                              "pixels, sizes, unpaired files, near-duplicates "
+                                              "across train and val, and every warning")
+    check.add_argument("data", help="synthetic, binary, camvid, isbi, or a folder with images/ "
+                                    "and masks/ (default: none, required)")
+    if command in (None, "check"):
+        _add_config_flags(check, "data", CHECK_FIELDS)
+    check.add_argument("--strict", action="store_true", help="count warnings as errors: exit "
+                                                             "2 instead of 1 (default: off)")
+    check.add_argument("--json", metavar="FILE", help="also write the report as JSON "
+                                                      "(default: none)")
+    check.add_argument("--quiet", action="store_true", help="no progress bars "
+                                                            "(default: shown)")
+    check.set_defaults(run=_check)
 
     pick = commands.add_parser("pick", help="which segmentation task and architecture fit your "
                                             "problem (asks what the flags leave out)")
@@ -433,6 +519,16 @@ def main(argv: list[str] | None = None) -> int:
         tune_malloc()
     try:
         return args.run(args)
+    except KeyboardInterrupt as error:
+        # predict stops cleanly at the first Ctrl-C and says what it kept; a second Ctrl-C (or
+        # one elsewhere) aborts, and the message says what is kept.
+        kept = {"train": "the run keeps its last checkpoint; unetseg train --resume RUN "
+                         "continues from it",
+                "predict": "finished images are written and listed in summary.json"}
+        said = str(error) or "aborted" + (f"; {kept[args.command]}" if args.command in kept
+                                          else "")
+        print(f"\nunetseg {args.command}: {said}", file=sys.stderr)
+        return 130
     except (ValueError, OSError) as error:
         # Bad input (data, config, checkpoint) and a failing disk are reported plainly, naming
         # the file; bugs keep their traceback.

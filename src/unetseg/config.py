@@ -204,6 +204,9 @@ def _valid_weights(spec: str) -> bool:
 
 
 SECTIONS = {"data": DataConfig, "model": UNetConfig, "train": TrainConfig}
+# config.yaml also records what the data check found (class shares, ignored share, notices):
+# written by training, skipped when the file is read back as a configuration.
+RECORD_SECTION = "data_check"
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "the configuration") -> RunConfig:
         """Build from nested dicts (a YAML file or a checkpoint); unknown keys are errors."""
-        unknown = set(values) - set(SECTIONS)
+        unknown = set(values) - set(SECTIONS) - {RECORD_SECTION}
         if unknown:
             raise ValueError(f"{source}: unknown sections {sorted(unknown)}; expected data, "
                              f"model, train")
@@ -243,15 +246,26 @@ class RunConfig:
     def from_yaml(cls, path: str | Path) -> RunConfig:
         import yaml
 
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or "not valid YAML"
+            raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected sections data, model, train")
         return cls.from_dict(values, str(path))
 
-    def to_yaml(self) -> str:
+    def to_yaml(self, data_check: dict | None = None) -> str:
+        """The YAML of ``--config``; with ``data_check``, also the data check's findings under
+        `RECORD_SECTION`, a record that reading the file back skips."""
         import yaml
 
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        values = self.to_dict()
+        if data_check is not None:
+            values[RECORD_SECTION] = data_check
+        return yaml.safe_dump(values, sort_keys=False)
 
 
 def cli_fields(config_class: type) -> list:

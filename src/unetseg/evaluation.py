@@ -12,11 +12,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import distributed
 from .inspector import Inspector
 from .metrics import BoundaryF1, ConfusionMatrix, Scores
+from .progress import progress as show_progress
 from .runtime import Runtime
 
 __all__ = ["Evaluation", "evaluate", "predict_labels"]
@@ -80,7 +80,7 @@ def evaluate(
         ignore_index: mask value that counts nowhere (None: every pixel counts).
         inspector: also fold every image's (prediction, truth) into it, named by
             ``loader.dataset.name(i)``.
-        progress: show a progress bar.
+        progress: show a bar in a terminal, else a line every tenth of the batches.
 
     Under DDP each rank scores its own shard and the counts are summed over ranks once, after
     the loop (a no-op in a single process).
@@ -93,7 +93,7 @@ def evaluate(
     boundary = BoundaryF1(num_classes, ignore_index=ignore_index)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     batches = 0
-    for images, masks in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
+    for images, masks in show_progress(loader, "evaluate", progress, unit="batch", leave=False):
         masks = masks.to(device)
         with runtime.autocast():
             logits = model(runtime.images(images))

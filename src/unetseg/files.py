@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_output_folder",
-           "json_ready"]
+           "refuse_existing_outputs", "json_ready"]
 
 
 def _new_temporary(path: Path) -> Path:
@@ -100,3 +100,17 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_ready(v) for v in value]
     return value
+
+
+def refuse_existing_outputs(paths: Iterable[Path]) -> None:
+    """Raise ValueError naming the ``paths`` that exist (up to three, and how many in all).
+
+    Every job calls it on all its outputs before doing any work, so that a refusal costs
+    nothing and an accepted run never stops half-way over a file it may not replace.
+    """
+    existing = [path for path in paths if path.exists()]
+    if existing:
+        listed = ", ".join(str(path) for path in existing[:3])
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise ValueError(f"{len(existing)} output file(s) exist ({listed}{more}); pass "
+                         f"--overwrite to replace them, or choose another --out")

@@ -24,9 +24,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .budget import check_fits, prediction_estimate
 from .checkpoint import load_model
 from .data.io import scale_to_unit
 from .model import UNet
+from .progress import in_terminal
 from .runtime import autocast, pick_device, pick_precision
 
 __all__ = ["Segmenter", "load_segmenter", "fold_batchnorm", "tile_starts", "importance_map",
@@ -241,6 +243,10 @@ def predict(
     device = _model_device(model) if device is None else torch.device(device)
     precision = pick_precision(precision, device)
     image = _check_image(image, getattr(model, "in_channels", None))
+    if tile is not None:
+        classes = getattr(model, "num_classes", 2)
+        check_fits(prediction_estimate(tile, image.shape[1], classes, batch_size,
+                                       image.shape[2]), device, "--tile or --batch-size")
     if tile is None:
         return _predict_whole(model, image, tta, device, precision, probs)
     return _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device,
@@ -292,7 +298,7 @@ def _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device, 
     # The accumulators cover one band of `tile` rows starting at the current tile row.
     acc = weight_sum = None
     bar = tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", leave=False,
-               disable=not progress)
+               disable=not (progress and in_terminal()))      # a bar per image: never in logs
     for r, top in enumerate(rows):
         if acc is not None:                       # move the band down to start at `top`
             shift = top - rows[r - 1]

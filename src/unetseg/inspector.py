@@ -233,6 +233,13 @@ class Inspection:
     image_miou: list[float]
     confusion: np.ndarray            # (C, C) pixel counts, rows = truth, columns = prediction
     settings: dict[str, Any]
+    pixels: int = 0                  # every truth pixel seen, ignored ones included
+    ignored_pixels: int = 0          # truth pixels equal to ignore_index: counted nowhere
+
+    @property
+    def ignored_share(self) -> float:
+        """Share of the truth pixels that are ignored; NaN before any pixel."""
+        return self.ignored_pixels / self.pixels if self.pixels else float("nan")
 
     @property
     def miou(self) -> float:
@@ -245,7 +252,9 @@ class Inspection:
         return [int(i) for i in order[:k]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"miou": self.miou, "settings": self.settings, "classes": self.classes,
+        return {"miou": self.miou, "settings": self.settings, "pixels": self.pixels,
+                "ignored_pixels": self.ignored_pixels, "ignored_share": self.ignored_share,
+                "classes": self.classes,
                 "confusion_matrix": self.confusion.tolist(),
                 "images": [{"name": n, "miou": m} for n, m in zip(self.image_names,
                                                                     self.image_miou)]}
@@ -274,6 +283,8 @@ class Inspector:
         self.objects = [_ObjectCounts() for _ in range(c)]
         self.image_iou: list[np.ndarray] = []
         self.image_names: list[str] = []
+        self.pixels = 0
+        self.ignored_pixels = 0
         self.bf1 = BoundaryF1(c, ignore_index=ignore_index)
 
     def add(self, pred: np.ndarray, truth: np.ndarray, name: str | None = None) -> None:
@@ -293,6 +304,8 @@ class Inspector:
                              f"{np.unique(truth[bad_truth])[:10].tolist()}, predicted values "
                              f"{np.unique(pred[bad_pred])[:10].tolist()}")
         height, width = truth.shape
+        self.pixels += truth.size
+        self.ignored_pixels += truth.size - int(valid.sum())
         matrix = np.bincount(truth[valid] * c + pred[valid], minlength=c * c).reshape(c, c)
         self.confusion += matrix
         self.bf1.update(pred, truth)
@@ -343,7 +356,8 @@ class Inspector:
                     "ignore_index": self.ignore_index,
                     "rules": [f"{name}: {rule}" for name, rule in VERDICT_RULES],
                     "fine_iou": FINE_IOU}
-        return Inspection(rows, self.image_names, miou, self.confusion.copy(), settings)
+        return Inspection(rows, self.image_names, miou, self.confusion.copy(), settings,
+                          self.pixels, self.ignored_pixels)
 
     def _class_row(self, c: int) -> dict[str, Any]:
         matrix = self.confusion

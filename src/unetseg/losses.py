@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "LOSS_NAMES", "make_loss", "median_frequency_weights",
+    "LOSS_NAMES", "make_loss", "median_frequency_weights", "class_weights",
     "cross_entropy_loss", "dice_loss", "ce_dice_loss", "bce_dice_loss",
     "CrossEntropyLoss", "DiceLoss", "CEDiceLoss", "BCEDiceLoss",
 ]
@@ -382,3 +382,22 @@ def make_loss(
     if name == "dice":
         return DiceLoss(ignore_index)
     return BCEDiceLoss(dice_weight, ignore_index=ignore_index)
+
+
+def class_weights(spec: str | None, num_classes: int,
+                  class_pixels: list[int] | None = None) -> torch.Tensor | None:
+    """The cross-entropy weights ``--class-weights`` asks for: None, ``"median"``
+    (`median_frequency_weights` of the training pixels per class) or ``"w0,w1,..."``."""
+    if not spec:
+        return None
+    if spec == "median":
+        if class_pixels is None:
+            raise ValueError("--class-weights median needs a dataset with counted class "
+                             "pixels (a folder dataset)")
+        weights = median_frequency_weights(class_pixels)
+    else:
+        weights = [float(w) for w in spec.split(",")]
+        if len(weights) != num_classes:
+            raise ValueError(f"--class-weights gives {len(weights)} weights for {num_classes} "
+                             f"classes")
+    return torch.tensor(weights, dtype=torch.float32)

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .config import RECORD_SECTION
 from .evaluation import Evaluation
 from .files import atomic_write_text, check_output_folder, json_ready
 from .metrics import ConfusionMatrix
@@ -35,6 +38,10 @@ from .report.figures import plot_curves
 
 __all__ = ["RunDir", "RunState", "EpochTally", "LOG_COLUMNS", "epoch_row"]
 
+# The files a run writes (and `--overwrite` replaces); other files in the folder are left alone.
+RUN_FILES = ("config.yaml", "last.safetensors", "previous.safetensors", "best.safetensors",
+             ".staged-last.safetensors", "metrics.jsonl", "metrics.csv", "curves.png",
+             "tensorboard")
 LOG_COLUMNS = ["epoch", "train_loss", "train_miou", "val_loss", "val_miou", "val_mdice",
                "val_pixel_accuracy", "val_mean_bf1", "lr", "seconds"]
 
@@ -96,15 +103,62 @@ class RunDir:
         self.best = self.path / "best.safetensors"
         self._tensorboard = None
 
-    def check(self, resume: bool) -> None:
-        """Refuse to start over an existing run, or to resume one that does not exist."""
+    def check(self, resume: bool, overwrite: bool = False) -> bool:
+        """Refuse to resume a run that does not exist, or to start one in a folder that holds
+        files (a finished run's best.safetensors, someone's own config.yaml) unless
+        ``overwrite``. Returns whether a new run starts over files of an earlier one (then
+        `clear` them once the data has been checked); nothing is removed here.
+
+        A run killed before its first checkpoint left only its own config.yaml and logs: the
+        same command starts it again without --overwrite, since no weights can be lost."""
         check_output_folder(self.path, "--out")
         exists = self.last.exists() or self.previous.exists()
-        if not resume and exists:
-            raise ValueError(f"{self.path} already holds a run ({self.last.name}); pass "
-                             f"--resume to continue it or choose another --out")
-        if resume and not exists:
-            raise ValueError(f"cannot resume: {self.last} does not exist")
+        if resume:
+            if not exists:
+                raise ValueError(f"cannot resume: {self.last} does not exist")
+            return False
+        present = sorted(p.name for p in self.path.iterdir()) if self.path.is_dir() else []
+        if present and not overwrite and not self._only_an_unstarted_run(present):
+            what = (f"a run ({self.last.name}); pass --resume to continue it, " if exists
+                    else f"files ({', '.join(present[:3])}{', ...' if len(present) > 3 else ''})"
+                         f" but no run to resume; ")
+            raise ValueError(f"--out {self.path} already holds {what}choose another --out, or "
+                             f"pass --overwrite to start a new run there")
+        return bool(present)
+
+    def _only_an_unstarted_run(self, present: list[str]) -> bool:
+        """Whether the folder holds nothing but what a run writes before its first checkpoint,
+        with a config.yaml that this toolkit wrote (it records the data check)."""
+        before_checkpoints = {"config.yaml", "metrics.jsonl", "metrics.csv", "curves.png",
+                              "tensorboard", ".staged-last.safetensors"}
+        if not set(name for name in present if not name.endswith(".tmp")) <= before_checkpoints:
+            return False
+        try:
+            recorded = yaml.safe_load((self.path / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            return False
+        return isinstance(recorded, dict) and RECORD_SECTION in recorded
+
+    def refuse_inside(self, folders: set[Path]) -> None:
+        """Refuse a run folder inside one of the data's folders (images/, masks/): the run's
+        files would land among the data, and later be read as data."""
+        inside = self.path.resolve()
+        for folder in sorted(folders):
+            if inside == folder.resolve() or folder.resolve() in inside.parents:
+                raise ValueError(f"--out {self.path} is inside the data folder {folder}; choose "
+                                 f"an --out outside the dataset")
+
+    def clear(self) -> None:
+        """Remove the files an earlier run wrote (for ``--overwrite``), so nothing of it, a
+        stale previous checkpoint say, can mix with the new run; other files stay."""
+        if not self.is_main:
+            return
+        for name in RUN_FILES:
+            path = self.path / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     def write_config(self, yaml_text: str) -> None:
         if self.is_main:

@@ -25,10 +25,27 @@ _malloc_tuned = False
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """``name`` if given, else CUDA when available, else the CPU."""
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``name`` if given, else CUDA when available, else the CPU.
+
+    Raises ValueError, naming the flag, for a name torch does not know (``gpu``) and for a
+    CUDA device this PyTorch build or machine cannot provide.
+    """
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name}: not a device name; expected cpu, cuda or cuda:N "
+                         f"({error})") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "has no CUDA" if torch.version.cuda is None else "sees no GPU"
+            raise ValueError(f"--device {name}: this PyTorch ({torch.__version__}) {build}; "
+                             f"use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} GPUs "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    return device
 
 
 def cpu_has_bf16() -> bool:

@@ -16,22 +16,27 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
 from . import distributed
+from .budget import check_training_fits
 from .checkpoint import restore_optimizer, unwrap
 from .config import RunConfig
 from .data.sources import Datasets, build_datasets
 from .evaluation import evaluate, predict_labels
-from .losses import make_loss, median_frequency_weights
+from .losses import class_weights, make_loss
 from .metrics import ConfusionMatrix, scores_from_matrix
 from .model import UNet
 from .optim import make_optimizer
+from .progress import in_terminal, progress, time_left
 from .rundir import EpochTally, RunDir, RunState, epoch_row
 from .runtime import Runtime
 from .signals import StopSignals, TrainingInterrupted
 
 __all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "Trainer", "fit"]
+
+# A first epoch of many batches gets a resume checkpoint after this many, so a run killed
+# early (out of memory, pre-empted) loses minutes, not the whole epoch.
+FIRST_CHECKPOINT_BATCHES = 100
 
 
 class TrainingDiverged(RuntimeError):
@@ -46,32 +51,42 @@ class FitResult:
     best_epoch: int
 
 
-def fit(config: RunConfig, resume: bool = False) -> FitResult:
+def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> FitResult:
     """Train a U-Net as ``config`` says; with ``resume``, continue the run in ``config.train.out``
     from its ``last.safetensors`` (model, optimiser, schedule, scaler, RNG, epoch, history).
+    A new run refuses an ``out`` folder that holds files unless ``overwrite``.
 
     Changes no process-wide setting: the CLI tunes the allocator (`runtime.tune_malloc`).
     """
-    return Trainer(config, resume).run()
+    return Trainer(config, resume, overwrite).run()
 
 
 class Trainer:
     """One training run: the objects it trains with, and its bookkeeping between epochs."""
 
-    def __init__(self, config: RunConfig, resume: bool) -> None:
+    def __init__(self, config: RunConfig, resume: bool, overwrite: bool = False) -> None:
         self.world, device = distributed.setup(config.train.device)
         self.run_dir = RunDir(config.train.out, self.world.is_main)
-        self.run_dir.check(resume)
+        starts_over = self.run_dir.check(resume, overwrite)
         cfg = config.train
         torch.manual_seed(cfg.seed)            # the same initial weights on every rank
         self.runtime = Runtime.resolve(device, cfg.precision, cfg.channels_last)
         self.data = build_datasets(config.data)
         if self.data.skipped:
             self.say(_skipped_pairs(self.data.skipped))
+        for notice in self.data.notices:       # what the data check found, before any epoch
+            self.say(notice)
+        self.run_dir.refuse_inside(_data_folders(self.data))
+        if starts_over:
+            self.run_dir.clear()
         self.config = config = _with_data_shapes(config, self.data)
-        self.class_weights = _class_weights(config, self.data)
+        self.class_weights = class_weights(cfg.class_weights, self.data.spec.num_classes,
+                                           self.data.class_pixels)
         self.loss_fn = make_loss(cfg.loss, self.data.spec.ignore_index, cfg.dice_weight,
                                  self.class_weights).to(device)
+        warning = check_training_fits(config, self.world.size, self.runtime)
+        if warning:                            # refused (ValueError) if it cannot fit at all
+            self.say(warning)
         self.model = self._model()
         self.steps_per_epoch = len(self._loaders(0)[0])
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg, self.steps_per_epoch)
@@ -79,10 +94,11 @@ class Trainer:
                                            enabled=self.runtime.precision == "fp16")
         self.tally = self._new_tally()
         self.state = self._restore() if resume else RunState()
-        self.run_dir.write_config(config.to_yaml())      # a resumed run may run longer now
+        # A resumed run may run longer now; the data check's findings are recorded beside it.
+        self.run_dir.write_config(config.to_yaml(data_check=self.data.summary))
         self.epoch = self.state.epoch
         self.skipped = self.bad_in_a_row = 0              # non-finite steps: all, in a row
-        self.stop = StopSignals()
+        self.stop = StopSignals(announce=self.world.is_main)
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -92,7 +108,8 @@ class Trainer:
 
     @property
     def progress_bars(self) -> bool:
-        return self.config.train.progress and self.world.is_main
+        """Live bars in a terminal only: a log gets the one line per epoch instead."""
+        return self.config.train.progress and self.world.is_main and in_terminal()
 
     def _model(self) -> nn.Module:
         model = self.runtime.model(UNet.from_config(self.config.model))
@@ -196,20 +213,22 @@ class Trainer:
         skipped = f"  ({self.skipped} non-finite steps skipped so far)" if self.skipped else ""
         self.say(f"epoch {self.epoch + 1}/{self.config.train.epochs}  train loss "
                  f"{train_loss:.4f}  val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
-                 f"pixel acc {val.scores.pixel_accuracy:.4f}  ({row['seconds']:.0f} s)"
-                 + ("  *best*" if improved else "") + skipped)
+                 f"pixel acc {val.scores.pixel_accuracy:.4f}  ("
+                 + time_left([r["seconds"] for r in self.state.history],
+                             self.config.train.epochs - self.epoch - 1)
+                 + ")" + ("  *best*" if improved else "") + skipped)
 
     def _train_batches(self, loader: DataLoader) -> None:
         """The rest of the epoch's batches; after each, maybe checkpoint or stop."""
         self.model.train()
         tally = self.tally
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.config.train.epochs}",
-                   leave=False, disable=not self.progress_bars, initial=tally.batches,
-                   total=tally.batches + len(loader))
+        bar = progress(loader, f"epoch {self.epoch + 1}/{self.config.train.epochs}",
+                       self.progress_bars, total=tally.batches + len(loader), lines=False,
+                       leave=False, initial=tally.batches)
         for images, masks in bar:
             tally.batches += 1
             if self._step(images, masks.to(self.runtime.device, non_blocking=True)) \
-                    and tally.steps % 10 == 0:
+                    and tally.steps % 10 == 0 and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{tally.loss_sum / tally.steps:.4f}",
                                 miou=f"{tally.matrix.compute().miou:.3f}")
             self._after_batch()
@@ -279,12 +298,15 @@ class Trainer:
     # --- within an epoch ------------------------------------------------------------------
 
     def _after_batch(self) -> None:
-        """Checkpoint every ``checkpoint_every`` batches, and stop after a signal."""
+        """Checkpoint every ``checkpoint_every`` batches, early in a long first epoch, and
+        after a signal (then stop)."""
         batches = self.tally.batches
         unfinished = batches < self.steps_per_epoch
         every = self.config.train.checkpoint_every
         stopping = self._stopping()
-        if unfinished and (stopping or (every and batches % every == 0)):
+        early = (self.epoch == 0 and batches == FIRST_CHECKPOINT_BATCHES
+                 and self.steps_per_epoch >= 2 * FIRST_CHECKPOINT_BATCHES)
+        if unfinished and (stopping or early or (every and batches % every == 0)):
             self.state.in_epoch = self.tally.to_json()
             self._save_schedule()
             self.run_dir.save_resume(self.model, self._metadata(), self.optimizer,
@@ -320,6 +342,7 @@ class Trainer:
                 "precision": self.runtime.precision,
                 "channels_last": cfg.channels_last,
                 "run_config": self.config.to_dict(),
+                "data_check": self.data.summary,
                 "training": self.state.to_json()}
 
 
@@ -335,24 +358,14 @@ def _with_data_shapes(config: RunConfig, data: Datasets) -> RunConfig:
                                          num_classes=outputs))
 
 
-def _class_weights(config: RunConfig, data: Datasets) -> torch.Tensor | None:
-    spec = config.train.class_weights
-    if not spec:
-        return None
-    if spec == "median":
-        if data.class_pixels is None:
-            raise ValueError("--class-weights median needs a dataset with counted class "
-                             "pixels (a folder dataset)")
-        weights = median_frequency_weights(data.class_pixels)
-    else:
-        weights = [float(w) for w in spec.split(",")]
-        if len(weights) != data.spec.num_classes:
-            raise ValueError(f"--class-weights gives {len(weights)} weights for "
-                             f"{data.spec.num_classes} classes")
-    return torch.tensor(weights, dtype=torch.float32)
+def _data_folders(data: Datasets) -> set[Path]:
+    """The folders the image and mask files come from (none for built-in data)."""
+    pairs = [*getattr(data.train, "pairs", []), *getattr(data.val, "pairs", [])]
+    return {path.parent for pair in pairs for path in pair}
 
 
 def _skipped_pairs(skipped: list[tuple[str, str]]) -> str:
     lines = [f"--skip-bad: left out {len(skipped)} bad pair(s):"]
-    lines += [f"  {path}: {why}" for path, why in skipped]
+    # The reason usually names the file already; don't say it twice.
+    lines += [f"  {why}" if why.startswith(path) else f"  {path}: {why}" for path, why in skipped]
     return "\n".join(lines)

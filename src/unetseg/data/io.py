@@ -3,7 +3,8 @@
 Images become float32 (H, W, C) arrays in [0, 1] (8-bit divided by 255, 16-bit by 65535; float
 TIFFs are kept as stored). Masks become int64 (H, W) arrays of raw values: the value of a mode L
 or I;16 PNG, the palette index of a mode P PNG, or, for RGB masks, the index of the colour in
-the class palette.
+the class palette (a declared void colour gives the ignore label). Grey + alpha (LA) reads as
+grey: alpha carries no image content.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def no_pixel_limit() -> Iterator[None]:
 
 def _read_array(path: Path, keep_modes: tuple[str, ...]) -> np.ndarray:
     """Decode a file: tifffile for TIFF (16-bit RGB, float), Pillow otherwise, converting any
-    Pillow mode not in ``keep_modes`` to RGB."""
+    Pillow mode not in ``keep_modes`` to RGB, except grey + alpha (LA), which stays grey."""
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
@@ -50,6 +51,9 @@ def _read_array(path: Path, keep_modes: tuple[str, ...]) -> np.ndarray:
             return array
         with Image.open(path) as image:
             image.load()
+            if image.mode == "LA":
+                # Grey with alpha is grey: converting it to RGB would triple one channel.
+                return np.asarray(image.getchannel("L"))
             return np.asarray(image if image.mode in keep_modes else image.convert("RGB"))
     except (OSError, UnidentifiedImageError, ValueError, IndexError,
             Image.DecompressionBombError) as error:
@@ -83,7 +87,7 @@ def read_raw_image(path: str | Path) -> np.ndarray:
     prediction keeps it raw and scales one band of rows at a time (`scale_to_unit`).
     """
     path = Path(path)
-    # A palette or RGBA image becomes RGB; grey and 16-bit stay as stored.
+    # A palette or RGBA image becomes RGB; grey (also grey + alpha) and 16-bit stay as stored.
     array = _read_array(path, keep_modes=("L", "I", "I;16", "F", "RGB"))
     if array.ndim == 3 and array.shape[-1] == 4:
         array = array[..., :3]                          # alpha carries no image content
@@ -104,12 +108,16 @@ def read_raw_image(path: str | Path) -> np.ndarray:
     return array
 
 
-def read_mask(path: str | Path, colours: np.ndarray | None = None) -> np.ndarray:
+def read_mask(
+    path: str | Path, colours: np.ndarray | None = None,
+    ignore_colour: tuple[int, int, int] | None = None, ignore_index: int = 255,
+) -> np.ndarray:
     """A mask as int64 (H, W) of raw values.
 
-    Single-channel masks (PNG mode L, P or I;16) give their stored values (for mode P, the
-    palette index). A 3-channel mask is mapped colour by colour through ``colours``, an
-    int (C, 3) array whose row c is the RGB colour of class c; a colour not in it is an error.
+    Single-channel masks (PNG mode 1, L, LA, P or I;16) give their stored values (for mode P,
+    the palette index; a 1-bit PNG gives 0 and 1). A 3-channel mask is mapped colour by colour
+    through ``colours``, an int (C, 3) array whose row c is the RGB colour of class c; pixels of
+    ``ignore_colour`` become ``ignore_index``; any other colour is an error.
     """
     path = Path(path)
     # Mode P keeps its palette indices: they are the class values of a palette mask.
@@ -122,13 +130,21 @@ def read_mask(path: str | Path, colours: np.ndarray | None = None) -> np.ndarray
         if colours is None:
             raise ValueError(f"{path}: RGB mask but the dataset gives no class colours; "
                              f"add 'colours' to the dataset file or store class indices")
-        return _colours_to_indices(array[..., :3], np.asarray(colours), path)
+        colours = np.asarray(colours)
+        if ignore_colour is None:
+            return _colours_to_indices(array[..., :3], colours, path)
+        # The void colour is one more palette row, whose index then becomes the ignore label.
+        palette = np.concatenate([colours, np.asarray([ignore_colour])]).astype(np.int64)
+        indices = _colours_to_indices(array[..., :3], palette, path)
+        indices[indices == len(colours)] = ignore_index
+        return indices
     raise ValueError(f"{path}: expected a single-channel or RGB mask, found shape {array.shape}")
 
 
 def _colours_to_indices(rgb: np.ndarray, colours: np.ndarray, path: Path) -> np.ndarray:
     codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    palette = (colours[:, 0].astype(np.int64) << 16) | (colours[:, 1] << 8) | colours[:, 2]
+    colours = colours.astype(np.int64)
+    palette = (colours[:, 0] << 16) | (colours[:, 1] << 8) | colours[:, 2]
     order = np.argsort(palette)
     position = np.searchsorted(palette[order], codes).clip(0, len(palette) - 1)
     found = palette[order][position] == codes

@@ -22,7 +22,8 @@ CAMVID = DatasetSpec(
     remap={11: 255},
 )
 
-# ISBI-2012 stores 0 = membrane, 255 = cell interior; membrane is the class being traced.
+# ISBI-2012 stores 0 = membrane, 255 = cell interior; membrane is the class being traced. The
+# remap states the encoding, so the 0/255 guess for undescribed 2-class folders never applies.
 ISBI = DatasetSpec(
     class_names=("cell", "membrane"),
     colours=((0, 0, 0), (255, 64, 64)),
@@ -40,14 +41,15 @@ def _require(root: Path, folders: tuple[str, ...], name: str) -> None:
                          f"missing {missing}")
 
 
-def camvid_pairs(root: str | Path) -> tuple[Pairs, Pairs]:
+def camvid_pairs(root: str | Path, notices: list[str] | None = None) -> tuple[Pairs, Pairs]:
     """(train, val) pairs of the SegNet CamVid layout: train/, trainannot/, val/, valannot/.
-    A ``train.txt``/``val.txt`` split list, when present, must name exactly the files found."""
+    A ``train.txt``/``val.txt`` split list, when present, must name exactly the files found.
+    ``notices``, when given, gets a line for each folder with non-image files left out."""
     root = Path(root)
     _require(root, ("train", "trainannot", "val", "valannot"), "CamVid (SegNet layout)")
     splits = []
     for split in ("train", "val"):
-        pairs = match_pairs(root / split, root / f"{split}annot")
+        pairs = match_pairs(root / split, root / f"{split}annot", notices)
         listing = root / f"{split}.txt"
         if listing.is_file():
             listed, found = set(read_split_file(listing)), {p[0].stem for p in pairs}
@@ -58,11 +60,14 @@ def camvid_pairs(root: str | Path) -> tuple[Pairs, Pairs]:
     return splits[0], splits[1]
 
 
-def isbi_pairs(root: str | Path, val_ratio: float = 0.2, seed: int = 0) -> tuple[Pairs, Pairs]:
+def isbi_pairs(
+    root: str | Path, val_ratio: float = 0.2, seed: int = 0, notices: list[str] | None = None,
+) -> tuple[Pairs, Pairs]:
     """(train, val) pairs of ISBI-2012 (images/, masks/), split by a seeded ratio: the
-    challenge's labelled set has no validation split of its own."""
+    challenge's labelled set has no validation split of its own. ``notices``, when given, gets
+    a line for each folder with non-image files left out."""
     root = Path(root)
     _require(root, ("images", "masks"), "ISBI-2012")
-    pairs = {p[0].stem: p for p in match_pairs(root / "images", root / "masks")}
+    pairs = {p[0].stem: p for p in match_pairs(root / "images", root / "masks", notices)}
     train, val = split_by_ratio(sorted(pairs), val_ratio, seed)
     return [pairs[s] for s in train], [pairs[s] for s in val]

@@ -4,12 +4,24 @@
 background and objects covering ``foreground`` of each image), ``"camvid"`` or ``"isbi"``
 (presets, with ``root`` the dataset folder), or the path of an image/mask folder (``images/`` +
 ``masks/``, or ``train/`` + ``val/`` folders each holding those, and an optional dataset file).
+
+Every pair is decoded once, and what the masks hold is judged before training, so that a data
+mistake gives an error or a notice (`Datasets.notices`) instead of a silent wrong answer:
+
+- a 2-class folder whose masks hold only 0 and one value v > 1 (0/255 above all), with no
+  dataset file saying what is ignored or remapped, reads v as class 1 (and says so);
+- a class that never occurs in the training masks, or more than 10% of the training pixels
+  ignored, is a notice naming the fix;
+- a remap key no mask holds is a notice (a 1-bit PNG reads as 0/1, so ``{255: 1}`` does nothing);
+- non-image files in the folders are left out and counted;
+- ``--classes`` beside a dataset file, or split files naming the same image, are refused.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import Dataset
 
@@ -17,19 +29,44 @@ from ..config import DataConfig
 from .folder import (
     DatasetSpec,
     FolderDataset,
+    FolderScan,
+    Pairs,
     find_spec_file,
     match_pairs,
+    raw_mask_values,
+    read_spec_file,
     read_split_file,
     split_by_ratio,
 )
 from .presets import CAMVID, ISBI, camvid_pairs, isbi_pairs
 from .synthetic import BinaryShapes, SyntheticShapes
+from .tensors import ChannelStats
 
 __all__ = ["Datasets", "build_datasets", "build_eval_dataset", "SPLITS"]
+
+# Dataset-file keys that say what is ignored or remapped: with any of them, the file has
+# spoken, and 0/255 masks are read as it says, never guessed.
+LABEL_KEYS = ("ignore_index", "remap", "ignore_colour", "ignore_color")
+# Above this share of ignored training pixels, "ignored" is more likely a mistake than a choice.
+IGNORED_SHARE_WARNING = 0.10
 
 
 @dataclass
 class Datasets:
+    """Train and validation datasets and what a user must know before training on them.
+
+    ``notices``: one line each, naming what, where and the fix (0/255 masks read as two classes,
+    non-image files left out, classes that never occur, mostly-ignored pixels, unused remap
+    keys). ``summary`` (JSON-able, for config.yaml and reports)::
+
+        {"classes": {name: {"pixels": int, "share": float, "images": int}, ...},
+         "ignored_share": float, "train_images": int, "val_images": int, "notices": [str]}
+
+    counts over the training masks: ``share`` is of all their pixels (the shares and
+    ``ignored_share`` sum to 1), ``images`` the number of training masks holding the class.
+    ``classes`` is empty where pixels are not counted (synthetic data).
+    """
+
     train: Dataset
     val: Dataset
     spec: DatasetSpec
@@ -38,43 +75,61 @@ class Datasets:
     std: tuple[float, ...]
     class_pixels: list[int] | None     # training pixels per class, where counted
     skipped: list[tuple[str, str]] = field(default_factory=list)   # bad pairs left out
+    notices: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _folder_pairs(config: DataConfig) -> tuple[list, list, DatasetSpec]:
-    root = Path(config.source)
-    if not root.exists():
-        raise ValueError(f"--data {config.source}: no such folder; expected 'synthetic', "
-                         f"'binary', 'camvid', 'isbi' or a folder with images/ and masks/")
+@dataclass
+class Source:
+    """A dataset's pairs and the spec of its masks, as found on disk, before decoding."""
+
+    train: Pairs
+    val: Pairs
+    every: Pairs              # split "all": the whole folder, or both splits
+    spec: DatasetSpec
+    origin: str               # where the spec comes from, for messages
+    labels_declared: bool     # the spec states what is ignored or remapped: no 0/255 guess
+    notices: list[str]        # non-image files left out
+
+
+# ---------------------------------------------------------------- where the pairs are
+
+def _folder_spec(
+    root: Path, config: DataConfig, class_names: tuple[str, ...] | None,
+) -> tuple[DatasetSpec, str, bool]:
+    """(spec, where it comes from, whether it declares ignored or remapped values)."""
+    if config.spec and not Path(config.spec).is_file():
+        raise ValueError(f"--spec {config.spec}: no such file; expected a dataset file (YAML or "
+                         f"JSON with classes, colours, ignore_index, remap)")
     spec_file = Path(config.spec) if config.spec else find_spec_file(root)
     if spec_file is not None:
-        spec = DatasetSpec.from_file(spec_file)
-    elif config.classes:
-        spec = DatasetSpec(class_names=tuple(config.classes))
-    else:
+        if config.classes:       # two sources of class names: refuse rather than pick one
+            remove = "--spec" if config.spec else "the file"
+            raise ValueError(f"--classes {','.join(config.classes)} but {spec_file} names the "
+                             f"classes; remove --classes or {remove}")
+        values = read_spec_file(spec_file)
+        declared = any(key in values for key in LABEL_KEYS)
+        return DatasetSpec.from_dict(values, str(spec_file)), str(spec_file), declared
+    names, origin = (config.classes, "--classes") if config.classes else (
+        class_names, "the checkpoint's classes")
+    if not names:
         raise ValueError(f"{root}: no dataset file (dataset.yaml or dataset.json) and no "
                          f"--classes; expected one of them to name the classes")
-    if (root / "train").is_dir():
-        train = match_pairs(root / "train" / "images", root / "train" / "masks")
-        val_root = Path(config.val) if config.val else root / "val"
-        return train, match_pairs(val_root / "images", val_root / "masks"), spec
-    pairs = match_pairs(root / "images", root / "masks")
-    if config.val:
-        return pairs, match_pairs(Path(config.val) / "images", Path(config.val) / "masks"), spec
-    by_stem = {p[0].stem: p for p in pairs}
-    if config.train_list or config.val_list:
-        if not (config.train_list and config.val_list):
-            raise ValueError("give both --train-list and --val-list, or neither")
-        return (_listed(root, config.train_list, by_stem), _listed(root, config.val_list, by_stem),
-                spec)
-    train, val = split_by_ratio(sorted(by_stem), config.val_ratio, config.seed)
-    return [by_stem[s] for s in train], [by_stem[s] for s in val], spec
+    try:
+        return DatasetSpec(class_names=tuple(names)), origin, False
+    except ValueError as error:
+        raise ValueError(f"{origin} {','.join(map(str, names))}: {error}") from None
 
 
-def _listed(root: Path, listing: str, by_stem: dict) -> list:
-    """The pairs a split file names (SegNet-style lines work: the first path's stem counts)."""
+def _split_file(root: Path, listing: str) -> Path:
     path = Path(listing) if Path(listing).is_absolute() else root / listing
     if not path.is_file():
         raise ValueError(f"split file {path} does not exist")
+    return path
+
+
+def _listed(path: Path, root: Path, by_stem: dict) -> Pairs:
+    """The pairs a split file names (SegNet-style lines work: the first path's stem counts)."""
     stems = read_split_file(path)
     unknown = [stem for stem in stems if stem not in by_stem]
     if unknown:
@@ -85,18 +140,153 @@ def _listed(root: Path, listing: str, by_stem: dict) -> list:
     return [by_stem[stem] for stem in stems]
 
 
-def _pairs_and_spec(config: DataConfig) -> tuple[list, list, DatasetSpec]:
-    if config.source == "camvid":
-        return (*camvid_pairs(Path(config.root)), CAMVID)
-    if config.source == "isbi":
-        return (*isbi_pairs(Path(config.root), config.val_ratio, config.seed), ISBI)
-    return _folder_pairs(config)
+def _listed_splits(root: Path, config: DataConfig, by_stem: dict) -> tuple[Pairs, Pairs]:
+    """The pairs --train-list and --val-list name; an image in both is refused, since it would
+    be trained on and then scored as if unseen."""
+    if not (config.train_list and config.val_list):
+        raise ValueError("give both --train-list and --val-list, or neither")
+    train_file, val_file = _split_file(root, config.train_list), _split_file(root, config.val_list)
+    train, val = _listed(train_file, root, by_stem), _listed(val_file, root, by_stem)
+    shared = sorted({image.stem for image, _ in train} & {image.stem for image, _ in val})
+    if shared:
+        raise ValueError(f"{train_file} and {val_file} both name {len(shared)} image(s), for "
+                         f"example {shared[:3]}; list each image in one split file only")
+    return train, val
 
+
+def _folder_splits(root: Path, config: DataConfig, notices: list[str]) -> tuple[Pairs, ...]:
+    """(train, val, every pair) of a folder source."""
+    if (root / "train").is_dir():
+        train = match_pairs(root / "train" / "images", root / "train" / "masks", notices)
+        val_root = Path(config.val) if config.val else root / "val"
+        val = match_pairs(val_root / "images", val_root / "masks", notices)
+        return train, val, train + val
+    pairs = match_pairs(root / "images", root / "masks", notices)
+    if config.val:
+        val_root = Path(config.val)
+        return pairs, match_pairs(val_root / "images", val_root / "masks", notices), pairs
+    by_stem = {p[0].stem: p for p in pairs}
+    if config.train_list or config.val_list:
+        return (*_listed_splits(root, config, by_stem), pairs)
+    train, val = split_by_ratio(sorted(by_stem), config.val_ratio, config.seed)
+    return [by_stem[s] for s in train], [by_stem[s] for s in val], pairs
+
+
+def _source(config: DataConfig, class_names: tuple[str, ...] | None = None) -> Source:
+    notices: list[str] = []
+    if config.source in ("camvid", "isbi"):
+        root = Path(config.root)
+        if config.source == "camvid":
+            train, val = camvid_pairs(root, notices)
+        else:
+            train, val = isbi_pairs(root, config.val_ratio, config.seed, notices)
+        spec = CAMVID if config.source == "camvid" else ISBI
+        return Source(train, val, train + val, spec, f"the {config.source} preset", True,
+                      notices)
+    root = Path(config.source)
+    if not root.exists():
+        raise ValueError(f"--data {config.source}: no such folder; expected 'synthetic', "
+                         f"'binary', 'camvid', 'isbi' or a folder with images/ and masks/")
+    spec, origin, declared = _folder_spec(root, config, class_names)
+    train, val, every = _folder_splits(root, config, notices)
+    return Source(train, val, every, spec, origin, declared, notices)
+
+
+# ---------------------------------------------------------------- what the masks hold
+
+def _mask_folders(pairs: Pairs) -> str:
+    folders = sorted({str(mask.parent) for _, mask in pairs})
+    more = f" and {len(folders) - 2} more folders" if len(folders) > 2 else ""
+    return " and ".join(folders[:2]) + more
+
+
+def _binary_value(source: Source, values: dict[int, int]) -> int | None:
+    """v, when a 2-class dataset's masks hold only 0 and one value v > 1 (0/255 above all) and
+    nothing declares what is ignored or remapped: then v can only mean class 1."""
+    stored = sorted(values)
+    if (source.labels_declared or source.spec.num_classes != 2 or len(stored) != 2
+            or stored[0] != 0 or stored[1] <= 1):
+        return None
+    return stored[1]
+
+
+def _binary_notice(spec: DatasetSpec, v: int, pairs: Pairs) -> str:
+    names = spec.class_names
+    note = (f"{_mask_folders(pairs)}: masks hold only the values 0 and {v} for 2 classes "
+            f"({names[0]}, {names[1]}): {v} is read as class 1 ({names[1]})")
+    if v == spec.ignore_index:
+        return (f"{note}, not as ignore; declare ignore_index: {v} in a dataset file if {v} "
+                f"marks pixels to ignore")
+    return f"{note}; give a remap in a dataset file if {v} means something else"
+
+
+def _unused_remap_keys(origin: str, spec: DatasetSpec, values: dict[int, int],
+                       pairs: Pairs) -> list[str]:
+    stored = sorted(values)
+    shown = ", ".join(map(str, stored[:10])) + (", ..." if len(stored) > 10 else "")
+    return [f"{origin}: remap key {key} never occurs in the {len(pairs)} masks (their values: "
+            f"{shown}), so nothing is remapped from {key}; check what the masks store (a "
+            f"1-bit PNG reads as 0 and 1, not 0 and 255) or remove the key"
+            for key in spec.remap if key not in values]
+
+
+def _summed(first: dict[int, int], second: dict[int, int]) -> dict[int, int]:
+    """Pixels per stored value over two sets of masks."""
+    return {value: first.get(value, 0) + second.get(value, 0) for value in {*first, *second}}
+
+
+def _resolve_spec(
+    source: Source, values: dict[int, int], pairs: Pairs,
+) -> tuple[DatasetSpec, list[str]]:
+    """The spec the masks are read with, decided from the stored values of ``pairs`` (the
+    whole dataset, before any pair is checked or a value ignored), and the notices about it."""
+    spec, notices = source.spec, []
+    v = _binary_value(source, values)
+    if v is not None:
+        spec = replace(spec, remap={v: 1})
+        notices.append(_binary_notice(spec, v, pairs))
+    return spec, notices + _unused_remap_keys(source.origin, spec, values, pairs)
+
+
+def _training_warnings(train: FolderDataset) -> list[str]:
+    """Classes the training masks never hold, and a large share of ignored pixels."""
+    spec, where = train.spec, _mask_folders(train.pairs)
+    notes = [f"class {name!r} never occurs in the {len(train)} training masks: no pixel of "
+             f"{where} is labelled {c}; check the value its pixels are stored as (a remap in "
+             f"the dataset file maps stored values to classes), or leave the class out"
+             for c, name in enumerate(spec.class_names) if train.class_pixels[c] == 0]
+    total = int(train.class_pixels.sum()) + train.ignored_pixels
+    share = train.ignored_pixels / total if total else 0.0
+    if share > IGNORED_SHARE_WARNING:
+        ignore = spec.ignore_index
+        notes.append(f"{share:.1%} of the training pixels are ignore_index {ignore} ({where}) "
+                     f"and count nowhere; if {ignore} marks a class rather than unlabelled "
+                     f"pixels, name that class and map {ignore} to it in a dataset file "
+                     f"(remap: {{{ignore}: CLASS_INDEX}})")
+    return notes
+
+
+def _summary(train: FolderDataset | None, train_images: int, val_images: int,
+             notices: list[str]) -> dict[str, Any]:
+    """`Datasets.summary`; ``train`` None where pixels are not counted."""
+    classes, ignored_share = {}, 0.0
+    if train is not None:
+        total = max(int(train.class_pixels.sum()) + train.ignored_pixels, 1)
+        classes = {name: {"pixels": int(train.class_pixels[c]),
+                          "share": round(int(train.class_pixels[c]) / total, 6),
+                          "images": int(train.class_images[c])}
+                   for c, name in enumerate(train.class_names)}
+        ignored_share = round(train.ignored_pixels / total, 6)
+    return {"classes": classes, "ignored_share": ignored_share, "train_images": train_images,
+            "val_images": val_images, "notices": list(notices)}
+
+
+# ---------------------------------------------------------------- building the datasets
 
 # Validation and test draws use seeds far from the training ones (and from each other), so
 # the sets never share a sample.
 SEED_OFFSETS = {"train": 0, "val": 1_000_003, "test": 2_000_003}
-SPLITS = tuple(SEED_OFFSETS)
+SPLITS = (*SEED_OFFSETS, "all")
 
 
 def _synthetic(
@@ -108,53 +298,91 @@ def _synthetic(
     return SyntheticShapes(length, config.size, seed, mean, std)
 
 
-def build_datasets(config: DataConfig) -> Datasets:
-    """Train and validation datasets with normalisation from the training set (or the config)."""
-    if config.synthetic:
-        train = _synthetic(config, config.train_samples, config.seed)
-        val = _synthetic(config, config.val_samples, config.seed + SEED_OFFSETS["val"])
-        stats, class_pixels, skipped = train.channel_stats(), None, []
-        spec = DatasetSpec(class_names=train.class_names)
-    else:
-        train_pairs, val_pairs, spec = _pairs_and_spec(config)
-        from .transforms import TrainTransform  # albumentations and cv2: only when used
-
-        transform = TrainTransform(config.size, (config.scale_min, config.scale_max),
-                                   spec.ignore_index) if config.augment else None
-        train = FolderDataset(train_pairs, spec, transform, seed=config.seed,
-                              skip_bad=config.skip_bad)
-        val = FolderDataset(val_pairs, spec, skip_bad=config.skip_bad)
-        if val.in_channels != train.in_channels:
-            raise ValueError(f"training images have {train.in_channels} channels (for example "
-                             f"{train.pairs[0][0]}) but validation images {val.in_channels} "
-                             f"({val.pairs[0][0]}); expected the same")
-        stats, class_pixels = train.channel_stats(), train.class_pixels.tolist()
-        skipped = train.skipped + val.skipped
+def _normalise(config: DataConfig, stats: ChannelStats, *datasets: Dataset) -> tuple[tuple, tuple]:
+    """Mean and std from the training statistics (or the config), set on every dataset."""
     mean, std = stats.mean_std()
     if config.mean is not None and config.std is not None:
         mean, std = tuple(config.mean), tuple(config.std)
-    for dataset in (train, val):
+    for dataset in datasets:
         dataset.mean, dataset.std = mean, std
-    return Datasets(train, val, spec, train.in_channels, mean, std, class_pixels, skipped)
+    return mean, std
+
+
+def _synthetic_datasets(config: DataConfig) -> Datasets:
+    train = _synthetic(config, config.train_samples, config.seed)
+    val = _synthetic(config, config.val_samples, config.seed + SEED_OFFSETS["val"])
+    mean, std = _normalise(config, train.channel_stats(), train, val)
+    return Datasets(train, val, DatasetSpec(class_names=train.class_names), train.in_channels,
+                    mean, std, None, summary=_summary(None, len(train), len(val), []))
+
+
+def build_datasets(config: DataConfig) -> Datasets:
+    """Train and validation datasets with normalisation from the training set (or the config),
+    and the notices a user must read before training on them (`Datasets`)."""
+    if config.synthetic:
+        return _synthetic_datasets(config)
+    source = _source(config)
+    scans = [FolderScan(pairs, source.spec, config.skip_bad) for pairs in (source.train,
+                                                                           source.val)]
+    # The 0/255 question is about every mask of the dataset, so both splits answer it.
+    values = _summed(scans[0].raw_values(), scans[1].raw_values())
+    spec, notices = _resolve_spec(source, values, [i.pair for s in scans for i in s.items])
+    from .transforms import TrainTransform  # albumentations and cv2: only when used
+
+    transform = TrainTransform(config.size, (config.scale_min, config.scale_max),
+                               spec.ignore_index) if config.augment else None
+    train = FolderDataset(scans[0], spec, transform, seed=config.seed, skip_bad=config.skip_bad)
+    val = FolderDataset(scans[1], spec, skip_bad=config.skip_bad)
+    if val.in_channels != train.in_channels:
+        raise ValueError(f"training images have {train.in_channels} channels (for example "
+                         f"{train.pairs[0][0]}) but validation images {val.in_channels} "
+                         f"({val.pairs[0][0]}); expected the same")
+    notices = source.notices + notices + _training_warnings(train)
+    mean, std = _normalise(config, train.channel_stats(), train, val)
+    return Datasets(train, val, spec, train.in_channels, mean, std, train.class_pixels.tolist(),
+                    train.skipped + val.skipped, notices,
+                    _summary(train, len(train), len(val), notices))
 
 
 def build_eval_dataset(
     config: DataConfig, mean: tuple[float, ...], std: tuple[float, ...], split: str = "val",
+    class_names: tuple[str, ...] | list[str] | None = None,
 ) -> tuple[Dataset, DatasetSpec]:
     """One split, normalised with known statistics (a checkpoint's), without augmentation.
 
-    ``split`` is ``"train"`` or ``"val"``: the same images the run trained or validated on.
-    Synthetic data also has ``"test"``, a draw from seeds that neither of the others uses.
+    ``split`` is ``"train"`` or ``"val"``: the same images the run trained or validated on; or
+    ``"all"``: every pair of a folder (``train/`` and ``val/`` together, or all of ``images/`` +
+    ``masks/``; both splits of a preset), for scoring a whole test folder. Synthetic data has
+    ``"test"`` instead, a draw from seeds that neither of the others uses.
+
+    ``class_names`` (a checkpoint's) name the classes of a folder that has neither a dataset
+    file nor ``--classes``. Masks are read as `build_datasets` reads them (the 0/255 question
+    is answered over the training and validation masks together); a folder dataset's
+    ``notices`` say how.
     """
     if split not in SPLITS:
         raise ValueError(f"--split must be one of {', '.join(SPLITS)}, found {split!r}")
     if config.synthetic:
+        if split == "all":
+            raise ValueError(f"--split all scores every pair of a folder; --data "
+                             f"{config.source} has train, val and test")
         length = config.train_samples if split == "train" else config.val_samples
         dataset = _synthetic(config, length, config.seed + SEED_OFFSETS[split], mean, std)
         return dataset, DatasetSpec(class_names=dataset.class_names)
     if split == "test":
         raise ValueError(f"--split test is for synthetic data; --data {config.source} has "
-                         f"train and val splits (point --data or --val at a test folder)")
-    train_pairs, val_pairs, spec = _pairs_and_spec(config)
-    pairs = train_pairs if split == "train" else val_pairs
-    return FolderDataset(pairs, spec, mean=mean, std=std), spec
+                         f"train, val and all (point --data or --val at a test folder)")
+    source = _source(config, tuple(class_names) if class_names else None)
+    pairs = {"train": source.train, "val": source.val, "all": source.every}[split]
+    scan = FolderScan(pairs, source.spec)
+    values, decided_over = scan.raw_values(), [item.pair for item in scan.items]
+    if not source.labels_declared and source.spec.num_classes == 2:
+        # The 0/255 question is answered as training answered it: over both splits' masks.
+        chosen = set(pairs)
+        others = [pair for pair in source.train + source.val if pair not in chosen]
+        values = _summed(values, raw_mask_values(others, source.spec, config.skip_bad))
+        decided_over += others
+    spec, notices = _resolve_spec(source, values, decided_over)
+    dataset = FolderDataset(scan, spec, mean=mean, std=std)
+    dataset.notices = source.notices + notices
+    return dataset, spec

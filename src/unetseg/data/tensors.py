@@ -38,6 +38,16 @@ class ChannelStats:
         self.squares += (pixels**2).sum(0)
         self.count += len(pixels)
 
+    def merge(self, other: ChannelStats) -> None:
+        """Fold in another image set's sums (the datasets scan each image once, on its own)."""
+        if other.total is None:
+            return
+        if self.total is None:
+            self.total, self.squares = np.zeros_like(other.total), np.zeros_like(other.squares)
+        self.total += other.total
+        self.squares += other.squares
+        self.count += other.count
+
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         mean = self.total / self.count
         variance = np.maximum(self.squares / self.count - mean**2, 0.0)

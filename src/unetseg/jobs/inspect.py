@@ -1,6 +1,11 @@
 """The jobs behind ``unetseg inspect``: inspect folders of predicted and true masks, or score
 a dataset split with a checkpoint (through `score_split`, as ``unetseg evaluate`` does) and
-inspect that."""
+inspect that.
+
+Predicted masks are read as the class indices they hold (what ``unetseg predict`` writes);
+the dataset file's value remap and RGB colours describe how the *true* masks are stored, so
+they apply to those only.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data.folder import DatasetSpec, match_pairs
-from ..data.io import read_image, read_mask
-from ..files import check_output_folder
+from ..data.folder import DatasetSpec
+from ..data.io import IMAGE_SUFFIXES, read_image, read_mask
+from ..files import check_output_folder, refuse_existing_outputs
 from ..inspector import Inspection, Inspector
-from ..report.inspection import write_inspection_report
+from ..report.inspection import REPORT_FILES, write_inspection_report
 from .scoring import score_split
 
 __all__ = ["inspect_folders", "inspect_checkpoint", "class_spec"]
@@ -31,56 +36,138 @@ def class_spec(classes: str | None, num_labels: int | None = None) -> DatasetSpe
     return DatasetSpec(class_names=tuple(f"class {i}" for i in range(num_labels)))
 
 
+def _check_report_folder(out: str | Path, overwrite: bool) -> Path:
+    """``out`` as a folder the report may be written into; checked before any work."""
+    out = check_output_folder(out, "--out")
+    if not overwrite:
+        refuse_existing_outputs(out / name for name in REPORT_FILES)
+    return out
+
+
+# --- folders of masks ---------------------------------------------------------------------------
+
+def _mask_files(folder: Path, flag: str, predictions: bool) -> dict[str, Path]:
+    """The mask images in ``folder``, by stem.
+
+    Files that are not images (``summary.json``, ``*_probs.npy``, notes) are left out; so, in
+    a folder of ``predictions``, is ``NAME_overlay.png`` beside a ``NAME.png``: ``unetseg
+    predict`` writes it for people to look at, and it is no mask.
+    """
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {folder}: expected a folder of masks")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if (path.name.startswith(".") or not path.is_file()
+                or path.suffix.lower() not in IMAGE_SUFFIXES):
+            continue
+        if path.stem in files:
+            raise ValueError(f"{path} and {files[path.stem]} in {flag} share the stem "
+                             f"{path.stem!r}; keep one mask per image")
+        files[path.stem] = path
+    if predictions:
+        files = {stem: path for stem, path in files.items()
+                 if not (stem.endswith("_overlay") and stem[:-len("_overlay")] in files)}
+    if not files:
+        raise ValueError(f"{flag} {folder}: no mask images found (expected one of "
+                         f"{', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _pair_masks(pred_dir: Path, truth_dir: Path) -> list[tuple[Path, Path]]:
+    """(prediction, truth) pairs matched by stem, in stem order; a prediction without a true
+    mask, or the reverse, is an error (a missing one would silently change the scores)."""
+    preds = _mask_files(pred_dir, "--pred", predictions=True)
+    truths = _mask_files(truth_dir, "--truth", predictions=False)
+    parts = []
+    if set(preds) - set(truths):
+        parts.append(f"predictions without a true mask in --truth {truth_dir}: "
+                     f"{sorted(set(preds) - set(truths))[:5]}")
+    if set(truths) - set(preds):
+        parts.append(f"true masks without a prediction in --pred {pred_dir}: "
+                     f"{sorted(set(truths) - set(preds))[:5]}")
+    if parts:
+        raise ValueError("; ".join(parts))
+    return [(preds[stem], truths[stem]) for stem in sorted(preds)]
+
+
+def _read_prediction(path: Path) -> np.ndarray:
+    """A predicted mask as int64 (H, W) class indices, read as stored: no remap, no colours."""
+    try:
+        return read_mask(path)
+    except ValueError as error:
+        raise ValueError(f"{error}. --pred masks are read as class indices (as `unetseg "
+                         f"predict` writes them); the dataset file's colours and remap apply "
+                         f"to the --truth masks only") from error
+
+
+def _found_labels(pairs: list[tuple[Path, Path]]) -> int:
+    """1 + the largest value in the masks other than 255 (the default ignore label): the
+    number of classes when no --classes names them."""
+    labels: set[int] = set()
+    for pred_path, truth_path in pairs:
+        labels.update(np.unique(_read_prediction(pred_path)).tolist())
+        labels.update(np.unique(read_mask(truth_path)).tolist())
+    return max(label for label in labels if label != 255) + 1
+
+
 def inspect_folders(
     pred_dir: str | Path, truth_dir: str | Path, out: str | Path, classes: str | None = None,
-    images_dir: str | Path | None = None,
+    images_dir: str | Path | None = None, overwrite: bool = False,
 ) -> Inspection:
     """Inspect predicted masks against true ones, matched by file stem; with ``images_dir``
-    (images matched by stem) the report also shows the worst images."""
-    pairs = match_pairs(Path(pred_dir), Path(truth_dir))
-    if classes:
-        spec = class_spec(classes)
-    else:                                    # name the classes after the labels found
-        labels = set()
-        for pair in pairs:
-            for mask_path in pair:
-                labels.update(np.unique(read_mask(mask_path)).tolist())
-        spec = class_spec(None, max(label for label in labels if label != 255) + 1)
+    (images matched by stem) the report also shows the worst images.
+
+    ``pred_dir`` may be a ``unetseg predict`` output folder as it is: only its masks are read.
+    Raises ValueError before reading any mask when ``out`` holds a report and ``overwrite``
+    is off.
+    """
+    out = _check_report_folder(out, overwrite)
+    pairs = _pair_masks(Path(pred_dir), Path(truth_dir))
+    spec = (class_spec(classes) if classes else         # else name the labels found
+            class_spec(None, _found_labels(pairs)))
     colours = np.asarray(spec.colours)
-    inspector = Inspector(spec.class_names, spec.ignore_index)
-    masks = []
-    for pred_path, truth_path in pairs:
-        pred = spec.apply_remap(read_mask(pred_path, colours))
-        truth = spec.apply_remap(read_mask(truth_path, colours))
+
+    def read_pair(index: int) -> tuple[np.ndarray, np.ndarray]:
+        pred_path, truth_path = pairs[index]
+        pred, truth = _read_prediction(pred_path), spec.apply_remap(read_mask(truth_path,
+                                                                              colours))
         if pred.shape != truth.shape:
             raise ValueError(f"{pred_path} is {pred.shape[1]}x{pred.shape[0]} but {truth_path} "
                              f"is {truth.shape[1]}x{truth.shape[0]}; expected the same size")
-        inspector.add(pred, truth, truth_path.name)
-        masks.append((pred_path, truth_path))
+        return pred, truth
+
+    inspector = Inspector(spec.class_names, spec.ignore_index)
+    for index, (_, truth_path) in enumerate(pairs):
+        inspector.add(*read_pair(index), truth_path.name)
     inspection = inspector.result()
     images = ({p.stem: p for p in Path(images_dir).iterdir() if p.is_file()}
               if images_dir is not None else None)
 
     def sample(index: int):
-        pred_path, truth_path = masks[index]
-        image = images.get(truth_path.stem)
+        image = images.get(pairs[index][1].stem)
         if image is None:
             return None
-        return (read_image(image), spec.apply_remap(read_mask(truth_path, colours)),
-                spec.apply_remap(read_mask(pred_path, colours)))
+        pred, truth = read_pair(index)
+        return read_image(image), truth, pred
     write_inspection_report(inspection, out, spec.colours, sample if images else None,
                             title=f"Mask inspection: {Path(pred_dir).name} vs "
                                   f"{Path(truth_dir).name}", ignore_index=spec.ignore_index)
     return inspection
 
 
+# --- a checkpoint on a dataset split ------------------------------------------------------------
+
 def inspect_checkpoint(
-    checkpoint: str | Path, out: str | Path, split: str = "val",
+    checkpoint: str | Path, out: str | Path, split: str | None = None,
     data: dict[str, Any] | None = None, device: str | None = None, progress: bool = False,
+    overwrite: bool = False,
 ) -> Inspection:
     """Score a dataset split with ``checkpoint`` through `score_split` (the path ``unetseg
-    evaluate`` takes) and write the inspector's report."""
-    out = check_output_folder(out, "--out")
+    evaluate`` takes; ``split`` None: its default) and write the inspector's report.
+
+    Raises ValueError before scoring when ``out`` holds a report and ``overwrite`` is off.
+    """
+    out = _check_report_folder(out, overwrite)
     scored = score_split(checkpoint, split, data, device, inspect=True, progress=progress)
     write_inspection_report(scored.inspection, out, scored.colours, scored.sample,
                             title=f"Mask inspection: {Path(checkpoint).name}",

@@ -8,8 +8,14 @@ Inputs are files, folders (their images, not recursing) or glob patterns. For ea
 - ``NAME_probs.npy`` (with ``probs``): float16 (C, H, W) class probabilities;
 
 and ``summary.json`` gathers every image's size and class areas (merged with the entries of
-earlier runs into the same folder). Existing outputs are not replaced unless ``overwrite``. An
-image that cannot be read is reported by name and skipped; the others still finish.
+earlier runs into the same folder), the inputs that failed, and, when the run stopped early,
+``"interrupted": true`` with the inputs not reached under ``"remaining"``.
+
+Before anything is written, every planned output is checked: two inputs that would write the
+same file (``a.png`` and ``a.jpg``, or ``a.png``'s overlay and an input ``a_overlay.png``), an
+output that is an input, and, unless ``overwrite``, an output that exists, are refused. An image
+that cannot be read is reported by name and skipped; the others still finish. The first Ctrl-C
+stops after the image in hand (its outputs and summary.json are written); a second aborts.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +34,20 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.io import IMAGE_SUFFIXES, no_pixel_limit, read_raw_image
-from ..files import atomic_write_bytes, atomic_write_text, check_output_folder
+from ..files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_folder,
+    refuse_existing_outputs,
+)
 from ..infer import predict
+from ..progress import progress
 from ..report.images import overlay, palette_png, png_bytes
 
 __all__ = ["expand_inputs", "output_paths", "PredictOptions", "PredictReport", "predict_files"]
+
+# What each of `output_paths`' files is, in its order, for messages.
+OUTPUT_KINDS = ("mask", "overlay", "probabilities")
 
 
 @dataclass(frozen=True)
@@ -75,11 +93,87 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def output_paths(image: Path, out_dir: Path, probs: bool) -> list[Path]:
+    """The mask, the overlay and, with ``probs``, the probabilities of ``image``."""
     names = [f"{image.stem}.png", f"{image.stem}_overlay.png"]
     if probs:
         names.append(f"{image.stem}_probs.npy")
     return [out_dir / name for name in names]
 
+
+def _check_outputs(paths: list[Path], out_dir: Path, options: PredictOptions) -> None:
+    """Refuse, before anything is written, outputs that would overwrite an input, another
+    input's outputs or (without ``overwrite``) existing files.
+
+    Paths are compared resolved, so ``--out .`` and ``--out ./in/..`` find the same clashes.
+    """
+    inputs = {path.resolve(): path for path in paths}
+    writers: dict[Path, tuple[Path, str]] = {}         # output -> (input writing it, kind)
+    for path in paths:
+        for output, kind in zip(output_paths(path, out_dir, options.probs), OUTPUT_KINDS):
+            key = output.resolve()
+            if key in inputs:
+                raise ValueError(f"{inputs[key]} is an input and would be overwritten by the "
+                                 f"{kind} of {path}; choose another --out")
+            if key in writers:
+                other, other_kind = writers[key]
+                raise ValueError(f"{other} and {path} would both write {output} (the "
+                                 f"{other_kind} of {other.name} and the {kind} of {path.name}); "
+                                 f"rename one of them or predict them into different --out "
+                                 f"folders")
+            writers[key] = (path, kind)
+    if not options.overwrite:
+        refuse_existing_outputs(p for path in paths
+                                for p in output_paths(path, out_dir, options.probs))
+
+
+# --- stopping cleanly -----------------------------------------------------------------------------
+
+def _say_now(message: str) -> None:
+    """Write ``message`` to stderr from a signal handler: to the descriptor itself where there
+    is one, because the buffered stream may be in the middle of a write (a progress bar's)
+    and would refuse a reentrant one."""
+    try:
+        descriptor = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):    # no descriptor: a notebook, a capture
+        sys.stderr.write(message)
+        sys.stderr.flush()
+        return
+    os.write(descriptor, message.encode())
+
+
+class _StopAfterThisImage:
+    """While active, the first Ctrl-C only asks the loop to stop after the image in hand, so
+    that image's outputs and summary.json are written; a second Ctrl-C aborts at once.
+
+    The handler is installed for the block only, and only in the main thread (the only one
+    that may); elsewhere Ctrl-C keeps its usual meaning.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._installed = False
+        self._previous: Any = None
+
+    def _handle(self, number, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        _say_now("\nstopping after this image; Ctrl-C again to abort\n")
+
+    def __enter__(self) -> _StopAfterThisImage:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._installed:
+            # None: the earlier handler was not set from Python and cannot be put back.
+            signal.signal(signal.SIGINT, signal.SIG_DFL if self._previous is None
+                          else self._previous)
+
+
+# --- the work -----------------------------------------------------------------------------------
 
 def _save_probs(path: Path, probs_shape: tuple[int, ...]) -> tuple[np.ndarray, Path]:
     """A float16 .npy memory map in a temporary file beside ``path``: the probabilities of a
@@ -118,49 +212,61 @@ def _predict_one(predictor, path: Path, out_dir: Path, options: PredictOptions) 
                       for name, n in zip(predictor.class_names, areas)}}
 
 
+def _predict_into(report: PredictReport, predictor, path: Path, out_dir: Path,
+                  options: PredictOptions) -> None:
+    """Predict ``path`` and record its outputs in ``report``, or record why it failed."""
+    try:
+        entry = _predict_one(predictor, path, out_dir, options)
+    except ValueError as error:                 # unreadable or unusable input: name it, go on
+        report.failed[str(path)] = str(error)
+        tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+        return
+    report.summary["images"][path.stem] = entry
+    report.written.extend(Path(p) for p in entry["outputs"])
+
+
+def _write_summary(path: Path, report: PredictReport, remaining: list[Path]) -> None:
+    """summary.json: this run's entries merged into the earlier ones, the failures, and
+    whether the run stopped before ``remaining`` (empty when it finished)."""
+    report.summary["failed"] = report.failed
+    report.summary["interrupted"] = bool(remaining)
+    report.summary["remaining"] = [str(p) for p in remaining]
+    atomic_write_text(path, json.dumps(report.summary, indent=2))
+
+
 def predict_files(predictor, inputs: list[str], out_dir: str | Path,
                   options: PredictOptions = PredictOptions()) -> PredictReport:
     """Predict every image named by ``inputs`` into ``out_dir``; see the module docstring.
 
     Raises ValueError before predicting anything when an input matches nothing, ``out_dir``
-    is a file, or outputs exist and ``overwrite`` is off.
+    is a file, two inputs would write the same output, an output would replace an input, or
+    outputs exist and ``overwrite`` is off. Raises KeyboardInterrupt after a Ctrl-C, once the
+    finished images and summary.json (with ``"interrupted": true``) are written.
     """
     out_dir = check_output_folder(out_dir, "--out")
     paths = expand_inputs(inputs)
-    stems: dict[str, Path] = {}
-    for path in paths:
-        if path.stem in stems:
-            raise ValueError(f"{path} and {stems[path.stem]} would write the same outputs "
-                             f"({path.stem}.png); predict them into different folders")
-        stems[path.stem] = path
-    inputs = {path.resolve() for path in paths}
-    clashes = [p for path in paths for p in output_paths(path, out_dir, options.probs)
-               if p.resolve() in inputs]
-    if clashes:
-        raise ValueError(f"{clashes[0]} is an input and would be overwritten by an output; "
-                         f"choose another --out")
-    existing = [p for path in paths for p in output_paths(path, out_dir, options.probs)
-                if p.exists()]
-    if existing and not options.overwrite:
-        listed = ", ".join(str(p) for p in existing[:3])
-        raise ValueError(f"{len(existing)} output file(s) exist, for example {listed}; pass "
-                         f"--overwrite to replace them")
+    _check_outputs(paths, out_dir, options)
     out_dir.mkdir(parents=True, exist_ok=True)
-
     summary_path = out_dir / "summary.json"
     report = PredictReport()
     report.summary = (json.loads(summary_path.read_text()) if summary_path.is_file() else {})
     report.summary.setdefault("images", {})
-    for path in tqdm(paths, desc="images", unit="image", disable=not options.progress
-                     or len(paths) < 2):
+    with _StopAfterThisImage() as stop:
+        finished = 0
         try:
-            entry = _predict_one(predictor, path, out_dir, options)
-        except ValueError as error:             # unreadable or unusable input: name it, go on
-            report.failed[str(path)] = str(error)
-            tqdm.write(f"skipped {path}: {error}")
-            continue
-        report.summary["images"][path.stem] = entry
-        report.written.extend(Path(p) for p in entry["outputs"])
-    report.summary["failed"] = report.failed
-    atomic_write_text(summary_path, json.dumps(report.summary, indent=2))
+            # A bar in a terminal (for one image, its tiles' bar is enough), a plain line
+            # per tenth of the images in a log.
+            for path in progress(paths, "images", options.progress, unit="image",
+                                 disable=len(paths) < 2):
+                _predict_into(report, predictor, path, out_dir, options)
+                finished += 1
+                if stop.requested:
+                    break
+        finally:        # whatever stopped the loop, the finished images stay listed
+            _write_summary(summary_path, report, paths[finished:])
+    if finished < len(paths):                  # only a Ctrl-C leaves the loop early
+        raise KeyboardInterrupt(f"stopped by Ctrl-C after {finished} of {len(paths)} images; "
+                                f"their outputs and summary.json are in {out_dir}; the "
+                                f"{len(paths) - finished} not predicted are listed there "
+                                f"under 'remaining'")
     return report

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..checkpoint import load_model
-from ..config import DataConfig, RunConfig
+from ..config import PRESET_SOURCES, DataConfig, RunConfig
 from ..data.protocol import SegmentationDataset
 from ..data.sources import build_eval_dataset
 from ..evaluation import Evaluation, evaluate, predict_labels
@@ -38,6 +38,7 @@ class ScoredSplit:
 
     evaluation: Evaluation
     inspection: Inspection | None
+    split: str                       # the split scored: train, val, all or test
     class_names: list[str]
     colours: list[tuple[int, int, int]]
     ignore_index: int
@@ -69,26 +70,72 @@ def data_with_overrides(data: DataConfig, overrides: dict[str, Any] | None) -> D
     return replace(data, **changes)
 
 
+def _default_split(trained: DataConfig, scored: DataConfig) -> str:
+    """The run's validation images; another folder is a test set, scored whole."""
+    other_folder = scored.source != trained.source and not (
+        scored.synthetic or scored.source in PRESET_SOURCES)
+    return "all" if other_folder else "val"
+
+
+class _Relabelled:
+    """A dataset whose masks are turned from its own class order into the checkpoint's
+    (``table[data label] = checkpoint label``; the data's ignore label becomes the
+    checkpoint's). Everything else is the wrapped dataset's."""
+
+    def __init__(self, dataset: SegmentationDataset, table: dict[int, int]) -> None:
+        self.dataset, self.table = dataset, table
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.dataset[index]
+        relabelled = mask.clone()
+        for label, target in self.table.items():
+            relabelled[mask == label] = target
+        return image, relabelled
+
+    def __getattr__(self, name: str):
+        return getattr(self.dataset, name)
+
+
+def _in_checkpoint_labels(dataset: SegmentationDataset, spec, class_names: list[str],
+                          ignore_index: int, checkpoint) -> SegmentationDataset:
+    """``dataset`` with labels that mean the checkpoint's classes, matched by name."""
+    data_names = list(spec.class_names)
+    if data_names == class_names and spec.ignore_index == ignore_index:
+        return dataset
+    if sorted(data_names) != sorted(class_names) or len(set(data_names)) != len(data_names):
+        raise ValueError(f"{checkpoint} predicts the classes {', '.join(class_names)} but the "
+                         f"data names {', '.join(data_names)}; expected the same names (in any "
+                         f"order)")
+    table = {label: class_names.index(name) for label, name in enumerate(data_names)}
+    table[spec.ignore_index] = ignore_index
+    return _Relabelled(dataset, table)
+
+
 def score_split(
-    checkpoint: str | Path, split: str = "val", data: dict[str, Any] | None = None,
+    checkpoint: str | Path, split: str | None = None, data: dict[str, Any] | None = None,
     device: str | None = None, inspect: bool = True, progress: bool = False,
 ) -> ScoredSplit:
     """Score ``checkpoint`` on ``split`` of its own data, or of the data ``data`` overrides
     (keys of `DataConfig`: source, root, val, spec, ...), as training's validation did.
 
-    With ``inspect``, the mask inspector also reads every (prediction, truth) pair.
-    Raises ValueError when the data has another number of classes than the checkpoint.
+    ``split`` defaults to the run's validation split, and to the whole folder when ``data``
+    names another folder (a test set). Classes are matched by name: data whose classes are
+    the checkpoint's in another order is relabelled; other names are refused. A folder without
+    a dataset file takes the checkpoint's class names. With ``inspect``, the mask inspector
+    also reads every (prediction, truth) pair.
     """
     model, meta = load_model(checkpoint, "cpu")
     run = RunConfig.from_dict(meta["run_config"], str(checkpoint))
     norm = meta["normalisation"]
-    dataset, spec = build_eval_dataset(data_with_overrides(run.data, data),
-                                       tuple(norm["mean"]), tuple(norm["std"]), split)
+    data_config = data_with_overrides(run.data, data)
     class_names, ignore_index = list(meta["class_names"]), meta["ignore_index"]
-    if spec.num_classes != len(class_names):
-        raise ValueError(f"{checkpoint} predicts {len(class_names)} classes "
-                         f"({', '.join(class_names)}) but the data has {spec.num_classes} "
-                         f"({', '.join(spec.class_names)})")
+    split = split or _default_split(run.data, data_config)
+    dataset, spec = build_eval_dataset(data_config, tuple(norm["mean"]), tuple(norm["std"]),
+                                       split, class_names=class_names)
+    dataset = _in_checkpoint_labels(dataset, spec, class_names, ignore_index, checkpoint)
     precision = meta.get("precision", "fp32")
     runtime = Runtime.resolve(device, precision, bool(meta.get("channels_last", False)))
     if runtime.device.type != "cuda" and precision == "fp16":
@@ -102,6 +149,6 @@ def score_split(
     inspector = Inspector(class_names, ignore_index) if inspect else None
     evaluation = evaluate(model, loader, len(class_names), loss_fn, runtime, ignore_index,
                           inspector, progress)
-    return ScoredSplit(evaluation, inspector.result() if inspector else None, class_names,
+    return ScoredSplit(evaluation, inspector.result() if inspector else None, split, class_names,
                        [tuple(c) for c in meta["colours"]], ignore_index, dataset, model,
                        runtime)

@@ -86,36 +86,44 @@ BAR_COLOURS = {"iou": "#4c9a2a", "fp_boundary": "#ffd54f", "fn_boundary": "#ffb3
 
 
 # --- the inspector's charts: one row per class, worst at the top -------------------------------
+# Legends sit below the axes, outside them: inside, they cover the bars of whichever classes
+# fall in that corner, and how many rows a chart has depends on the dataset.
+
+def _bar_chart(rows: list[dict], row_height: float):
+    """A figure sized for ``rows`` whose layout keeps room for a legend outside the axes."""
+    return pyplot().subplots(figsize=(8, row_height * len(rows) + 1.6), layout="constrained")
+
+
+def _legend_below(figure, columns: int) -> None:
+    figure.legend(loc="outside lower center", ncol=columns, fontsize="small", frameon=False)
+
 
 def iou_bars(rows: list[dict], miou: float):
-    plt = pyplot()
-    figure, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
+    figure, ax = _bar_chart(rows, 0.4)
     names = [r["class"] for r in rows]
     values = [0.0 if math.isnan(r["iou"]) else r["iou"] for r in rows]
     ax.barh(names, values, color=BAR_COLOURS["iou"])
     ax.axvline(miou, color="black", linestyle="--", label=f"mIoU {miou:.3f}")
     ax.set(xlim=(0, 1), xlabel="IoU", title="IoU per class (worst at the top)")
     ax.invert_yaxis()
-    ax.legend(loc="lower right")
+    _legend_below(figure, 1)
     return figure
 
 
 def share_bars(rows: list[dict]):
-    plt = pyplot()
-    figure, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
+    figure, ax = _bar_chart(rows, 0.4)
     y = np.arange(len(rows))
     ax.barh(y - 0.2, [r["true_share"] for r in rows], height=0.4, label="truth")
     ax.barh(y + 0.2, [r["pred_share"] for r in rows], height=0.4, label="prediction")
     ax.set_yticks(y, [r["class"] for r in rows])
     ax.set(xlabel="share of pixels", title="class shares: truth vs prediction")
     ax.invert_yaxis()
-    ax.legend(loc="lower right")
+    _legend_below(figure, 2)
     return figure
 
 
 def recall_bars(rows: list[dict]):
-    plt = pyplot()
-    figure, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    figure, ax = _bar_chart(rows, 0.45)
     y = np.arange(len(rows))
     for offset, bucket in zip((-0.27, 0.0, 0.27), SIZE_BUCKETS):
         values = [r["object_recall"][bucket] for r in rows]
@@ -125,13 +133,12 @@ def recall_bars(rows: list[dict]):
     ax.set(xlim=(0, 1), xlabel="object recall (no bar: no such objects or none found)",
            title="object recall by size")
     ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize="small")
+    _legend_below(figure, 3)
     return figure
 
 
 def breakdown_bars(rows: list[dict]):
-    plt = pyplot()
-    figure, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.6))
+    figure, ax = _bar_chart(rows, 0.4)
     names = [r["class"] for r in rows]
     left = np.zeros(len(rows))
     for part in ("iou",) + ERROR_TYPES:
@@ -142,5 +149,5 @@ def breakdown_bars(rows: list[dict]):
         left += values
     ax.set(xlim=(0, 1), xlabel="share of TP + FP + FN", title="IoU and error breakdown")
     ax.invert_yaxis()
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, fontsize="small")
+    _legend_below(figure, 4)
     return figure

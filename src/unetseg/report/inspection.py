@@ -1,10 +1,11 @@
 """The inspector's report: ``report.json`` and a self-contained ``report.html`` (every figure
 embedded as a PNG data URI; no network, no external files).
 
-The HTML page shows the per-class table with verdicts, per-class IoU bars with the mIoU line,
-the row-normalised confusion matrix, true vs predicted class shares, object recall by size,
-the error breakdown as stacked bars (IoU plus the six error shares add up to 1), and the worst
-images as image | truth | prediction | error map (coloured by error type).
+The HTML page opens with what the numbers rest on (the number of images and the share of
+true pixels ignored), then shows the per-class table with verdicts, per-class IoU bars with the
+mIoU line, the row-normalised confusion matrix, true vs predicted class shares, object recall
+by size, the error breakdown as stacked bars (IoU plus the six error shares add up to 1), and
+the worst images as image | truth | prediction | error map (coloured by error type).
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from .figures import (
 )
 from .images import colourise, side_by_side, to_rgb8
 from .tables import fmt as _fmt
-from .tables import worst_first
+from .tables import inspection_summary, worst_first
 
-__all__ = ["write_inspection_report", "ERROR_COLOURS", "SampleSource"]
+__all__ = ["write_inspection_report", "REPORT_FILES", "ERROR_COLOURS", "SampleSource"]
+
+# What `write_inspection_report` writes into its folder (jobs check them before any work).
+REPORT_FILES = ("report.json", "report.html")
 
 # Error-map colours: correct pixels stay dark, ignored grey; error types as in the stacked bars.
 ERROR_COLOURS = {"correct": (20, 20, 20), "ignored": (128, 128, 128),
@@ -53,6 +57,13 @@ def _error_panel(image, truth, pred, colours, ignore_index) -> bytes:
     truth_shown = np.where(truth == ignore_index, 0, truth) if ignore_index is not None else truth
     return side_by_side([to_rgb8(image), colourise(truth_shown, colours),
                          colourise(pred, colours), error_palette[codes]])
+
+
+def _scope(inspection: Inspection) -> str:
+    """What the numbers rest on: how many images, and how much of them is not scored."""
+    ignore_index = inspection.settings.get("ignore_index")
+    label = "" if ignore_index is None else f" (true label {ignore_index})"
+    return f"{inspection_summary(inspection)}{label}."
 
 
 # --- the page -------------------------------------------------------------------------------
@@ -138,12 +149,11 @@ def write_inspection_report(
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{html.escape(title)}</h1>"
-            f"<p>mIoU {_fmt(inspection.miou, 4)} over {len(inspection.image_names)} images. "
-            f"Verdict rules, in order: "
+            f"<p>{html.escape(_scope(inspection))}</p><p>Verdict rules, in order: "
             f"{html.escape('; '.join(inspection.settings['rules']))}; otherwise fine when IoU "
             f">= {inspection.settings['fine_iou']}.</p>"
             f"{_table_html(rows)}{''.join(sections)}{CHECK_SCRIPT}</body></html>")
-    json_path, html_path = out_dir / "report.json", out_dir / "report.html"
+    json_path, html_path = (out_dir / name for name in REPORT_FILES)
     atomic_write_text(json_path, json.dumps(json_ready(inspection.to_dict()), indent=2))
     atomic_write_text(html_path, page)
     return json_path, html_path
