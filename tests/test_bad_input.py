@@ -53,6 +53,8 @@ def test_skip_bad_leaves_bad_pairs_out_and_lists_them(tmp_path, capsys):
     assert out.count("--skip-bad: left out 2 bad pair(s):") == 2          # at start and end
     assert "broken.png: cannot be read as an image" in out
     assert "seven.png: values [7] are not classes 0..1" in out
+    broken = data / "images" / "broken.png"
+    assert f"{broken}: {broken}:" not in out                  # the file is not named twice
 
 
 def test_nan_pixels_are_refused_naming_the_file(tmp_path):

@@ -125,12 +125,11 @@ def inspect_folders(
     pairs = _pair_masks(Path(pred_dir), Path(truth_dir))
     spec = (class_spec(classes) if classes else         # else name the labels found
             class_spec(None, _found_labels(pairs)))
-    colours = np.asarray(spec.colours)
 
     def read_pair(index: int) -> tuple[np.ndarray, np.ndarray]:
         pred_path, truth_path = pairs[index]
-        pred, truth = _read_prediction(pred_path), spec.apply_remap(read_mask(truth_path,
-                                                                              colours))
+        # Truth as stored, decoded as training reads it (colours, void colour, remap).
+        pred, truth = _read_prediction(pred_path), spec.apply_remap(spec.decode_mask(truth_path))
         if pred.shape != truth.shape:
             raise ValueError(f"{pred_path} is {pred.shape[1]}x{pred.shape[0]} but {truth_path} "
                              f"is {truth.shape[1]}x{truth.shape[0]}; expected the same size")
