@@ -307,3 +307,49 @@ def test_camvid_values_sizes_and_neighbouring_frames():
     val = CAMVID_ROOT / "val"
     a, b = (difference_hash(read_raw_image(val / f"0016E5_{n}.png")) for n in ("07959", "07961"))
     assert bin(a ^ b).count("1") <= DUPLICATE_DISTANCE
+
+
+# ------------------------------------------------------- each data mistake, as check sees it
+
+def plain_folder(root: Path, masks: list[np.ndarray], dataset_yaml: str | None) -> Path:
+    """``root/{images,masks}`` of scenes with the given masks, and an optional dataset file."""
+    for i, mask in enumerate(masks):
+        save(root / "images" / f"{i}.png", scene(i))
+        save(root / "masks" / f"{i}.png", mask)
+    if dataset_yaml is not None:
+        (root / "dataset.yaml").write_text(dataset_yaml)
+    return root
+
+
+@pytest.mark.parametrize("case,masks,dataset_yaml,extra,status,message", [
+    ("classes as a YAML string", [halves(0, 1)] * 5, "classes: cell, membrane\n", {}, 2,
+     "not a list"),
+    ("--classes beside a dataset file", [halves(0, 1)] * 5, "classes: [a, b]\n",
+     {"classes": ("a", "b")}, 2, "remove --classes"),
+    ("a remap key that never occurs", [halves(0, 1)] * 5,
+     "classes: [a, b]\nremap: {255: 1}\n", {}, 1, "remap key 255 never occurs"),
+    ("a class that never occurs", [halves(0, 1)] * 5, "classes: [a, b, c]\n", {}, 1,
+     "class 'c' never occurs"),
+    ("most pixels ignored", [halves(0, 255)] * 5, "classes: [a, b]\nignore_index: 255\n", {},
+     1, "of the training pixels are ignore_index 255"),
+    ("0/255 masks", [halves(0, 255)] * 5, None, {"classes": ("a", "b")}, 1,
+     "255 is read as class 1 (b)"),
+])
+def test_each_data_mistake_is_reported_with_its_severity(tmp_path, case, masks, dataset_yaml,
+                                                        extra, status, message):
+    root = plain_folder(tmp_path / "data", masks, dataset_yaml)
+    report = check_data(DataConfig(source=str(root), val_ratio=0.4, **extra))
+    assert report.status == status, format_report(report)
+    assert message in format_report(report)
+
+
+def test_junk_files_and_overlapping_split_files(tmp_path):
+    root = plain_folder(tmp_path / "data", [halves(0, 1)] * 5, "classes: [a, b]\n")
+    (root / "images" / "Thumbs.db").write_bytes(b"junk")
+    report = check_data(DataConfig(source=str(root), val_ratio=0.4))
+    assert report.status == 1 and "skipped 1 non-image file" in format_report(report)
+    (root / "train.txt").write_text("0\n1\n2\n")
+    (root / "val.txt").write_text("2\n3\n")
+    report = check_data(DataConfig(source=str(root), train_list="train.txt",
+                                   val_list="val.txt"))
+    assert report.status == 2 and "both name 1 image(s)" in format_report(report)
