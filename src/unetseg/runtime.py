@@ -34,9 +34,9 @@ def pick_device(name: str | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"--device {name}: not a device name; expected cpu, cuda or cuda:N "
-                         f"({error})") from None
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device name; expected cpu, cuda or "
+                         f"cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             build = "has no CUDA" if torch.version.cuda is None else "sees no GPU"
