@@ -22,7 +22,7 @@ from .model import UNetConfig
 from .runtime import PRECISIONS
 
 __all__ = ["DataConfig", "TrainConfig", "RunConfig", "UNetConfig", "SECTIONS", "cli_fields",
-           "flag_of", "SCHEDULES",
+           "flag_of", "parse_yaml", "SCHEDULES",
            "SYNTHETIC_SOURCES", "PRESET_SOURCES"]
 
 SCHEDULES = ("cosine", "onecycle")
@@ -244,15 +244,7 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
-        import yaml
-
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(error, "problem", None) or "not valid YAML"
-            raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
+        values = parse_yaml(Path(path).read_text(), path) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected sections data, model, train")
         return cls.from_dict(values, str(path))
@@ -271,3 +263,17 @@ class RunConfig:
 def cli_fields(config_class: type) -> list:
     """The fields of a section that have a command-line flag (those with help text)."""
     return [item for item in fields(config_class) if "help" in item.metadata]
+
+
+def parse_yaml(text: str, path: str | Path) -> Any:
+    """YAML ``text`` read from ``path``; a ValueError naming the file, line and column when it
+    does not parse (run configs and dataset files alike)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import parse_yaml
 from .io import read_mask
 
 __all__ = ["DATASET_FILES", "DatasetSpec", "default_colours", "find_spec_file",
@@ -234,15 +235,7 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path}: not valid JSON at line {error.lineno}, column "
                              f"{error.colno}: {error.msg}") from None
     else:
-        import yaml
-
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(error, "problem", None) or "not valid YAML"
-            raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
+        values = parse_yaml(text, path)
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping with 'classes', found {type(values)}")
     return values
