@@ -1,9 +1,10 @@
 """Training and inference speed of the U-Net under each precision and memory layout.
 
-Why the defaults are what they are: ``unetseg train`` picks bf16 autocast on CPUs with native
-bf16 (AVX-512 BF16 or AMX) and channels_last everywhere. This script times one optimiser step
-and one forward pass in each combination, in one process, and prints each as a ratio to plain
-fp32 NCHW, so the claim can be checked on any machine.
+Why the defaults are what they are: ``unetseg train`` uses channels_last everywhere and, on a
+CPU with native bf16 (AVX-512 BF16 or AMX), times fp32 against bf16 at the run's shapes and
+keeps the faster (`unetseg.tuning`): the flag alone does not say which is. This script times
+one optimiser step and one forward pass in each combination, in one process, and prints each
+as a ratio to plain fp32 NCHW, so the choice can be checked on any machine.
 
     .venv/bin/python benchmarks/train_speed.py [--base 32 --size 256 --batch 8 --steps 5]
 """

@@ -7,12 +7,20 @@ training itself (resume, faults, flags) make their own runs.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from unetseg.config import DataConfig, RunConfig, TrainConfig, UNetConfig
 from unetseg.train import FitResult, fit
+
+
+def pytest_configure(config):
+    """Keep the precision measurements of `unetseg.tuning` out of the user's ~/.cache: one
+    cache per test session, shared with the training processes tests start."""
+    os.environ.setdefault("UNETSEG_CACHE_DIR", tempfile.mkdtemp(prefix="unetseg-cache-"))
 
 
 def tiny_config(out: str | Path, epochs: int = 2, **train) -> RunConfig:

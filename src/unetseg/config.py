@@ -150,8 +150,9 @@ class TrainConfig:
     class_weights: str | None = option(None, "cross-entropy class weights: 'median' "
                                        "(median frequency) or 'w0,w1,...'")
     grad_clip: float = option(1.0, "max gradient norm (0 = no clipping)")
-    precision: str = option("auto", "auto, fp32, bf16 or fp16 (CUDA); auto = bf16 where "
-                            "native")
+    precision: str = option("auto", "auto, fp32, bf16 or fp16 (CUDA); auto = bf16 on GPUs, "
+                            "and on a CPU with native bf16 the faster of bf16 and fp32, "
+                            "measured once and cached")
     channels_last: bool = option(True, "keep the NCHW memory layout (default: channels_last, "
                                  "faster on CPU and GPU)", flag="--no-channels-last")
     seed: int = option(0, "seed of the initial weights, the shuffling and dropout")
@@ -204,9 +205,10 @@ def _valid_weights(spec: str) -> bool:
 
 
 SECTIONS = {"data": DataConfig, "model": UNetConfig, "train": TrainConfig}
-# config.yaml also records what the data check found (class shares, ignored share, notices):
-# written by training, skipped when the file is read back as a configuration.
-RECORD_SECTION = "data_check"
+# config.yaml also records what training found and chose: the data check (class shares,
+# ignored share, notices) and the runtime (the precision measured fastest). Written by
+# training, skipped when the file is read back as a configuration.
+RECORD_SECTIONS = ("data_check", "runtime")
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "the configuration") -> RunConfig:
         """Build from nested dicts (a YAML file or a checkpoint); unknown keys are errors."""
-        unknown = set(values) - set(SECTIONS) - {RECORD_SECTION}
+        unknown = set(values) - set(SECTIONS) - set(RECORD_SECTIONS)
         if unknown:
             raise ValueError(f"{source}: unknown sections {sorted(unknown)}; expected data, "
                              f"model, train")
@@ -249,14 +251,15 @@ class RunConfig:
             raise ValueError(f"{path}: expected sections data, model, train")
         return cls.from_dict(values, str(path))
 
-    def to_yaml(self, data_check: dict | None = None) -> str:
-        """The YAML of ``--config``; with ``data_check``, also the data check's findings under
-        `RECORD_SECTION`, a record that reading the file back skips."""
+    def to_yaml(self, records: dict[str, Any] | None = None) -> str:
+        """The YAML of ``--config``; ``records`` (keys of `RECORD_SECTIONS`) are added after
+        the settings, as records that reading the file back skips."""
         import yaml
 
         values = self.to_dict()
-        if data_check is not None:
-            values[RECORD_SECTION] = data_check
+        for name, record in (records or {}).items():
+            assert name in RECORD_SECTIONS, name
+            values[name] = record
         return yaml.safe_dump(values, sort_keys=False)
 
 

@@ -8,6 +8,7 @@ plain ``unetseg train`` is a world of one, and every function here is then a che
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -54,7 +55,9 @@ def setup(device_name: str | None = None) -> tuple[World, torch.device]:
 
 
 def shutdown(world: World) -> None:
+    """Leave the process group once every rank got here (release DDP wrappers first)."""
     if world.distributed and dist.is_initialized():
+        gc.collect()                   # objects that still hold the group (a dropped reducer)
         dist.barrier()
         dist.destroy_process_group()
 

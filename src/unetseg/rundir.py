@@ -30,7 +30,7 @@ import yaml
 from torch import nn
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import RECORD_SECTION
+from .config import RECORD_SECTIONS
 from .evaluation import Evaluation
 from .files import atomic_write_text, check_output_folder, json_ready
 from .metrics import ConfusionMatrix
@@ -137,7 +137,15 @@ class RunDir:
             recorded = yaml.safe_load((self.path / "config.yaml").read_text())
         except (OSError, yaml.YAMLError):
             return False
-        return isinstance(recorded, dict) and RECORD_SECTION in recorded
+        return isinstance(recorded, dict) and RECORD_SECTIONS[0] in recorded
+
+    def record(self, name: str) -> dict | None:
+        """A record (one of `RECORD_SECTIONS`) that config.yaml holds, or None."""
+        try:
+            recorded = yaml.safe_load((self.path / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            return None
+        return recorded.get(name) if isinstance(recorded, dict) else None
 
     def refuse_inside(self, folders: set[Path]) -> None:
         """Refuse a run folder inside one of the data's folders (images/, masks/): the run's

@@ -29,8 +29,9 @@ from .model import UNet
 from .optim import make_optimizer
 from .progress import in_terminal, progress, time_left
 from .rundir import EpochTally, RunDir, RunState, epoch_row
-from .runtime import Runtime
+from .runtime import Runtime, pick_precision
 from .signals import StopSignals, TrainingInterrupted
+from .tuning import PrecisionChoice, choose_precision
 
 __all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "Trainer", "fit"]
 
@@ -69,8 +70,6 @@ class Trainer:
         self.run_dir = RunDir(config.train.out, self.world.is_main)
         starts_over = self.run_dir.check(resume, overwrite)
         cfg = config.train
-        torch.manual_seed(cfg.seed)            # the same initial weights on every rank
-        self.runtime = Runtime.resolve(device, cfg.precision, cfg.channels_last)
         self.data = build_datasets(config.data)
         if self.data.skipped:
             self.say(_skipped_pairs(self.data.skipped))
@@ -84,9 +83,12 @@ class Trainer:
                                            self.data.class_pixels)
         self.loss_fn = make_loss(cfg.loss, self.data.spec.ignore_index, cfg.dice_weight,
                                  self.class_weights).to(device)
-        warning = check_training_fits(config, self.world.size, self.runtime)
+        warning = check_training_fits(config, self.world.size, Runtime(device))
         if warning:                            # refused (ValueError) if it cannot fit at all
             self.say(warning)
+        self.precision = self._choose_precision(device, resume)
+        self.runtime = Runtime(device, self.precision.precision, cfg.channels_last)
+        torch.manual_seed(cfg.seed)            # the same initial weights on every rank
         self.model = self._model()
         self.steps_per_epoch = len(self._loaders(0)[0])
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg, self.steps_per_epoch)
@@ -94,8 +96,10 @@ class Trainer:
                                            enabled=self.runtime.precision == "fp16")
         self.tally = self._new_tally()
         self.state = self._restore() if resume else RunState()
-        # A resumed run may run longer now; the data check's findings are recorded beside it.
-        self.run_dir.write_config(config.to_yaml(data_check=self.data.summary))
+        # A resumed run may run longer now; what the data check found and the precision chosen
+        # are recorded beside the settings.
+        self.run_dir.write_config(config.to_yaml({"data_check": self.data.summary,
+                                                  "runtime": self.precision.to_dict()}))
         self.epoch = self.state.epoch
         self.skipped = self.bad_in_a_row = 0              # non-finite steps: all, in a row
         self.stop = StopSignals(announce=self.world.is_main)
@@ -105,6 +109,26 @@ class Trainer:
     def say(self, message: str) -> None:
         if self.world.is_main:                 # one log from rank 0
             print(message, flush=True)
+
+    def _choose_precision(self, device: torch.device, resume: bool) -> PrecisionChoice:
+        """``--precision``, or for ``auto`` the faster one measured here (`unetseg.tuning`); a
+        resumed run keeps the one it started with, and all ranks agree on one."""
+        requested = self.config.train.precision
+        if requested != "auto":
+            return PrecisionChoice(pick_precision(requested, device), reason="--precision")
+        recorded = self.run_dir.record("runtime") if resume else None
+        if recorded:
+            choice = PrecisionChoice(recorded["precision"], recorded.get("seconds", {}),
+                                     "as when the run started")
+        else:
+            size = self.config.data.size
+            choice = choose_precision(self.config.model,
+                                      self.config.data.batch_size // self.world.size, size,
+                                      device)
+        if distributed.any_rank(choice.precision == "fp32", self.world, device):
+            choice = PrecisionChoice("fp32", choice.seconds, "fp32 on some rank")
+        self.say(choice.describe())
+        return choice
 
     @property
     def progress_bars(self) -> bool:
@@ -191,6 +215,10 @@ class Trainer:
             self.run_dir.close()
         if self.data.skipped:
             self.say(_skipped_pairs(self.data.skipped))
+        # DDP's reducer keeps the process group alive; dropped only at interpreter exit, gloo's
+        # worker threads can then be torn down mid-finalisation and abort the process. Release
+        # the wrapper first, so the group is destroyed here, while everything is alive.
+        self.model = unwrap(self.model)
         distributed.shutdown(self.world)
         state = self.state
         return FitResult(self.run_dir.path, state.history, state.best_miou, state.best_epoch)
