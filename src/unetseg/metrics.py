@@ -138,22 +138,28 @@ class ConfusionMatrix:
                 f"dimension at 1"
             )
         pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
-        if self.ignore_index is not None:
-            keep = target != self.ignore_index
-            pred, target = pred[keep], target[keep]
         c = self.num_classes
-        out_of_range = (target < 0) | (target >= c) | (pred < 0) | (pred >= c)
-        if out_of_range.any():
-            raise ValueError(
-                f"labels must lie in [0, {c}) or equal ignore_index={self.ignore_index}; "
-                f"found target values {torch.unique(target[out_of_range]).tolist()[:10]} and "
-                f"predicted values {torch.unique(pred[out_of_range]).tolist()[:10]} "
-                f"among the offending pixels"
-            )
+        # Each (true, predicted) pair becomes one bin of a C*C histogram. Two extra bins take
+        # the ignored pixels and the invalid ones, so no pixel is copied out by a boolean mask
+        # and the histogram is one pass; only the invalid count is read back, once.
+        valid = (target >= 0) & (target < c) & (pred >= 0) & (pred < c)
+        ignored = (target == self.ignore_index if self.ignore_index is not None
+                   else torch.zeros_like(valid))
+        bins = torch.where(valid, target * c + pred, c * c + 1 - ignored.long())
+        counts = torch.bincount(bins, minlength=c * c + 2)
+        if counts[c * c + 1].item():                      # invalid and not ignored
+            self._refuse(pred, target, valid | ignored)
         if self.matrix.device != target.device:
             self.matrix = self.matrix.to(target.device)
-        # Each (true, predicted) pair becomes one bin of a C*C histogram.
-        self.matrix += torch.bincount(target * c + pred, minlength=c * c).view(c, c)
+        self.matrix += counts[: c * c].view(c, c)
+
+    def _refuse(self, pred: torch.Tensor, target: torch.Tensor, fine: torch.Tensor) -> None:
+        bad = ~fine
+        raise ValueError(
+            f"labels must lie in [0, {self.num_classes}) or equal ignore_index="
+            f"{self.ignore_index}; found target values {torch.unique(target[bad]).tolist()[:10]}"
+            f" and predicted values {torch.unique(pred[bad]).tolist()[:10]} among the "
+            f"offending pixels")
 
     def compute(self) -> Scores:
         return scores_from_matrix(self.matrix)
