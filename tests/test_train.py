@@ -251,11 +251,11 @@ def test_validation_loss_is_the_training_objective(make_tiny_config, tmp_path):
     config = make_tiny_config(tmp_path / "ce_only", epochs=1, dice_weight=0.0,
                               class_weights="1,2,3")
     result = fit(config)
-    model, _ = load_model(result.run_dir / "last.safetensors")
+    model, meta = load_model(result.run_dir / "last.safetensors")
     loader = DataLoader(build_datasets(config.data).val, batch_size=config.data.batch_size)
     weights = torch.tensor([1.0, 2.0, 3.0])
     ce = evaluate(model, loader, 3, make_loss("ce", class_weights=weights),
-                  Runtime.resolve("cpu", config.train.precision, True))
+                  Runtime.resolve("cpu", meta["precision"], True))      # as the run did
     assert result.history[0]["val_loss"] == pytest.approx(ce.loss, rel=1e-6)
 
 

@@ -29,9 +29,9 @@ from .model import UNet
 from .optim import make_optimizer
 from .progress import in_terminal, progress, time_left
 from .rundir import EpochTally, RunDir, RunState, epoch_row
-from .runtime import Runtime, pick_precision
+from .runtime import Runtime
 from .signals import StopSignals, TrainingInterrupted
-from .tuning import PrecisionChoice, choose_precision
+from .tuning import PrecisionChoice, training_precision
 
 __all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "Trainer", "fit"]
 
@@ -111,22 +111,11 @@ class Trainer:
             print(message, flush=True)
 
     def _choose_precision(self, device: torch.device, resume: bool) -> PrecisionChoice:
-        """``--precision``, or for ``auto`` the faster one measured here (`unetseg.tuning`); a
-        resumed run keeps the one it started with, and all ranks agree on one."""
-        requested = self.config.train.precision
-        if requested != "auto":
-            return PrecisionChoice(pick_precision(requested, device), reason="--precision")
-        recorded = self.run_dir.record("runtime") if resume else None
-        if recorded:
-            choice = PrecisionChoice(recorded["precision"], recorded.get("seconds", {}),
-                                     "as when the run started")
-        else:
-            size = self.config.data.size
-            choice = choose_precision(self.config.model,
-                                      self.config.data.batch_size // self.world.size, size,
-                                      device)
+        """`unetseg.tuning.training_precision`, agreed over ranks (fp32 if any rank says so)."""
+        choice = training_precision(self.config, self.config.data.batch_size // self.world.size,
+                                    device, self.run_dir.record("runtime") if resume else None)
         if distributed.any_rank(choice.precision == "fp32", self.world, device):
-            choice = PrecisionChoice("fp32", choice.seconds, "fp32 on some rank")
+            choice = PrecisionChoice("fp32", choice.seconds, choice.reason)
         self.say(choice.describe())
         return choice
 

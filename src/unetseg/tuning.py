@@ -26,9 +26,10 @@ import torch
 from .files import atomic_write_text
 from .losses import CEDiceLoss
 from .model import UNet, UNetConfig
-from .runtime import autocast, cpu_has_bf16
+from .runtime import autocast, cpu_has_bf16, pick_precision
 
-__all__ = ["PrecisionChoice", "choose_precision", "measure_step", "cache_dir", "ROUNDS"]
+__all__ = ["PrecisionChoice", "training_precision", "choose_precision", "measure_step",
+           "cache_dir", "ROUNDS"]
 
 # Timed steps per candidate, after one warm-up step each; alternated A B A B ..., and the
 # fastest of each kept (interference from other work only ever adds time).
@@ -101,6 +102,20 @@ def measure_step(config: UNetConfig, batch: int, size: int, precision: str,
         return time.perf_counter() - start
 
     return step
+
+
+def training_precision(config, batch: int, device: torch.device,
+                       recorded: dict | None = None) -> PrecisionChoice:
+    """The precision a run (a `RunConfig` whose model section has its data shapes) trains in:
+    its ``--precision``; for ``auto``, the one ``recorded`` when a resumed run started, else
+    `choose_precision` at the run's crop size and this process's ``batch``."""
+    requested = config.train.precision
+    if requested != "auto":
+        return PrecisionChoice(pick_precision(requested, device), reason="--precision")
+    if recorded:
+        return PrecisionChoice(recorded["precision"], recorded.get("seconds", {}),
+                               "as when the run started")
+    return choose_precision(config.model, batch, config.data.size, device)
 
 
 def choose_precision(config: UNetConfig, batch: int, size: int, device: torch.device,
