@@ -25,6 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/predict_large.py
+	$(BIN)/python benchmarks/inspector_speed.py
 
 # torch goes in first and alone: installed later as a dependency, pip would pick the newest
 # (multi-GB CUDA) build; installed first, the package's "torch>=2.2" is already satisfied.

@@ -786,3 +786,28 @@ def test_boundary_f1_ignores_255_by_default():
     meter = BoundaryF1(3, tolerance=1.5)
     meter.update(pred, target)
     assert_nan_equal(meter.compute(), expected, atol=1e-12)
+
+
+# --- distances on crops (the inspector's and boundary F1's building block) -------------------
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distances_on_a_crop_equal_the_whole_image_transform(seed):
+    """`within` runs the distance transform on a crop around ``where`` only; at every pixel of
+    ``where`` it must agree with the transform of the whole image, edges and corners included."""
+    from scipy import ndimage
+
+    from unetseg.metrics import distances_up_to, within
+
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(5, 60)), int(rng.integers(5, 60)))
+    region = ndimage.binary_dilation(rng.random(shape) < 0.02, iterations=int(rng.integers(0, 3)))
+    where = rng.random(shape) < rng.choice([0.001, 0.01, 0.2])
+    for radius in (1.0, 2.5, float(rng.uniform(0.5, 12))):
+        full = (ndimage.distance_transform_edt(~region) if region.any()
+                else np.full(shape, np.inf))
+        np.testing.assert_array_equal(within(region, radius, where),
+                                      where & (full <= radius))
+        near = distances_up_to(region, radius, where)
+        close = where & (full <= radius)
+        np.testing.assert_array_equal(near[close], full[close])
+        assert np.isinf(near[~where]).all()

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .metrics import BoundaryF1
+from .metrics import BoundaryF1, distances_up_to, within
 
 __all__ = ["Inspector", "Inspection", "inspect_masks", "error_breakdown", "error_masks",
            "error_map", "ERROR_MAP_CODES", "boundary_iou",
@@ -116,7 +116,8 @@ def error_masks(pred: np.ndarray, truth: np.ndarray, label: int, d: float,
     if not (fp.any() or fn.any()):
         return masks
     tn = valid & ~is_true & ~is_pred
-    near_both = (_distance_to(tp) <= d) & (_distance_to(tn) <= d)
+    errors = fp | fn            # the only pixels whose distances are read below
+    near_both = within(tp, d, errors) & within(tn, d, errors)
     for kind, errors, region in (("fp", fp, is_pred), ("fn", fn, is_true)):
         if not errors.any():
             continue
@@ -160,10 +161,9 @@ def error_map(pred: np.ndarray, truth: np.ndarray, num_classes: int,
 
 
 def _inner_band(mask: np.ndarray, d: float) -> np.ndarray:
-    """Mask pixels within ``d`` of the mask's contour (the image edge is no contour)."""
-    if not mask.any():
-        return mask
-    return mask & (ndimage.distance_transform_edt(mask) <= d)
+    """Mask pixels within ``d`` of the mask's contour (the image edge is no contour): those
+    within ``d`` of a pixel outside the mask, inside the image."""
+    return within(~mask, d, mask)
 
 
 def boundary_iou(pred: np.ndarray, truth: np.ndarray, label: int,
@@ -334,13 +334,12 @@ class Inspector:
             return
         self.errors[label] += count
         # Distance to the true boundary: to the nearest pixel on the other side of it.
-        if is_true.any() and (~is_true).any():
-            distance = np.where(is_true, ndimage.distance_transform_edt(is_true),
-                                ndimage.distance_transform_edt(~is_true))
-        else:
-            distance = np.full(truth.shape, np.inf)
+        missed, extra = errors & is_true, errors & ~is_true
+        reach = max(b_near)
+        distance = np.minimum(distances_up_to(~is_true, reach, missed),
+                              distances_up_to(is_true, reach, extra))
         for slot, b in enumerate(b_near):
-            self.near_boundary[label, slot] += int((errors & (distance <= b)).sum())
+            self.near_boundary[label, slot] += int((distance <= b).sum())
 
     def result(self) -> Inspection:
         if not self.image_names:
