@@ -1,0 +1,206 @@
+"""The `unetseg` command: argument parsing and printing only; the work lives in the library.
+
+`main` is also the one place that tunes the process (the C allocator, see
+`runtime.tune_malloc`): library calls leave process-wide state as they found it. Nothing heavy
+is imported before a command needs it: ``unetseg pick`` never imports torch.
+
+- `train_flags`: ``unetseg train``'s flags, generated from the configuration, and ``--resume``;
+- `job_commands`: evaluate, inspect, check, predict, export and demo: run the job, print;
+- `pick_dialogue`: the questions of ``unetseg pick``;
+- here: the parser and `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .job_commands import (
+    CHECK_FIELDS,
+    check_command,
+    demo_command,
+    evaluate_command,
+    export_command,
+    inspect_command,
+    predict_command,
+)
+from .pick_dialogue import add_pick_arguments, run_pick
+from .train_flags import add_config_flags, add_train_flags, config_from_args, train_command
+
+__all__ = ["main", "build_parser", "config_from_args", "add_pick_arguments", "run_pick"]
+
+# Commands whose work is numerical, for which the allocator is tuned (see tune_malloc).
+COMPUTE_COMMANDS = ("train", "evaluate", "predict", "inspect", "export", "demo", "check")
+
+
+# --- the parser ---------------------------------------------------------------------------------
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """Which data a checkpoint is scored on: by default the split it was trained with."""
+    parser.add_argument("--data", help="data source (default: the one it was trained on)")
+    parser.add_argument("--root", help="dataset folder for --data camvid or isbi "
+                                       "(default: the training run's)")
+    parser.add_argument("--val", help="validation folder for a folder source "
+                                      "(default: the training run's)")
+    parser.add_argument("--spec", help="dataset file for a folder source "
+                                       "(default: the training run's)")
+    parser.add_argument("--split", choices=["train", "val", "all", "test"],
+                        help="the run's train or val images, all of them, or for synthetic data "
+                             "test, a fresh draw (default: val; all for a folder given with "
+                             "--data)")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars "
+                                                             "(default: shown)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the reports in --out "
+                                                                 "(default: refuse)")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``command``, the flags of ``unetseg train`` (generated
+    from the configuration, which imports torch) are added only when it is ``train``."""
+    parser = argparse.ArgumentParser(prog="unetseg",
+                                     description="Semantic segmentation with a U-Net.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a U-Net and evaluate it every epoch")
+    if command in (None, "train"):
+        add_train_flags(train)
+    train.set_defaults(run=train_command)
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint over a dataset split")
+    evaluate.add_argument("checkpoint", help="a .safetensors checkpoint (best or last)")
+    _add_data_flags(evaluate)
+    evaluate.add_argument("--out", help="folder for evaluation.json, confusion.png and the "
+                                        "report (default: evaluation/ beside the checkpoint)")
+    evaluate.set_defaults(run=evaluate_command)
+
+    predict = commands.add_parser("predict", help="segment images of any size with a "
+                                                  "checkpoint or an exported .onnx model")
+    predict.add_argument("model", help="a .safetensors checkpoint or an .onnx model from "
+                                       "`unetseg export` (default: none, required)")
+    predict.add_argument("inputs", nargs="+", help="image files, folders or glob patterns "
+                                                   "(default: none, required)")
+    predict.add_argument("--out", required=True, help="output folder for masks, overlays and "
+                                                      "summary.json (default: none, required)")
+    predict.add_argument("--tile", type=int, default=256,
+                         help="tile side in pixels; 0 = whole image at once (default: 256)")
+    predict.add_argument("--overlap", type=float, default=0.25,
+                         help="share of each tile overlapping its neighbour (default: 0.25)")
+    predict.add_argument("--blend", default="gaussian", choices=["gaussian", "constant"],
+                         help="tile weighting (default: gaussian)")
+    predict.add_argument("--batch-size", type=int, default=4,
+                         help="tiles per forward pass (default: 4)")
+    predict.add_argument("--tta", action="store_true",
+                         help="average over flips, 4x slower (default: off)")
+    predict.add_argument("--probs", action="store_true",
+                         help="also write float16 probabilities as NAME_probs.npy (default: off)")
+    predict.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                         help="auto = bf16 where the hardware has it natively (default: auto)")
+    predict.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace existing outputs (default: refuse)")
+    predict.add_argument("--quiet", action="store_true",
+                         help="no progress bars (default: shown)")
+    predict.set_defaults(run=predict_command)
+
+    inspect = commands.add_parser("inspect", help="why each class scores as it does: numbers, "
+                                                  "verdicts and an HTML report")
+    inspect.add_argument("checkpoint", nargs="?", help="a checkpoint: score its data split as "
+                                                       "`unetseg evaluate` does and inspect "
+                                                       "(default: none; then give --pred and "
+                                                       "--truth)")
+    inspect.add_argument("--pred", help="folder of predicted masks, class indices (a `unetseg "
+                                        "predict` output folder works as is) (default: none)")
+    inspect.add_argument("--truth", help="folder of true masks, matched by stem (default: none)")
+    inspect.add_argument("--classes", help="dataset file (YAML/JSON) or comma-separated names; "
+                                           "its colours and remap apply to --truth masks only "
+                                           "(default: class 0, class 1, ...)")
+    inspect.add_argument("--images", help="folder of the images, for the worst-images section "
+                                          "(default: none)")
+    _add_data_flags(inspect)
+    inspect.add_argument("--out", required=True, help="folder for report.html and report.json "
+                                                      "(default: none, required)")
+    inspect.set_defaults(run=inspect_command)
+
+    check = commands.add_parser("check", help="the data doctor: classes, mask values, ignored "
+                                              "pixels, sizes, unpaired files, near-duplicates "
+                                              "across train and val, and every warning")
+    check.add_argument("data", help="synthetic, binary, camvid, isbi, or a folder with images/ "
+                                    "and masks/ (default: none, required)")
+    if command in (None, "check"):
+        add_config_flags(check, "data", CHECK_FIELDS)
+    check.add_argument("--strict", action="store_true", help="count warnings as errors: exit "
+                                                             "2 instead of 1 (default: off)")
+    check.add_argument("--json", metavar="FILE", help="also write the report as JSON "
+                                                      "(default: none)")
+    check.add_argument("--quiet", action="store_true", help="no progress bars "
+                                                            "(default: shown)")
+    check.set_defaults(run=check_command)
+
+    pick = commands.add_parser("pick", help="which segmentation task and architecture fit your "
+                                            "problem (asks what the flags leave out)")
+    add_pick_arguments(pick)
+    pick.set_defaults(run=lambda args: run_pick(args))
+
+    export = commands.add_parser("export", help="export a checkpoint to ONNX")
+    export.add_argument("checkpoint", help="a .safetensors checkpoint (default: none, required)")
+    export.add_argument("--format", default="onnx", choices=["onnx"],
+                        help="export format (default: onnx)")
+    export.add_argument("--out", required=True, help="the .onnx file to write "
+                                                     "(default: none, required)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an existing file (default: refuse)")
+    export.set_defaults(run=export_command)
+
+    demo = commands.add_parser("demo", help="train on synthetic shapes, score held-out shapes, "
+                                            "write overlays")
+    demo.add_argument("--out", default="runs/demo",
+                      help="run folder; a numbered sibling if it exists (default: runs/demo)")
+    demo.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
+    demo.add_argument("--base", type=int, default=16, help="U-Net base channels (default: 16)")
+    demo.add_argument("--quiet", action="store_true",
+                      help="no progress bars (default: shown)")
+    demo.set_defaults(run=demo_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    args.argv = argv
+    if args.command in COMPUTE_COMMANDS:
+        from ..runtime import tune_malloc
+
+        tune_malloc()
+    try:
+        return args.run(args)
+    except KeyboardInterrupt as error:
+        # predict stops cleanly at the first Ctrl-C and says what it kept; a second Ctrl-C (or
+        # one elsewhere) aborts, and the message says what is kept.
+        kept = {"train": "the run keeps its last checkpoint; unetseg train --resume RUN "
+                         "continues from it",
+                "predict": "finished images are written and listed in summary.json"}
+        said = str(error) or "aborted" + (f"; {kept[args.command]}" if args.command in kept
+                                          else "")
+        print(f"\nunetseg {args.command}: {said}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as error:
+        # Bad input (data, config, checkpoint) and a failing disk are reported plainly, naming
+        # the file; bugs keep their traceback.
+        print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        from ..signals import TrainingInterrupted
+        from ..train import TrainingDiverged
+
+        if isinstance(error, TrainingInterrupted):
+            print(f"unetseg {args.command}: {error}", file=sys.stderr)
+            return 128 + error.signal           # the shell's convention for a signal
+        if not isinstance(error, TrainingDiverged):
+            raise
+        print(f"unetseg {args.command}: {error}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The other commands' handlers: call the job, print what it found. Each imports its job when
+it runs, so ``unetseg --help`` loads none of them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["evaluate_command", "inspect_command", "demo_command", "check_command",
+           "predict_command", "export_command", "CHECK_FIELDS"]
+
+
+def _print_evaluation(evaluation, class_names, images: int) -> None:
+    from ..report.tables import format_table
+
+    rows = sorted(evaluation.rows(class_names), key=lambda r: (r["iou"] != r["iou"], r["iou"]))
+    print(format_table(rows, ["iou", "dice", "precision", "recall", "bf1", "share"]))
+    scores = evaluation.scores
+    print(f"mIoU {scores.miou:.4f}   mDice {scores.mdice:.4f}   "
+          f"pixel accuracy {scores.pixel_accuracy:.4f}   mean BF1 "
+          f"{evaluation.mean_boundary_f1:.4f}   over {images} images")
+
+
+def _print_inspection(inspection, out: Path) -> None:
+    from ..report.tables import inspection_table
+
+    print()
+    print("Why each class scores as it does (the mask inspector):")
+    print(inspection_table(inspection))
+    print(f"report: {out / 'report.html'} (numbers in report.json)")
+
+
+def _data_overrides(args: argparse.Namespace) -> dict:
+    """The data flags of evaluate and inspect, as `DataConfig` fields (None: the run's)."""
+    return {"source": args.data, "root": args.root, "val": args.val, "spec": args.spec}
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from ..jobs.evaluate import evaluate_checkpoint
+
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluation"
+    scored = evaluate_checkpoint(args.checkpoint, out, args.split, _data_overrides(args),
+                                 args.device, progress=not args.quiet,
+                                 overwrite=args.overwrite)
+    _print_evaluation(scored.evaluation, scored.class_names, scored.images)
+    _print_inspection(scored.inspection, out)
+    print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
+    return 0
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    from ..jobs.inspect import inspect_checkpoint, inspect_folders
+
+    out = Path(args.out)
+    if args.checkpoint and (args.pred or args.truth):
+        raise ValueError("give either a checkpoint or --pred and --truth, not both")
+    if args.checkpoint:
+        inspection = inspect_checkpoint(args.checkpoint, out, args.split,
+                                        _data_overrides(args), args.device,
+                                        progress=not args.quiet, overwrite=args.overwrite)
+    elif args.pred and args.truth:
+        inspection = inspect_folders(args.pred, args.truth, out, args.classes, args.images,
+                                     overwrite=args.overwrite)
+    else:
+        raise ValueError("give a checkpoint to score and inspect, or --pred DIR and --truth "
+                         "DIR of masks")
+    _print_inspection(inspection, out)
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from ..jobs.demo import run_demo
+
+    result = run_demo(out=args.out, epochs=args.epochs, base=args.base, progress=not args.quiet)
+    scored = result.scored
+    print()
+    print("Held-out synthetic images (seeds never seen in training or model selection):")
+    _print_evaluation(scored.evaluation, scored.class_names, scored.images)
+    print(f"overlays (image | truth | prediction) in {result.run_dir / 'overlays'}")
+    _print_inspection(scored.inspection, result.run_dir)
+    print(f"total {result.seconds:.0f} s")
+    return 0
+
+
+# The data flags of `unetseg check`: where the data is and how it splits, as in `train`.
+CHECK_FIELDS = ("root", "val", "spec", "classes", "val_ratio", "train_list", "val_list", "seed",
+                "skip_bad")
+
+
+def check_command(args: argparse.Namespace) -> int:
+    import json
+
+    from ..config import DataConfig
+    from ..files import atomic_write_text
+    from ..jobs.check import check_data, format_report
+
+    settings = {name: getattr(args, f"data.{name}") for name in CHECK_FIELDS
+                if hasattr(args, f"data.{name}")}
+    report = check_data(DataConfig(source=args.data, **settings), progress=not args.quiet,
+                        strict=args.strict)
+    print(format_report(report))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2))
+    return report.status
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    from ..export import load_predictor
+    from ..jobs.predict import PredictOptions, predict_files
+
+    predictor = load_predictor(args.model, args.device)
+    options = PredictOptions(tile=args.tile or None, overlap=args.overlap, blend=args.blend,
+                             batch_size=args.batch_size, tta=args.tta, precision=args.precision,
+                             probs=args.probs, overwrite=args.overwrite, progress=not args.quiet)
+    report = predict_files(predictor, args.inputs, args.out, options)
+    print(f"wrote {len(report.written)} file(s) and summary.json into {args.out}")
+    for path, reason in report.failed.items():
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from ..export import export_onnx
+
+    path = export_onnx(args.checkpoint, args.out, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0

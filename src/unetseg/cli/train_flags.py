@@ -1,0 +1,146 @@
+"""``unetseg train`` on the command line: its flags, generated from the configuration
+dataclasses (`unetseg.config`), so the help, the defaults and the YAML keys are one thing; the
+rules of ``--resume``; and the relaunch under torchrun for ``--nproc``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["add_train_flags", "add_config_flags", "config_from_args", "train_command",
+           "RESUMABLE_CHANGES"]
+
+# What a resumed run may change: when, where and how long it runs, not what it trains.
+RESUMABLE_CHANGES = {"train.epochs", "train.patience", "train.progress", "train.device",
+                     "train.max_nonfinite", "train.checkpoint_every", "train.tensorboard",
+                     "data.workers"}
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per configuration field that has help text, with its default in the help."""
+    from ..config import SECTIONS
+
+    parser.add_argument("--config", help="YAML file with data/model/train sections; flags "
+                                         "given on the command line override it (default: "
+                                         "none)")
+    for section in SECTIONS:
+        add_config_flags(parser, section)
+    parser.add_argument("--nproc", type=int, default=1, help="train with this many processes "
+                        "on this machine through torchrun (DDP; gloo on CPU, NCCL on GPUs); "
+                        "--batch-size stays the global batch (default: 1)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from "
+                                                           "its last checkpoint, with its "
+                                                           "config (default: a new run)")
+    parser.add_argument("--overwrite", action="store_true", help="start a new run in an --out "
+                        "folder that holds files, replacing the run files there (default: "
+                        "refuse)")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, section: str,
+                      only: tuple[str, ...] | None = None) -> None:
+    """The flags of one configuration section (or of its fields ``only``), generated from the
+    dataclass: help and flag from each field's metadata, the default from the field."""
+    from ..config import SECTIONS, cli_fields, flag_of
+
+    config_class = SECTIONS[section]
+    for item in cli_fields(config_class):
+        if only is not None and item.name not in only:
+            continue
+        default = item.default
+        options = {"dest": f"{section}.{item.name}", "default": argparse.SUPPRESS}
+        if isinstance(default, bool):          # a switch that flips the default
+            options["action"] = "store_false" if default else "store_true"
+            text = item.metadata["help"] + ("" if "(default:" in item.metadata["help"]
+                                            else " (default: off)")
+        else:
+            options.update(type=_flag_type(item.type), metavar=item.name.upper())
+            text = f"{item.metadata['help']} (default: {default})"
+        parser.add_argument(flag_of(config_class, item.name), help=text, **options)
+
+
+def _flag_type(annotation: str) -> Callable[[str], object]:
+    """The parser of a field's value from its annotation (``int``, ``float | None``, ...);
+    anything else (class names, paths) stays a string."""
+    base = str(annotation).split("|")[0].strip()
+    return {"int": int, "float": float}.get(base, str)
+
+
+def config_from_args(args: argparse.Namespace):
+    """Defaults, then the run's or the YAML file's settings, then the flags given.
+
+    With ``--resume`` the base is the run's own config.yaml: the command that started the run
+    can be repeated with ``--resume RUN`` added, since flags equal to the recorded values are
+    accepted; a flag that would change what is trained is refused by its command-line name.
+    """
+    from ..config import RunConfig
+
+    resuming = bool(getattr(args, "resume", None))
+    if resuming:
+        recorded = RunConfig.from_yaml(Path(args.resume) / "config.yaml")
+        values = recorded.to_dict()
+    else:
+        values = RunConfig.from_yaml(args.config).to_dict() if args.config else {}
+    given = {key: value for key, value in vars(args).items() if "." in key}
+    for key, value in given.items():
+        section, name = key.split(".")
+        values.setdefault(section, {})[name] = value
+    if resuming:
+        _check_resumed_flags(given, recorded, RunConfig.from_dict(values), Path(args.resume))
+        values["train"]["out"] = args.resume
+    return RunConfig.from_dict(values)
+
+
+def _check_resumed_flags(given: dict, recorded, requested, run: Path) -> None:
+    from ..config import SECTIONS, flag_of
+
+    changed = []
+    for key in given:
+        section, name = key.split(".")
+        before = getattr(getattr(recorded, section), name)
+        after = getattr(getattr(requested, section), name)
+        if key == "train.out":
+            if Path(after).resolve() != run.resolve():
+                raise ValueError(f"--out {after} and --resume {run} name different runs; "
+                                 f"drop --out")
+        elif after != before and key not in RESUMABLE_CHANGES:
+            changed.append(f"{flag_of(SECTIONS[section], name)} (recorded {before!r}, "
+                           f"given {after!r})")
+    if changed:
+        allowed = sorted(flag_of(SECTIONS[k.split('.')[0]], k.split('.')[1])
+                         for k in RESUMABLE_CHANGES)
+        raise ValueError(f"{', '.join(changed)} cannot change when resuming (the checkpoint "
+                         f"was trained with {run / 'config.yaml'}); only {', '.join(allowed)} "
+                         f"may")
+
+
+def _relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
+    """``unetseg train --nproc N ...`` becomes ``torchrun --standalone --nproc_per_node N -m
+    unetseg train ...``: PyTorch's own launcher starts the processes and their rendezvous. The
+    launcher replaces this process, so SIGTERM and Ctrl-C reach it, and through it every rank."""
+    rest, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            rest.append(item)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", "-m", "unetseg", *rest]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return 0                                   # not reached: execv does not return
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from ..train import fit
+
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_with_torchrun(args.nproc, args.argv)
+    result = fit(config_from_args(args), resume=bool(args.resume), overwrite=args.overwrite)
+    if os.environ.get("RANK", "0") == "0":          # under torchrun, one final line
+        print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
+              f"run in {result.run_dir}")
+    return 0
