@@ -92,13 +92,6 @@ def error_distance(height: int, width: int) -> float:
     return max(1.0, 0.01 * math.hypot(height, width))
 
 
-def _distance_to(region: np.ndarray) -> np.ndarray:
-    """Euclidean distance of every pixel to the nearest pixel of ``region`` (inf if empty)."""
-    if not region.any():
-        return np.full(region.shape, np.inf)
-    return ndimage.distance_transform_edt(~region)
-
-
 def error_masks(pred: np.ndarray, truth: np.ndarray, label: int, d: float,
                 valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Boolean masks of TP and of the six error types of class ``label`` in one image.
