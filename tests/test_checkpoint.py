@@ -24,7 +24,9 @@ from unetseg.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
+from unetseg.fastpath import Accelerated
 from unetseg.model import UNet
+from unetseg.runtime import Runtime
 
 METADATA = {"class_names": ["background", "shape"], "colours": [[0, 0, 0], [255, 0, 0]],
             "normalisation": {"mean": [0.5] * 3, "std": [0.25] * 3}, "training": {"epoch": 3}}
@@ -92,9 +94,40 @@ def test_the_optimizer_resumes_with_the_same_state_and_the_same_next_step(saved)
         assert torch.equal(a, b)
 
 
-def test_wrapped_models_are_saved_without_prefixes(tmp_path):
+def test_a_fused_optimizer_on_channels_last_weights_resumes_with_the_same_next_step(tmp_path):
+    """The file holds the moments contiguous; the fused AdamW walks weight, gradient and
+    moments as flat arrays, so the moments must come back in the weight's channels_last order
+    (otherwise the next step pairs the wrong elements)."""
+    def build(seed: int):
+        torch.manual_seed(seed)
+        model = UNet(3, 2, base=4).to(memory_format=torch.channels_last)
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+
+    def step(model, optimizer, seed: int) -> None:
+        torch.manual_seed(seed)
+        optimizer.zero_grad()
+        model(torch.randn(2, 3, 16, 16)).square().mean().backward()
+        optimizer.step()
+
+    model, optimizer = build(0)
+    for seed in range(2):
+        step(model, optimizer, seed)
+    save_checkpoint(tmp_path / "last.safetensors", model, METADATA, optimizer)
+    fresh_model, fresh_optimizer = build(1)
+    checkpoint = load_checkpoint(tmp_path / "last.safetensors")
+    fresh_model.load_state_dict(checkpoint.section("model"))
+    restore_optimizer(checkpoint, fresh_optimizer)
+    step(model, optimizer, 2)
+    step(fresh_model, fresh_optimizer, 2)
+    for a, b in zip(model.parameters(), fresh_model.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("wrap", [torch.nn.DataParallel,
+                                  lambda model: Accelerated(model, Runtime(channels_last=True))])
+def test_wrapped_models_are_saved_without_prefixes(tmp_path, wrap):
     model = UNet(3, 2, base=4)
-    save_checkpoint(tmp_path / "m.safetensors", torch.nn.DataParallel(model), METADATA)
+    save_checkpoint(tmp_path / "m.safetensors", wrap(model), METADATA)
     assert (load_checkpoint(tmp_path / "m.safetensors").section("model").keys()
             == model.state_dict().keys())
 

@@ -28,6 +28,8 @@ _EXPORTS = {
     "predict": "infer", "load_segmenter": "infer", "Segmenter": "infer",
     "Inspector": "inspector", "export_onnx": "export",
     "score_split": "jobs.scoring", "evaluate_checkpoint": "jobs.evaluate",
+    "optimize_for_training": "fastpath", "optimize_for_inference": "fastpath",
+    "Accelerated": "fastpath",
 }
 __all__ = [
     "UNet", "UNetConfig",
@@ -37,6 +39,7 @@ __all__ = [
     "RunConfig", "DataConfig", "TrainConfig",
     "fit", "evaluate", "load_model", "predict", "load_segmenter", "Segmenter", "Inspector",
     "export_onnx", "score_split", "evaluate_checkpoint",
+    "optimize_for_training", "optimize_for_inference", "Accelerated",
 ]
 
 
@@ -58,6 +61,7 @@ if TYPE_CHECKING:                            # what type checkers and IDEs see
     from .config import DataConfig, RunConfig, TrainConfig
     from .evaluation import evaluate
     from .export import export_onnx
+    from .fastpath import Accelerated, optimize_for_inference, optimize_for_training
     from .infer import Segmenter, load_segmenter, predict
     from .inspector import Inspector
     from .jobs.evaluate import evaluate_checkpoint

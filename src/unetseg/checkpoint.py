@@ -29,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .fastpath import Accelerated
 from .files import atomic_write
 from .model import UNet
 
@@ -42,11 +43,13 @@ _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside DistributedDataParallel and/or ``torch.compile`` wrappers."""
+    """The plain module inside DistributedDataParallel, `unetseg.fastpath.Accelerated` and/or
+    ``torch.compile`` wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):        # torch.compile's OptimizedModule
             model = model._orig_mod
-        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel,
+                                Accelerated)):
             model = model.module
         else:
             return model
@@ -180,8 +183,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def restore_optimizer(checkpoint: Checkpoint, optimizer: torch.optim.Optimizer) -> None:
-    """Load the optimiser state saved by `save_checkpoint` into ``optimizer``."""
+    """Load the optimiser state saved by `save_checkpoint` into ``optimizer``.
+
+    Each moment buffer gets its parameter's memory layout back: the file holds it contiguous,
+    and a fused optimiser walks parameter, gradient and buffers as flat arrays, so a
+    channels_last weight with a contiguous buffer would pair the wrong elements.
+    """
     optimizer.load_state_dict(_optimizer_from_tensors(checkpoint, checkpoint.metadata["optimizer"]))
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            slots = optimizer.state.get(parameter, {})
+            for name, value in slots.items():
+                if (isinstance(value, torch.Tensor) and value.shape == parameter.shape
+                        and value.stride() != parameter.stride()):
+                    slots[name] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
 
 
 def load_model(

@@ -155,6 +155,8 @@ class TrainConfig:
                             "measured once and cached")
     channels_last: bool = option(True, "keep the NCHW memory layout (default: channels_last, "
                                  "faster on CPU and GPU)", flag="--no-channels-last")
+    compile: bool = option(False, "run the model through torch.compile (off by default: on "
+                           "the 2-core CPUs measured it was slower; try it on a GPU)")
     seed: int = option(0, "seed of the initial weights, the shuffling and dropout")
     patience: int = option(0, "stop after this many epochs without a better val mIoU "
                            "(0 = off)")

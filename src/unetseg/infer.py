@@ -14,7 +14,6 @@ Peak memory is about the input image, the uint8 mask and one band, never a float
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -27,12 +26,13 @@ from tqdm.auto import tqdm
 from .budget import check_fits, prediction_estimate
 from .checkpoint import load_model
 from .data.io import scale_to_unit
-from .model import UNet
+from .fastpath import fold_batchnorm
 from .progress import in_terminal
 from .runtime import autocast, pick_device, pick_precision
+from .tuning import choose_precision, measure_forward
 
 __all__ = ["Segmenter", "load_segmenter", "fold_batchnorm", "tile_starts", "importance_map",
-           "predict", "Prediction", "BLENDS"]
+           "predict", "prediction_precision", "Prediction", "BLENDS"]
 
 BLENDS = ("gaussian", "constant")
 # nnU-Net's and MONAI's choice: sigma = tile side / 8.
@@ -70,22 +70,6 @@ class Segmenter(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.network((images - self.mean) / self.std)
-
-
-def fold_batchnorm(model: UNet) -> UNet:
-    """A copy of ``model`` in eval mode with every BatchNorm2d folded into the Conv2d before it
-    in the same block: ``conv(x) * g / sqrt(v + eps) + (b - m * g / sqrt(v + eps))`` is one
-    convolution with scaled weights and a bias, so each block does one pass over memory instead
-    of two. The BatchNorm becomes an ``nn.Identity``; dtype and device stay the convolution's.
-    ``model`` itself is left as it was."""
-    folded = copy.deepcopy(model).eval()
-    for block in folded.modules():
-        children = list(block.named_children())
-        for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
-            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-                setattr(block, conv_name, nn.utils.fusion.fuse_conv_bn_eval(conv, norm))
-                setattr(block, norm_name, nn.Identity())
-    return folded
 
 
 def load_segmenter(path, device: torch.device | str = "cpu", fold: bool = True) -> Segmenter:
@@ -227,8 +211,9 @@ def predict(
         batch_size: tiles per forward pass.
         tta: average the probabilities over horizontal, vertical and both flips (4x the work).
         device: where the model runs (default: the model's own device, else CPU).
-        precision: ``"auto"`` (bf16 autocast on GPUs and on CPUs with native bf16, else
-            fp32), ``"fp32"`` or ``"bf16"``. bf16 changes a few near-tied pixels (see README).
+        precision: ``"auto"`` (bf16 autocast on GPUs; on a CPU with native bf16, the faster
+            of fp32 and bf16, measured once and cached; else fp32), ``"fp32"`` or ``"bf16"``.
+            bf16 changes a few near-tied pixels (see README).
         probs: also return the float16 (C, H, W) probabilities; or a float16 (C, H, W) array
             to write them into as rows finish (an ``np.memmap`` keeps them on disk).
         progress: show a progress bar over bands of tiles.
@@ -241,7 +226,7 @@ def predict(
     if tile is not None and tile < 1:
         raise ValueError(f"tile must be >= 1 or None, found {tile}")
     device = _model_device(model) if device is None else torch.device(device)
-    precision = pick_precision(precision, device)
+    precision = prediction_precision(model, precision, tile, batch_size, device)
     image = _check_image(image, getattr(model, "in_channels", None))
     if tile is not None:
         classes = getattr(model, "num_classes", 2)
@@ -251,6 +236,17 @@ def predict(
         return _predict_whole(model, image, tta, device, precision, probs)
     return _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device,
                           precision, probs, progress)
+
+
+def prediction_precision(model, requested: str, tile: int | None, batch_size: int,
+                         device: torch.device) -> str:
+    """``requested``, with ``"auto"`` resolved by timing fp32 and bf16 forward passes of the
+    model on ``batch_size`` tiles (`unetseg.tuning`, cached) where the CPU has native bf16: the
+    flag alone does not say which is faster. A whole image is timed at 256 x 256."""
+    if requested != "auto" or device.type != "cpu" or not isinstance(model, nn.Module):
+        return pick_precision(requested, device)
+    return choose_precision(model, batch_size if tile else 1, tile or 256, device,
+                            measure_forward).precision
 
 
 def _model_device(model) -> torch.device:

@@ -38,10 +38,19 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
             {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0}]
 
 
+def _fused_supported(model: nn.Module) -> bool:
+    """Whether AdamW's fused kernel takes every parameter (floating point, on CPU or CUDA)."""
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
+               for p in model.parameters())
+
+
 def make_optimizer(model: nn.Module, train, steps_per_epoch: int):
     """AdamW and its per-step schedule for a `TrainConfig` (``lr``, ``weight_decay``,
     ``epochs``, ``warmup_epochs``, ``schedule``); returns ``(optimizer, scheduler)``."""
-    optimizer = torch.optim.AdamW(parameter_groups(model, train.weight_decay), lr=train.lr)
+    # The fused kernel: one pass over all parameters, and it takes the step's "found_inf" flag
+    # on the device, so a non-finite step is skipped without reading anything back to the host.
+    optimizer = torch.optim.AdamW(parameter_groups(model, train.weight_decay), lr=train.lr,
+                                  fused=_fused_supported(model))
     total = train.epochs * steps_per_epoch
     warmup = min(total - 1, max(1, round(train.warmup_epochs * steps_per_epoch)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(

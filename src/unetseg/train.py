@@ -23,6 +23,7 @@ from .checkpoint import restore_optimizer, unwrap
 from .config import RunConfig
 from .data.sources import Datasets, build_datasets
 from .evaluation import evaluate, predict_labels
+from .fastpath import Accelerated
 from .losses import class_weights, make_loss
 from .metrics import ConfusionMatrix, scores_from_matrix
 from .model import UNet
@@ -38,6 +39,10 @@ __all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "Trainer", "f
 # A first epoch of many batches gets a resume checkpoint after this many, so a run killed
 # early (out of memory, pre-empted) loses minutes, not the whole epoch.
 FIRST_CHECKPOINT_BATCHES = 100
+# The step's loss and non-finite counts stay on the device and are read back every this many
+# batches (and at the end of an epoch): reading a value waits for the device to finish, which
+# on a GPU stalls it between every two steps of a small U-Net (nanoGPT's pattern).
+READ_EVERY = 10
 
 
 class TrainingDiverged(RuntimeError):
@@ -101,7 +106,9 @@ class Trainer:
         self.run_dir.write_config(config.to_yaml({"data_check": self.data.summary,
                                                   "runtime": self.precision.to_dict()}))
         self.epoch = self.state.epoch
-        self.skipped = self.bad_in_a_row = 0              # non-finite steps: all, in a row
+        self.pending = StepCounts(device)
+        self.skipped = 0                                  # non-finite steps so far
+        self.read_every = min(READ_EVERY, cfg.max_nonfinite)
         self.stop = StopSignals(announce=self.world.is_main)
 
     # --- set-up ---------------------------------------------------------------------------
@@ -125,14 +132,17 @@ class Trainer:
         return self.config.train.progress and self.world.is_main and in_terminal()
 
     def _model(self) -> nn.Module:
-        model = self.runtime.model(UNet.from_config(self.config.model))
-        if not self.world.distributed:
-            return model
-        if self.config.train.sync_batchnorm:
+        """The U-Net on its fast path (`unetseg.fastpath`: device, layout, precision), wrapped
+        for DDP when there are several processes."""
+        model = UNet.from_config(self.config.model)
+        if self.world.distributed and self.config.train.sync_batchnorm:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        fast = Accelerated(model, self.runtime, self.config.train.compile, self.precision)
+        if not self.world.distributed:
+            return fast
         device = self.runtime.device
         return nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            fast, device_ids=[device.index] if device.type == "cuda" else None)
 
     def _new_tally(self) -> EpochTally:
         spec = self.data.spec
@@ -244,43 +254,51 @@ class Trainer:
                        leave=False, initial=tally.batches)
         for images, masks in bar:
             tally.batches += 1
-            if self._step(images, masks.to(self.runtime.device, non_blocking=True)) \
-                    and tally.steps % 10 == 0 and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{tally.loss_sum / tally.steps:.4f}",
-                                miou=f"{tally.matrix.compute().miou:.3f}")
+            self._step(images, masks.to(self.runtime.device, non_blocking=True))
+            if tally.batches % self.read_every == 0:
+                self._read_counts()
+                if tally.steps and hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{tally.loss_sum / tally.steps:.4f}",
+                                    miou=f"{tally.matrix.compute().miou:.3f}")
             self._after_batch()
+        self._read_counts()
 
-    def _step(self, images: torch.Tensor, masks: torch.Tensor) -> bool:
-        """One optimiser step; returns False when a non-finite loss made it skip."""
-        cfg = self.config.train
-        with self.runtime.autocast():
-            logits = self.model(self.runtime.images(images))
-        loss = self.loss_fn(logits.float(), masks)
+    def _step(self, images: torch.Tensor, masks: torch.Tensor) -> None:
+        """One optimiser step. A step whose gradients are not finite is skipped on the device
+        (the fused AdamW's ``found_inf``, or the fp16 GradScaler's), and counted there: nothing
+        here waits for the device."""
+        logits = self.model(images)            # on the device, in its layout and precision
+        loss = self.loss_fn(logits, masks)
         self.optimizer.zero_grad(set_to_none=True)
-        if distributed.any_rank(not torch.isfinite(loss).item(), self.world,
-                                self.runtime.device):
-            # Skip the update (a NaN/Inf gradient), but keep the schedule on time.
-            self.skipped += 1
-            self.bad_in_a_row += 1
-            self.scheduler.step()
-            if self.bad_in_a_row >= cfg.max_nonfinite:
-                raise TrainingDiverged(
-                    f"the loss was not finite for {self.bad_in_a_row} steps in a row (epoch "
-                    f"{self.epoch + 1}); stopped. The last good checkpoint is in {cfg.out}; "
-                    f"try a lower --lr or --precision fp32")
-            return False
-        self.bad_in_a_row = 0
         self.scaler.scale(loss).backward()
-        if cfg.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.scaler.step(self.optimizer)
+        self.scaler.unscale_(self.optimizer)   # a no-op unless fp16
+        # After DDP's all-reduce the gradients are the same on every rank, and so is this flag:
+        # every rank skips the same steps without a collective of its own.
+        finite = torch.isfinite(_gradient_norm(self.model, self.config.train.grad_clip))
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)   # skips a non-finite step itself
+        elif self.optimizer.defaults.get("fused"):
+            self.optimizer.found_inf = (~finite).float()
+            self.optimizer.step()
+        elif finite.item():                    # an unfused optimiser must be told on the host
+            self.optimizer.step()
         self.scaler.update()
-        self.scheduler.step()
-        self.tally.loss_sum += loss.item()
-        self.tally.steps += 1
+        self.scheduler.step()                  # on time, even when the update was skipped
+        self.pending.add(loss.detach(), finite)
         self.tally.matrix.update(predict_labels(logits.detach()), masks)
-        return True
+
+    def _read_counts(self) -> None:
+        """Move the device's step counts into the tally (one read); stop a diverged run."""
+        loss_sum, steps, skipped, in_a_row = self.pending.read()
+        self.tally.loss_sum += loss_sum
+        self.tally.steps += steps
+        self.skipped += skipped
+        cfg = self.config.train
+        if in_a_row >= cfg.max_nonfinite:
+            raise TrainingDiverged(
+                f"the loss was not finite for {in_a_row} steps in a row (epoch "
+                f"{self.epoch + 1}); stopped. The last good checkpoint is in {cfg.out}; "
+                f"try a lower --lr or --precision fp32")
 
     def _training_scores(self) -> tuple[float, float]:
         """The epoch's training loss and mIoU over all ranks' batches."""
@@ -320,10 +338,13 @@ class Trainer:
         batches = self.tally.batches
         unfinished = batches < self.steps_per_epoch
         every = self.config.train.checkpoint_every
-        stopping = self._stopping()
+        # Across processes, agreeing takes a collective: only every few batches.
+        stopping = ((not self.world.distributed or batches % self.read_every == 0)
+                    and self._stopping())
         early = (self.epoch == 0 and batches == FIRST_CHECKPOINT_BATCHES
                  and self.steps_per_epoch >= 2 * FIRST_CHECKPOINT_BATCHES)
         if unfinished and (stopping or early or (every and batches % every == 0)):
+            self._read_counts()
             self.state.in_epoch = self.tally.to_json()
             self._save_schedule()
             self.run_dir.save_resume(self.model, self._metadata(), self.optimizer,
@@ -361,6 +382,35 @@ class Trainer:
                 "run_config": self.config.to_dict(),
                 "data_check": self.data.summary,
                 "training": self.state.to_json()}
+
+
+class StepCounts:
+    """The training steps' sums, kept on the device between reads: the loss over the steps
+    taken, the steps taken, the steps skipped, and how many were skipped in a row."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)
+        self.in_a_row = torch.zeros(1, dtype=torch.float64, device=device)
+
+    def add(self, loss: torch.Tensor, finite: torch.Tensor) -> None:
+        counted = finite & torch.isfinite(loss)
+        self.sums += torch.stack([torch.where(counted, loss, 0.0).double(), finite.double(),
+                                  (~finite).double()])
+        self.in_a_row = (self.in_a_row + 1) * (~finite)
+
+    def read(self) -> tuple[float, int, int, int]:
+        """``(loss sum, steps, skipped)`` since the last read, and the current run of skips."""
+        loss_sum, steps, skipped, in_a_row = torch.cat([self.sums, self.in_a_row]).tolist()
+        self.sums.zero_()
+        return loss_sum, int(steps), int(skipped), int(in_a_row)
+
+
+def _gradient_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """The gradients' total norm, clipped to ``max_norm`` when that is above 0."""
+    if max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    return torch.nn.utils.get_total_norm([p.grad for p in model.parameters()
+                                          if p.grad is not None])
 
 
 def _with_data_shapes(config: RunConfig, data: Datasets) -> RunConfig:

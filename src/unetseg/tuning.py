@@ -1,4 +1,4 @@
-"""Which precision trains fastest here: measured, not guessed from a CPU flag.
+"""Which precision runs fastest here: measured, not guessed from a CPU flag.
 
 A CPU that advertises bf16 instructions is not always faster in bf16: on the AMD EPYC this
 project was developed on, bf16 autocast trained a base-32 U-Net about 2x faster than fp32; on
@@ -6,13 +6,16 @@ an Intel Xeon with the same AVX-512 BF16 flag it was slower. So ``--precision au
 CPU times a few real optimiser steps of each candidate at the run's own shapes (model, batch,
 crop), alternating them so that a busy machine slows both alike, and keeps the faster. The
 answer is cached per CPU model, PyTorch version and shapes (`cache_dir`), so a run pays for the
-measurement once; a resumed run keeps the precision it started with.
+measurement once; a resumed run keeps the precision it started with. Prediction does the same
+with forward passes (`measure_forward`) at its tile size: inference and training can differ.
 
 GPUs are not measured: bf16 (or fp16 where bf16 is missing) is always the faster there.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 import platform
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch import nn
 
 from .files import atomic_write_text
 from .losses import CEDiceLoss
@@ -29,7 +33,7 @@ from .model import UNet, UNetConfig
 from .runtime import autocast, cpu_has_bf16, pick_precision
 
 __all__ = ["PrecisionChoice", "training_precision", "choose_precision", "measure_step",
-           "cache_dir", "ROUNDS"]
+           "measure_forward", "describe_model", "cache_dir", "ROUNDS"]
 
 # Timed steps per candidate, after one warm-up step each; alternated A B A B ..., and the
 # fastest of each kept (interference from other work only ever adds time).
@@ -76,32 +80,69 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure_step(config: UNetConfig, batch: int, size: int, precision: str,
+def _input_channels(model: nn.Module | UNetConfig) -> int:
+    """The image channels a model takes: its config's, else its first convolution's."""
+    if isinstance(model, UNetConfig):
+        return model.in_channels
+    if isinstance(getattr(model, "in_channels", None), int):          # a Segmenter
+        return model.in_channels
+    if isinstance(getattr(model, "config", None), UNetConfig):
+        return model.config.in_channels
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    raise ValueError(f"cannot tell how many image channels {type(model).__name__} takes")
+
+
+def measure_step(model: nn.Module | UNetConfig, batch: int, size: int, precision: str,
                  channels_last: bool = True) -> Callable[[], float]:
-    """A function that runs one training step (forward, CE + Dice, backward, AdamW) of a fresh
-    model at these shapes under ``precision`` and returns its seconds."""
+    """A function that runs one training step (forward, CE + Dice, backward, AdamW) at these
+    shapes under ``precision`` and returns its seconds: of a fresh U-Net for a `UNetConfig`, of
+    a copy of a module (so the measurement never changes the caller's weights)."""
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = UNet.from_config(config).to(memory_format=memory_format)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    images = torch.rand(batch, config.in_channels, size, size).contiguous(
+    network = (UNet.from_config(model) if isinstance(model, UNetConfig)
+               else copy.deepcopy(model)).train().to(memory_format=memory_format)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
+    images = torch.rand(batch, _input_channels(model), size, size).contiguous(
         memory_format=memory_format)
-    masks = torch.randint(0, max(config.num_classes, 2), (batch, size, size))
-    loss_fn = CEDiceLoss() if config.num_classes > 1 else None
     device = torch.device("cpu")
+    loss_fn = CEDiceLoss()
 
     def step() -> float:
         start = time.perf_counter()
         with autocast(device, precision):
-            logits = model(images)
-        loss = (loss_fn(logits.float(), masks) if loss_fn is not None
-                else logits.float().mean())
+            logits = network(images)
+        classes = logits.shape[1]
+        masks = torch.randint(0, max(classes, 2), (batch, size, size))
+        loss = (loss_fn(logits.float(), masks) if classes > 1 else logits.float().mean())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return time.perf_counter() - start
 
     return step
+
+
+def measure_forward(model: nn.Module | UNetConfig, batch: int, size: int, precision: str,
+                    channels_last: bool = True) -> Callable[[], float]:
+    """A function that runs one inference forward pass at these shapes under ``precision``
+    and returns its seconds. A module is run as it is (already in eval mode and its layout)."""
+    network = UNet.from_config(model).eval() if isinstance(model, UNetConfig) else model
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if isinstance(model, UNetConfig):
+        network = network.to(memory_format=memory_format)
+    images = torch.rand(batch, _input_channels(model), size, size).contiguous(
+        memory_format=memory_format)
+    device = torch.device("cpu")
+
+    def forward() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode(), autocast(device, precision):
+            network(images)
+        return time.perf_counter() - start
+
+    return forward
 
 
 def training_precision(config, batch: int, device: torch.device,
@@ -118,16 +159,18 @@ def training_precision(config, batch: int, device: torch.device,
     return choose_precision(config.model, batch, config.data.size, device)
 
 
-def choose_precision(config: UNetConfig, batch: int, size: int, device: torch.device,
-                     measure: Callable = measure_step) -> PrecisionChoice:
-    """The precision ``--precision auto`` trains in on ``device``; see the module docstring.
-    ``measure`` is `measure_step` (a test may pass a stand-in)."""
+def choose_precision(model: nn.Module | UNetConfig, batch: int, size: int,
+                     device: torch.device, measure: Callable = measure_step) -> PrecisionChoice:
+    """The precision ``--precision auto`` runs ``model`` in on ``device``; see the module
+    docstring. ``measure`` is `measure_step` for training, `measure_forward` for inference (a
+    test may pass a stand-in)."""
     if device.type == "cuda":
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return PrecisionChoice(precision, reason="a GPU")
     if device.type != "cpu" or not cpu_has_bf16():
         return PrecisionChoice("fp32", reason="no native bf16 on this CPU")
-    key = f"{_cpu_model()} | torch {torch.__version__} | {sorted(vars(config).items())} | " \
+    task = "inference" if measure is measure_forward else "training"
+    key = f"{_cpu_model()} | torch {torch.__version__} | {describe_model(model)} | {task} | " \
           f"batch {batch} | {size}x{size} | {torch.get_num_threads()} threads"
     cache = cache_dir() / "precision.json"
     known = _read_cache(cache)
@@ -137,7 +180,7 @@ def choose_precision(config: UNetConfig, batch: int, size: int, device: torch.de
                                f"measured earlier, cached in {cache}")
     # The run's own random stream must not depend on whether this was measured or cached.
     with torch.random.fork_rng(devices=[]):
-        steps = {name: measure(config, min(batch, MEASURE_BATCH), size, name)
+        steps = {name: measure(model, min(batch, MEASURE_BATCH), size, name)
                  for name in ("fp32", "bf16")}
         times: dict[str, list[float]] = {name: [] for name in steps}
         for step in steps.values():
@@ -154,6 +197,16 @@ def choose_precision(config: UNetConfig, batch: int, size: int, device: torch.de
     except OSError:                       # a read-only home: measure again next time
         pass
     return choice
+
+
+def describe_model(model: nn.Module | UNetConfig) -> str:
+    """What the cache key says about a model: a U-Net's config, else the class and a digest
+    of its parameter shapes (two models with the same layers cost the same)."""
+    config = model if isinstance(model, UNetConfig) else getattr(model, "config", None)
+    if isinstance(config, UNetConfig):
+        return str(sorted(vars(config).items()))
+    shapes = ";".join(f"{name}:{tuple(p.shape)}" for name, p in model.named_parameters())
+    return f"{type(model).__name__} {hashlib.sha1(shapes.encode()).hexdigest()[:12]}"
 
 
 def _read_cache(path: Path) -> dict:

@@ -95,7 +95,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     predict.add_argument("--probs", action="store_true",
                          help="also write float16 probabilities as NAME_probs.npy (default: off)")
     predict.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                         help="auto = bf16 where the hardware has it natively (default: auto)")
+                         help="auto = bf16 on GPUs; on a CPU with native bf16 the faster of "
+                         "bf16 and fp32, measured once and cached (default: auto)")
     predict.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
     predict.add_argument("--overwrite", action="store_true",
                          help="replace existing outputs (default: refuse)")
