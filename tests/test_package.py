@@ -65,3 +65,15 @@ def test_the_readme_layout_names_every_module_once():
     listed = re.findall(r"^\s*(?:src/unetseg/)?([\w/]+\.py)\s", section, flags=re.MULTILINE)
     assert sorted(listed) == sorted(set(listed)), "a module is listed twice"
     assert set(listed) == present
+
+
+def test_the_gpu_check_has_nothing_to_do_without_a_gpu():
+    """`benchmarks/gpu_check.sh` is safe to run anywhere: without CUDA it says so and exits 0."""
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the script would run the whole check")
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")],
+                          capture_output=True, text=True, env={"PYTHON": sys.executable,
+                                                               "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert "no CUDA device" in done.stdout and "nothing to do" in done.stdout

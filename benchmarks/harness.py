@@ -1,0 +1,105 @@
+"""What every benchmark shares: alternating timings, the machine line and the printed table.
+
+The machines these run on are shared and their speed drifts, so a benchmark never compares
+absolute times taken minutes apart. `alternate` runs the contenders in turns (A B C A B C ...)
+after a warm-up of each, so that a slow minute slows all alike, and every table reports the
+median with the min-max range and the ratio to a reference measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+__all__ = ["Timing", "alternate", "machine", "print_table", "peak_rss_mib", "seconds"]
+
+
+@dataclass
+class Timing:
+    """Repeated measurements of one contender (seconds, or any per-run figure)."""
+
+    values: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def spread(self, digits: int = 3) -> str:
+        return f"{min(self.values):.{digits}g}-{max(self.values):.{digits}g}"
+
+
+def seconds(function: Callable[[], object]) -> float:
+    """Wall seconds of one call."""
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def alternate(contenders: dict[str, Callable[[], object]], repeats: int = 3,
+              warmup: int = 1) -> dict[str, Timing]:
+    """Time each contender ``repeats`` times, in turns, after ``warmup`` untimed calls each."""
+    for function in contenders.values():
+        for _ in range(warmup):
+            function()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, function in contenders.items():
+            times[name].append(seconds(function))
+    return {name: Timing(values) for name, values in times.items()}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """One line naming the hardware and versions a table was measured on."""
+    flags = ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = ", ".join(name for name in ("avx512_bf16", "amx_bf16", "avx2")
+                          if f" {name}" in text)
+    except OSError:
+        pass
+    gpu = (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+    return (f"{_cpu_model()} ({flags}), {os.cpu_count()} cores, {torch.get_num_threads()} "
+            f"torch threads{gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
+            f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}")
+
+
+def peak_rss_mib(children: bool = False) -> float:
+    """Peak resident memory so far of this process (or of its finished children), in MiB."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
+    """A Markdown table (so it pastes into docs/benchmarks.md as it is), under a title."""
+    cells = [header] + [[_cell(value) for value in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    print(f"\n### {title}\n")
+    for index, row in enumerate(cells):
+        print("| " + " | ".join(text.ljust(width) for text, width in zip(row, widths)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    print(flush=True)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
