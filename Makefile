@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench exp-env clean
 
 demo: $(STAMP)
 	$(BIN)/unetseg demo
@@ -21,11 +21,16 @@ test: $(STAMP)
 		chromium) >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Timings, not tests: each script prints ratios measured in one run.
+# Timings, not tests: each script prints Markdown tables of medians and ranges, and ratios
+# measured in the same run (docs/benchmarks.md holds a full run). About 15 minutes on 2 cores;
+# smp's rows need .venv-exp (`make exp-env` builds it) and are skipped without it.
+BENCHMARKS := train_step tiled_predict metrics_speed data_speed time_to_accuracy startup \
+	folder_startup inspector_speed
 bench: $(STAMP)
-	$(BIN)/python benchmarks/train_speed.py
-	$(BIN)/python benchmarks/predict_large.py
-	$(BIN)/python benchmarks/inspector_speed.py
+	@for name in $(BENCHMARKS); do \
+		echo "== benchmarks/$$name.py"; \
+		$(BIN)/python benchmarks/$$name.py || exit 1; \
+	done
 
 # torch goes in first and alone: installed later as a dependency, pip would pick the newest
 # (multi-GB CUDA) build; installed first, the package's "torch>=2.2" is already satisfied.
@@ -36,5 +41,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The experiments environment: segmentation_models_pytorch needs torchvision, and PyPI's
+# torchvision does not import beside the CPU torch 2.13.0 of .venv; this pair does (about
+# 5.5 GB, a CUDA build). Kept apart so that .venv stays small.
+EXP       := .venv-exp
+EXP_TORCH ?= torch==2.14.1 torchvision==0.29.1
+EXP_STAMP := $(EXP)/.installed
+
+exp-env: $(EXP_STAMP)
+
+$(EXP_STAMP): pyproject.toml
+	test -x $(EXP)/bin/python || $(PYTHON) -m venv $(EXP)
+	$(EXP)/bin/python -m pip install --quiet --upgrade pip
+	$(EXP)/bin/python -m pip install --quiet $(EXP_TORCH)
+	$(EXP)/bin/python -m pip install --quiet -e ".[dev,smp]"
+	touch $(EXP_STAMP)
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(EXP) build src/*.egg-info .pytest_cache .hypothesis

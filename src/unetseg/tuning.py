@@ -56,7 +56,7 @@ class PrecisionChoice:
         if not self.seconds:
             return f"precision {self.precision} ({self.reason})"
         times = ", ".join(f"{name} {value:.3g} s" for name, value in self.seconds.items())
-        return f"precision {self.precision} (measured per step: {times}; {self.reason})"
+        return f"precision {self.precision} (timed: {times}; {self.reason})"
 
     def to_dict(self) -> dict:
         return {"precision": self.precision, "seconds": self.seconds, "reason": self.reason}
