@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_output_folder",
-           "refuse_existing_outputs", "json_ready"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "cache_dir",
+           "check_output_folder", "refuse_existing_outputs", "json_ready"]
 
 
 def _new_temporary(path: Path) -> Path:
@@ -114,3 +114,11 @@ def refuse_existing_outputs(paths: Iterable[Path]) -> None:
         more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
         raise ValueError(f"{len(existing)} output file(s) exist ({listed}{more}); pass "
                          f"--overwrite to replace them, or choose another --out")
+
+
+def cache_dir() -> Path:
+    """``$UNETSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/unetseg``, else ``~/.cache/unetseg``."""
+    if os.environ.get("UNETSEG_CACHE_DIR"):
+        return Path(os.environ["UNETSEG_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "unetseg"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .files import atomic_write_text
+from .files import atomic_write_text, cache_dir
 from .losses import CEDiceLoss
 from .model import UNet, UNetConfig
 from .runtime import autocast, cpu_has_bf16, pick_precision
@@ -60,14 +59,6 @@ class PrecisionChoice:
 
     def to_dict(self) -> dict:
         return {"precision": self.precision, "seconds": self.seconds, "reason": self.reason}
-
-
-def cache_dir() -> Path:
-    """``$UNETSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/unetseg``, else ``~/.cache/unetseg``."""
-    if os.environ.get("UNETSEG_CACHE_DIR"):
-        return Path(os.environ["UNETSEG_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "unetseg"
 
 
 def _cpu_model() -> str:

@@ -17,10 +17,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 __all__ = ["IMAGE_SUFFIXES", "read_image", "read_raw_image", "scale_to_unit", "read_mask",
-           "image_size", "no_pixel_limit"]
+           "image_size", "image_header", "no_pixel_limit"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
+# Pillow modes an image keeps as one grey channel (LA too: its alpha is dropped); any other
+# mode (palette, RGBA, CMYK, 1-bit) is read as RGB.
+GREY_MODES = ("L", "LA", "I", "I;16", "F")
 
 
 @contextmanager
@@ -88,7 +91,7 @@ def read_raw_image(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     # A palette or RGBA image becomes RGB; grey (also grey + alpha) and 16-bit stay as stored.
-    array = _read_array(path, keep_modes=("L", "I", "I;16", "F", "RGB"))
+    array = _read_array(path, keep_modes=(*GREY_MODES, "RGB"))
     if array.ndim == 3 and array.shape[-1] == 4:
         array = array[..., :3]                          # alpha carries no image content
     if array.ndim == 2:
@@ -154,6 +157,40 @@ def _colours_to_indices(rgb: np.ndarray, colours: np.ndarray, path: Path) -> np.
         raise ValueError(f"{path}: {int((~found).sum())} pixels have colours not in the class "
                          f"palette, for example {listed}")
     return order[position].astype(np.int64)
+
+
+def image_header(path: str | Path) -> tuple[int, int, int]:
+    """(height, width, channels) of the array `read_raw_image` would return, from the file header
+    without decoding the pixels: channels is 1 for grey (`GREY_MODES`, or a 2-D TIFF), else 3.
+
+    A PNG's chunk checksums are verified too (Pillow's ``verify``: half the cost of a header
+    read, a fraction of a decoding), so a truncated or damaged PNG is found here; damage past
+    the header of other formats is only found by decoding. Raises ValueError naming the file if
+    the file cannot be read, or if it describes an array `read_raw_image` refuses (a TIFF that
+    is neither grey nor RGB).
+    """
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        try:
+            with Image.open(path) as image:
+                (width, height), mode = image.size, image.mode
+                image.verify()                   # a no-op for formats without checksums
+        except (OSError, SyntaxError, UnidentifiedImageError,
+                Image.DecompressionBombError) as error:
+            raise ValueError(f"{path}: cannot be read as an image ({error})") from error
+        return height, width, 1 if mode in GREY_MODES else 3
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape = tuple(tif.series[0].shape)        # what tifffile.imread returns
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as error:
+        raise ValueError(f"{path}: cannot be read as an image ({error})") from error
+    if len(shape) == 2:
+        return shape[0], shape[1], 1
+    if len(shape) != 3 or shape[-1] not in (1, 3, 4):
+        raise ValueError(f"{path}: expected a grey or RGB image, found an array of shape {shape}")
+    return shape[0], shape[1], 1 if shape[-1] == 1 else 3
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

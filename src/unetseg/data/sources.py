@@ -5,8 +5,10 @@ background and objects covering ``foreground`` of each image), ``"camvid"`` or `
 (presets, with ``root`` the dataset folder), or the path of an image/mask folder (``images/`` +
 ``masks/``, or ``train/`` + ``val/`` folders each holding those, and an optional dataset file).
 
-Every pair is decoded once, and what the masks hold is judged before training, so that a data
-mistake gives an error or a notice (`Datasets.notices`) instead of a silent wrong answer:
+Every mask is decoded once (images are read from their headers, a sample of them decoded for
+the statistics) and indexed (`unetseg.data.index`), and what the masks hold is judged before
+training, so that a data mistake gives an error or a notice (`Datasets.notices`) instead of a
+silent wrong answer:
 
 - a 2-class folder whose masks hold only 0 and one value v > 1 (0/255 above all), with no
   dataset file saying what is ignored or remapped, reads v as class 1 (and says so);
