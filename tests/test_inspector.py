@@ -12,6 +12,7 @@ from scipy import ndimage
 from unetseg.inspector import (
     ERROR_TYPES,
     FINE_IOU,
+    Inspector,
     boundary_iou,
     error_breakdown,
     error_distance,
@@ -103,6 +104,36 @@ def test_breakdown_equals_the_brute_force_definition_on_random_masks(seed):
     for label in (0, 1, 2):
         assert error_breakdown(pred, truth, label, d) == brute_force_breakdown(pred, truth,
                                                                                label, d)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_class_measured_on_its_crop_gives_the_whole_images_numbers(seed):
+    """The inspector measures each class on the crop around its pixels; the whole image, through
+    the same public functions, must give the same counts (objects at the image edge, ignored
+    pixels and a class touching only ignored pixels included)."""
+    rng = np.random.default_rng(seed)
+    size = 300                                  # d = 4.2 px, the boundary IoU band 8.5 px
+    truth = np.zeros((size, size), dtype=int)
+    for _ in range(12):
+        truth[disc(*rng.uniform(-10, size + 10, 2), rng.uniform(2, 40), size=size)] = \
+            rng.integers(1, 5)
+    # Boundary errors everywhere (a shifted copy), plus spurious and relabelled blobs.
+    pred = np.roll(truth, (3, -2), axis=(0, 1))
+    for _ in range(4):
+        pred[disc(*rng.uniform(0, size, 2), rng.uniform(2, 20), size=size)] = rng.integers(0, 5)
+    # Ignored pixels: a disc, and a VOC-style void band along the true objects' outer edges,
+    # which puts the nearest counted background pixels several pixels away.
+    objects = truth > 0
+    truth[ndimage.binary_dilation(objects, iterations=3) & ~objects] = 255
+    truth[disc(*rng.uniform(0, size, 2), 30, size=size)] = 255
+    inspector = Inspector([f"c{i}" for i in range(5)], ignore_index=255)
+    inspector.add(pred, truth)
+    valid = truth != 255
+    d, band = error_distance(size, size), max(1.0, 0.02 * math.hypot(size, size))
+    for label in range(5):
+        whole = error_breakdown(pred, truth, label, d, valid)
+        assert list(inspector.breakdown[label]) == [whole[t] for t in ERROR_TYPES] + [whole["tp"]]
+        assert tuple(inspector.band[label]) == boundary_iou(pred, truth, label, band, valid)
 
 
 def test_iou_plus_the_six_error_shares_is_exactly_one():

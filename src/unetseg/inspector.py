@@ -215,6 +215,21 @@ def _objects(pred: np.ndarray, truth: np.ndarray, label: int, valid: np.ndarray,
         counts.false_blobs += n_pred - len(touching[touching > 0])
 
 
+def _class_box(of_class: np.ndarray, valid: np.ndarray, reach: float) -> tuple[slice, slice]:
+    """The bounding box of a class's counted pixels grown by ``reach`` + 2 pixels (within the
+    image): it holds every pixel within ``reach`` of them, so distances, components and bands
+    taken on the crop are those of the whole image. The crop's own edge is never taken for a
+    contour: the class's pixels stay more than ``reach`` away from it, except where it is the
+    image's edge."""
+    counted = of_class & valid
+    rows, cols = np.flatnonzero(counted.any(1)), np.flatnonzero(counted.any(0))
+    if rows.size == 0:                     # only ignored pixels: nothing of it is counted
+        return slice(0, 0), slice(0, 0)
+    grow = math.ceil(reach) + 2
+    return (slice(max(rows[0] - grow, 0), rows[-1] + grow + 1),
+            slice(max(cols[0] - grow, 0), cols[-1] + grow + 1))
+
+
 # --- the streaming inspector ---------------------------------------------------------------
 
 @dataclass
@@ -304,15 +319,22 @@ class Inspector:
         self.bf1.update(pred, truth)
         d = error_distance(height, width)
         b_near = (2.0, max(1.0, 0.005 * math.hypot(height, width)))
+        band = max(1.0, 0.02 * math.hypot(height, width))        # boundary IoU's d
         thresholds = self.fixed_thresholds or size_thresholds(height, width)
         present = np.flatnonzero(matrix.sum(0) + matrix.sum(1))
+        # Every measure of a class reads pixels within the largest distance above of the
+        # class's true or predicted pixels; on that crop of the image they come out the same,
+        # and a pole or a sign is a small crop.
+        reach = max(d, band, *b_near)
         for label in present:
-            counts = error_breakdown(pred, truth, label, d, valid)
+            box = _class_box((truth == label) | (pred == label), valid, reach)
+            p, t, v = pred[box], truth[box], valid[box]
+            counts = error_breakdown(p, t, label, d, v)
             self.breakdown[label] += [counts[t] for t in ERROR_TYPES] + [counts["tp"]]
-            self._near_true_boundary(pred, truth, label, valid, b_near)
-            inter, union = boundary_iou(pred, truth, label, valid=valid)
+            self._near_true_boundary(p, t, label, v, b_near)
+            inter, union = boundary_iou(p, t, label, band, v)
             self.band[label] += (inter, union)
-            _objects(pred, truth, label, valid, thresholds, self.objects[label])
+            _objects(p, t, label, v, thresholds, self.objects[label])
         tp = np.diag(matrix)
         union = matrix.sum(0) + matrix.sum(1) - tp
         with np.errstate(invalid="ignore", divide="ignore"):
