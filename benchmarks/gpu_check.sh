@@ -2,9 +2,9 @@
 # The GPU check: one script, under 8 minutes on one GPU, whose output goes in docs/benchmarks.md.
 #
 #   1. the CUDA-marked tests (tests/test_cuda.py: each precision trains, GPU answers match the CPU's);
-#   2. the training step and inference of the suite's contenders (benchmarks/train_step.py);
-#   3. the synthetic demo trained to IoU >= 0.90 on both shape classes, with its wall time
-#      (benchmarks/time_to_accuracy.py).
+#   2. the training step and inference of ours, the seed's plain U-Net and MONAI's BasicUNet on
+#      the GPU, then the synthetic demo data trained until both shape classes reach IoU 0.90,
+#      with its wall time (benchmarks/gpu_timing.py; `--device cpu --quick` smoke-tests it).
 #
 # It needs a PyTorch build with CUDA in the environment it runs with: PYTHON=path/to/python, or
 # .venv built with `make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"`.
@@ -20,6 +20,5 @@ fi
 "$PYTHON" -c 'import torch; p = torch.cuda.get_device_properties(0); print(f"GPU: {p.name}, {p.total_memory / 2**30:.0f} GiB, torch {torch.__version__}, CUDA {torch.version.cuda}")'
 start=$SECONDS
 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py
-"$PYTHON" benchmarks/train_step.py --device cuda
-"$PYTHON" benchmarks/time_to_accuracy.py --device cuda --synthetic-only
+"$PYTHON" benchmarks/gpu_timing.py --device cuda
 echo "gpu_check: done in $((SECONDS - start)) s"
