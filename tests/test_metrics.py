@@ -811,3 +811,107 @@ def test_distances_on_a_crop_equal_the_whole_image_transform(seed):
         close = where & (full <= radius)
         np.testing.assert_array_equal(near[close], full[close])
         assert np.isinf(near[~where]).all()
+
+
+# --- 10. label dtypes, ignore labels anywhere, labels too wide for the narrow bins -------------
+
+def dtype_batch(dtype: torch.dtype, num_classes: int, ignore_index: int | None, seed: int):
+    """(pred, target) of ``dtype``, shape (3, 9, 11): ~60% agreement, ~20% ignored targets."""
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, num_classes, (3, 9, 11), generator=g)
+    noise = torch.randint(0, num_classes, (3, 9, 11), generator=g)
+    pred = torch.where(torch.rand(3, 9, 11, generator=g) < 0.6, target, noise)
+    if ignore_index is not None:
+        target = torch.where(torch.rand(3, 9, 11, generator=g) < 0.2, ignore_index, target)
+    return pred.to(dtype), target.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32,
+                                   torch.int64, torch.float32])
+@pytest.mark.parametrize("ignore_index", [None, IGNORE, 5, -1, -100])
+def test_every_label_dtype_counts_like_numpy(dtype, ignore_index):
+    """Labels of any integer dtype (and float labels, truncated) give the numpy matrix, with the
+    ignore label above, just past, or below the classes; where the dtype cannot hold the ignore
+    label, no pixel has it and every pixel counts."""
+    num_classes = 5
+    info = torch.finfo(dtype) if dtype.is_floating_point else torch.iinfo(dtype)
+    stored = ignore_index if ignore_index is not None and info.min <= ignore_index <= info.max \
+        else None
+    pred, target = dtype_batch(dtype, num_classes, stored, seed=len(str(dtype)))
+    meter = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+    meter.update(pred, target)
+    expected = counts_by_hand(pred.long().numpy(), target.long().numpy(), num_classes, stored)
+    assert np.array_equal(meter.matrix.numpy(), expected)
+    assert meter.matrix.sum() > 0
+
+
+def test_an_ignore_label_a_dtype_cannot_hold_does_not_wrap_onto_a_class():
+    """uint8 labels and ignore_index 300: torch would compare uint8 == 300 as == 44; class 44
+    must still count."""
+    target = torch.tensor([44, 44, 1, 0], dtype=torch.uint8)
+    meter = ConfusionMatrix(50, ignore_index=300)
+    meter.update(target.clone(), target)
+    assert meter.matrix[44, 44] == 2 and meter.matrix.sum() == 4
+
+
+@pytest.mark.parametrize("ignore_index", [0, 2])
+def test_ignore_index_inside_the_classes_counts_nowhere_like_torchmetrics(ignore_index):
+    """An ignore label that is also a class index: its target pixels count nowhere (their row is
+    empty) while predictions of that class elsewhere still count, as torchmetrics' confusion
+    matrix with the same ignore_index has it."""
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    num_classes = 4
+    batches = random_batches(num_classes, seed=41 + ignore_index)
+    meter = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+    oracle = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
+    for pred, target in batches:
+        meter.update(pred, target)
+        oracle.update(pred, target)
+    assert not meter.matrix[ignore_index].any() and meter.matrix[:, ignore_index].any()
+    assert torch.equal(meter.matrix, oracle.compute())
+
+
+@pytest.mark.parametrize(("num_classes", "ignore_index"), [(200, IGNORE), (300, IGNORE),
+                                                           (3, 2**40), (3, -(2**40))])
+def test_many_classes_and_far_ignore_labels_count_like_numpy(num_classes, ignore_index):
+    """Wider bins for many classes (200: int32 bins; 300: 255 is a class), and an ignore label
+    far outside the classes, which the narrow histogram cannot take (counted in int64)."""
+    g = torch.Generator().manual_seed(num_classes)
+    target = torch.randint(0, num_classes, (2, 40, 40), generator=g)
+    pred = torch.randint(0, num_classes, (2, 40, 40), generator=g)
+    target[:, :5] = ignore_index
+    meter = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+    meter.update(pred, target)
+    expected = counts_by_hand(pred.numpy(), target.numpy(), num_classes, ignore_index)
+    assert np.array_equal(meter.matrix.numpy(), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize(("pred", "target", "message"), [
+    ([0, 1, 2], [0, 2**16 + 1, 2], r"target values \[65537\]"),       # int16 would read 1
+    ([0, -(2**16) + 2, 2], [0, 1, 2], r"predicted values \[-65534\]"),  # int16 would read 2
+])
+def test_labels_that_wrap_in_a_narrow_dtype_are_still_refused(dtype, pred, target, message):
+    """Labels outside the int16 bins the matrix is built in (which a cast would wrap onto a
+    valid class) are refused by their true value."""
+    meter = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match=message):
+        meter.update(torch.tensor(pred, dtype=dtype), torch.tensor(target, dtype=dtype))
+    assert meter.matrix.sum() == 0
+
+
+def test_an_ignore_label_far_outside_the_classes_is_ignored_and_others_refused():
+    """ignore_index 2**40 on int64 labels: those pixels count nowhere; a 7 is still refused."""
+    far = 2**40
+    meter = ConfusionMatrix(3, ignore_index=far)
+    meter.update(torch.tensor([0, 1, 2, 2]), torch.tensor([0, far, far, 2]))
+    assert meter.matrix.sum() == 2 and meter.matrix[0, 0] == 1 and meter.matrix[2, 2] == 1
+    with pytest.raises(ValueError, match=r"target values \[7\]"):
+        meter.update(torch.tensor([0, 1]), torch.tensor([far, 7]))
+
+
+def test_an_empty_batch_adds_nothing():
+    meter = ConfusionMatrix(3)
+    meter.update(torch.zeros(0, 4, 4, dtype=torch.long), torch.zeros(0, 4, 4, dtype=torch.long))
+    assert meter.matrix.sum() == 0

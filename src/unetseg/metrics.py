@@ -129,7 +129,11 @@ class ConfusionMatrix:
         """Add a batch: class indices (N, H, W) or logits (N, C, H, W), and target (N, H, W).
 
         Any matching shapes work (a single (H, W) image too); logits are recognised by having
-        one more dimension than the target.
+        one more dimension than the target. Labels may have any integer dtype (float and bool
+        labels are truncated to int64 first). A target equal to ``ignore_index`` counts
+        nowhere, whatever is predicted there, even when ``ignore_index`` lies in [0, C).
+        Raises ValueError, naming the offending values, if any other pixel's target or
+        prediction lies outside [0, C); a refused batch adds nothing.
         """
         pred = _as_labels(pred_or_logits, target)
         if pred.shape != target.shape:
@@ -138,26 +142,87 @@ class ConfusionMatrix:
                 f"{tuple(target.shape)}: expected the same shape, or logits with a class "
                 f"dimension at 1"
             )
-        pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+        pred, target = self._integer(pred.reshape(-1)), self._integer(target.reshape(-1))
+        if self.matrix.device != target.device:
+            self.matrix = self.matrix.to(target.device)
+        if target.numel() == 0:
+            return
+        counts = self._narrow_counts(pred, target)
+        if counts is None:
+            counts = self._exact_counts(pred, target)
+        self.matrix += counts
+
+    @staticmethod
+    def _integer(labels: torch.Tensor) -> torch.Tensor:
+        """Integer labels as they are; float and bool labels truncated to int64."""
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            return labels.long()
+        return labels
+
+    def _narrow_counts(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        """The batch's (C, C) counts, built in the narrowest integer dtype that holds them;
+        None when that cannot be exact (a label too large for the dtype, or an ignore_index
+        far from [0, C)), for `_exact_counts` to do.
+
+        Clamping maps every invalid label onto a row or column just outside the classes
+        (-1 or C for a prediction; ``lo`` or ``hi`` for a target), and the ignore label keeps
+        a row of its own, so one histogram of (target, prediction) pairs holds the matrix, the
+        invalid pixels and the ignored ones, with no boolean mask and no int64 copy of the
+        batch (which costs more than the rest together). One read-back per batch brings the
+        invalid count and, for labels of a wider dtype than the bins, their range.
+        """
+        c, ignore = self.num_classes, self.ignore_index
+        lo, hi = (-1, c) if ignore is None else (min(-1, ignore - 1), max(c, ignore + 1))
+        rows, cols = hi - lo + 1, c + 2
+        if rows * cols > max(2**16, 4 * cols * cols):
+            return None
+        # Bin = column + cols * row + offset, in [0, rows * cols); before the offset it
+        # reaches down to cols * lo - 1.
+        work = next(dtype for dtype in (torch.int16, torch.int32, torch.int64)
+                    if (rows - lo + 1) * cols < torch.iinfo(dtype).max)
+        narrow = torch.iinfo(work)
+        codes, ranges = [], []
+        for labels, low, high in ((target, lo, hi), (pred, -1, c)):
+            wide = torch.iinfo(labels.dtype)
+            if wide.min < narrow.min or wide.max > narrow.max:   # the cast may wrap
+                ranges.append(torch.stack(labels.aminmax()).to(torch.int64))
+            codes.append(labels.to(work).clamp_(low, high))
+        bins = torch.add(codes[1], codes[0], alpha=cols).add_(1 - lo * cols)
+        grid = torch.bincount(bins, minlength=rows * cols).view(rows, cols)
+        if ignore is not None:
+            grid[ignore - lo] = 0                 # ignored pixels count nowhere
+        matrix = grid[-lo:c - lo, 1:c + 1]
+        found = torch.cat([(grid.sum() - matrix.sum()).view(1), *ranges]).tolist()
+        if any(not narrow.min <= value <= narrow.max for value in found[1:]):
+            return None
+        if found[0]:
+            self._refuse(pred, target)
+        return matrix
+
+    def _exact_counts(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The batch's (C, C) counts computed in int64, for labels `_narrow_counts` cannot
+        take: each pixel's bin is its (target, prediction) pair, or one of two extra bins for
+        ignored and invalid pixels."""
+        pred, target = pred.long(), target.long()
         c = self.num_classes
-        # Each (true, predicted) pair becomes one bin of a C*C histogram. Two extra bins take
-        # the ignored pixels and the invalid ones, so no pixel is copied out by a boolean mask
-        # and the histogram is one pass; only the invalid count is read back, once.
         valid = (target >= 0) & (target < c) & (pred >= 0) & (pred < c)
         ignored = (target == self.ignore_index if self.ignore_index is not None
                    else torch.zeros_like(valid))
-        bins = torch.where(valid, target * c + pred, c * c + 1 - ignored.long())
+        bins = torch.where(valid & ~ignored, target * c + pred, c * c + 1 - ignored.long())
         counts = torch.bincount(bins, minlength=c * c + 2)
         if counts[c * c + 1].item():                      # invalid and not ignored
-            self._refuse(pred, target, valid | ignored)
-        if self.matrix.device != target.device:
-            self.matrix = self.matrix.to(target.device)
-        self.matrix += counts[: c * c].view(c, c)
+            self._refuse(pred, target)
+        return counts[: c * c].view(c, c)
 
-    def _refuse(self, pred: torch.Tensor, target: torch.Tensor, fine: torch.Tensor) -> None:
+    def _refuse(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        pred, target = pred.long(), target.long()
+        c = self.num_classes
+        fine = (target >= 0) & (target < c) & (pred >= 0) & (pred < c)
+        if self.ignore_index is not None:
+            fine |= target == self.ignore_index
         bad = ~fine
         raise ValueError(
-            f"labels must lie in [0, {self.num_classes}) or equal ignore_index="
+            f"labels must lie in [0, {c}) or equal ignore_index="
             f"{self.ignore_index}; found target values {torch.unique(target[bad]).tolist()[:10]}"
             f" and predicted values {torch.unique(pred[bad]).tolist()[:10]} among the "
             f"offending pixels")
