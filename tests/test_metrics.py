@@ -915,3 +915,21 @@ def test_an_empty_batch_adds_nothing():
     meter = ConfusionMatrix(3)
     meter.update(torch.zeros(0, 4, 4, dtype=torch.long), torch.zeros(0, 4, 4, dtype=torch.long))
     assert meter.matrix.sum() == 0
+
+
+def test_an_unchecked_update_counts_the_same_and_puts_bad_labels_nowhere():
+    """``check=False`` (the training loop's, which reads nothing back): the same matrix for
+    good labels; a label outside the classes is counted in no cell instead of refused."""
+    torch.manual_seed(0)
+    pred, target = torch.randint(0, 4, (2, 9, 7)), torch.randint(0, 4, (2, 9, 7))
+    target[0, 0, :3] = 255
+    checked, unchecked = ConfusionMatrix(4), ConfusionMatrix(4)
+    checked.update(pred, target)
+    unchecked.update(pred, target, check=False)
+    assert torch.equal(checked.matrix, unchecked.matrix)
+    target[1, 1, 1], pred[1, 2, 2] = 7, -3
+    with pytest.raises(ValueError):
+        ConfusionMatrix(4).update(pred, target)
+    lenient = ConfusionMatrix(4)
+    lenient.update(pred, target, check=False)
+    assert lenient.matrix.sum() == checked.matrix.sum() - 2

@@ -125,7 +125,8 @@ class ConfusionMatrix:
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
 
-    def update(self, pred_or_logits: torch.Tensor, target: torch.Tensor) -> None:
+    def update(self, pred_or_logits: torch.Tensor, target: torch.Tensor,
+               check: bool = True) -> None:
         """Add a batch: class indices (N, H, W) or logits (N, C, H, W), and target (N, H, W).
 
         Any matching shapes work (a single (H, W) image too); logits are recognised by having
@@ -133,7 +134,9 @@ class ConfusionMatrix:
         labels are truncated to int64 first). A target equal to ``ignore_index`` counts
         nowhere, whatever is predicted there, even when ``ignore_index`` lies in [0, C).
         Raises ValueError, naming the offending values, if any other pixel's target or
-        prediction lies outside [0, C); a refused batch adds nothing.
+        prediction lies outside [0, C); a refused batch adds nothing. With ``check=False``
+        (labels already checked, as the training loop's are) nothing is read back to the host,
+        so a GPU is not stalled; a label outside [0, C) then counts nowhere, silently.
         """
         pred = _as_labels(pred_or_logits, target)
         if pred.shape != target.shape:
@@ -147,9 +150,9 @@ class ConfusionMatrix:
             self.matrix = self.matrix.to(target.device)
         if target.numel() == 0:
             return
-        counts = self._narrow_counts(pred, target)
+        counts = self._narrow_counts(pred, target) if check else None
         if counts is None:
-            counts = self._exact_counts(pred, target)
+            counts = self._exact_counts(pred, target, check)
         self.matrix += counts
 
     @staticmethod
@@ -199,7 +202,8 @@ class ConfusionMatrix:
             self._refuse(pred, target)
         return matrix
 
-    def _exact_counts(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _exact_counts(self, pred: torch.Tensor, target: torch.Tensor,
+                      check: bool = True) -> torch.Tensor:
         """The batch's (C, C) counts computed in int64, for labels `_narrow_counts` cannot
         take: each pixel's bin is its (target, prediction) pair, or one of two extra bins for
         ignored and invalid pixels."""
@@ -209,8 +213,12 @@ class ConfusionMatrix:
         ignored = (target == self.ignore_index if self.ignore_index is not None
                    else torch.zeros_like(valid))
         bins = torch.where(valid & ~ignored, target * c + pred, c * c + 1 - ignored.long())
-        counts = torch.bincount(bins, minlength=c * c + 2)
-        if counts[c * c + 1].item():                      # invalid and not ignored
+        if check or bins.device.type == "cpu":
+            counts = torch.bincount(bins, minlength=c * c + 2)
+        else:       # CUDA's bincount reads the largest bin back to size its output
+            counts = torch.zeros(c * c + 2, dtype=torch.int64, device=bins.device)
+            counts.index_add_(0, bins, torch.ones_like(bins))
+        if check and counts[c * c + 1].item():            # invalid and not ignored
             self._refuse(pred, target)
         return counts[: c * c].view(c, c)
 
