@@ -919,7 +919,7 @@ def test_an_empty_batch_adds_nothing():
 
 def test_an_unchecked_update_counts_the_same_and_puts_bad_labels_nowhere():
     """``check=False`` (the training loop's, which reads nothing back): the same matrix for
-    good labels; a label outside the classes is counted in no cell instead of refused."""
+    good labels; a small label outside the classes is counted in no cell instead of refused."""
     torch.manual_seed(0)
     pred, target = torch.randint(0, 4, (2, 9, 7)), torch.randint(0, 4, (2, 9, 7))
     target[0, 0, :3] = 255

@@ -102,6 +102,15 @@ def _as_labels(pred_or_logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return pred_or_logits
 
 
+def _histogram(bins: torch.Tensor, length: int, may_sync: bool = True) -> torch.Tensor:
+    """Counts of each value of ``bins`` (all in [0, length)). CUDA's bincount reads the
+    largest bin back to size its output; where that stall is unwanted, an ``index_add_``."""
+    if may_sync or bins.device.type == "cpu":
+        return torch.bincount(bins, minlength=length)
+    counts = torch.zeros(length, dtype=torch.int64, device=bins.device)
+    return counts.index_add_(0, bins.long(), torch.ones_like(bins, dtype=torch.int64))
+
+
 class ConfusionMatrix:
     """A (C, C) pixel confusion matrix accumulated over batches, on the inputs' device.
 
@@ -136,7 +145,7 @@ class ConfusionMatrix:
         Raises ValueError, naming the offending values, if any other pixel's target or
         prediction lies outside [0, C); a refused batch adds nothing. With ``check=False``
         (labels already checked, as the training loop's are) nothing is read back to the host,
-        so a GPU is not stalled; a label outside [0, C) then counts nowhere, silently.
+        so a GPU is not stalled; labels must then lie in [0, C) or equal ``ignore_index``.
         """
         pred = _as_labels(pred_or_logits, target)
         if pred.shape != target.shape:
@@ -150,7 +159,7 @@ class ConfusionMatrix:
             self.matrix = self.matrix.to(target.device)
         if target.numel() == 0:
             return
-        counts = self._narrow_counts(pred, target) if check else None
+        counts = self._narrow_counts(pred, target, check)
         if counts is None:
             counts = self._exact_counts(pred, target, check)
         self.matrix += counts
@@ -162,7 +171,8 @@ class ConfusionMatrix:
             return labels.long()
         return labels
 
-    def _narrow_counts(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    def _narrow_counts(self, pred: torch.Tensor, target: torch.Tensor,
+                       check: bool = True) -> torch.Tensor | None:
         """The batch's (C, C) counts, built in the narrowest integer dtype that holds them;
         None when that cannot be exact (a label too large for the dtype, or an ignore_index
         far from [0, C)), for `_exact_counts` to do.
@@ -172,7 +182,8 @@ class ConfusionMatrix:
         a row of its own, so one histogram of (target, prediction) pairs holds the matrix, the
         invalid pixels and the ignored ones, with no boolean mask and no int64 copy of the
         batch (which costs more than the rest together). One read-back per batch brings the
-        invalid count and, for labels of a wider dtype than the bins, their range.
+        invalid count and, for labels of a wider dtype than the bins, their range; none
+        without ``check`` (labels known to lie in range, which no cast can then wrap).
         """
         c, ignore = self.num_classes, self.ignore_index
         lo, hi = (-1, c) if ignore is None else (min(-1, ignore - 1), max(c, ignore + 1))
@@ -187,14 +198,16 @@ class ConfusionMatrix:
         codes, ranges = [], []
         for labels, low, high in ((target, lo, hi), (pred, -1, c)):
             wide = torch.iinfo(labels.dtype)
-            if wide.min < narrow.min or wide.max > narrow.max:   # the cast may wrap
+            if check and (wide.min < narrow.min or wide.max > narrow.max):   # may wrap
                 ranges.append(torch.stack(labels.aminmax()).to(torch.int64))
             codes.append(labels.to(work).clamp_(low, high))
         bins = torch.add(codes[1], codes[0], alpha=cols).add_(1 - lo * cols)
-        grid = torch.bincount(bins, minlength=rows * cols).view(rows, cols)
+        grid = _histogram(bins, rows * cols, check).view(rows, cols)
         if ignore is not None:
             grid[ignore - lo] = 0                 # ignored pixels count nowhere
         matrix = grid[-lo:c - lo, 1:c + 1]
+        if not check:
+            return matrix
         found = torch.cat([(grid.sum() - matrix.sum()).view(1), *ranges]).tolist()
         if any(not narrow.min <= value <= narrow.max for value in found[1:]):
             return None
@@ -213,11 +226,7 @@ class ConfusionMatrix:
         ignored = (target == self.ignore_index if self.ignore_index is not None
                    else torch.zeros_like(valid))
         bins = torch.where(valid & ~ignored, target * c + pred, c * c + 1 - ignored.long())
-        if check or bins.device.type == "cpu":
-            counts = torch.bincount(bins, minlength=c * c + 2)
-        else:       # CUDA's bincount reads the largest bin back to size its output
-            counts = torch.zeros(c * c + 2, dtype=torch.int64, device=bins.device)
-            counts.index_add_(0, bins, torch.ones_like(bins))
+        counts = _histogram(bins, c * c + 2, check)
         if check and counts[c * c + 1].item():            # invalid and not ignored
             self._refuse(pred, target)
         return counts[: c * c].view(c, c)
