@@ -19,6 +19,8 @@ from typing import Callable
 
 import torch
 
+from unetseg.tuning import cpu_model
+
 __all__ = ["Timing", "alternate", "machine", "print_table", "peak_rss_mib", "seconds"]
 
 
@@ -56,16 +58,6 @@ def alternate(contenders: dict[str, Callable[[], object]], repeats: int = 3,
     return {name: Timing(values) for name, values in times.items()}
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> str:
     """One line naming the hardware and versions a table was measured on."""
     flags = ""
@@ -76,7 +68,7 @@ def machine() -> str:
     except OSError:
         pass
     gpu = (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
-    return (f"{_cpu_model()} ({flags}), {os.cpu_count()} cores, {torch.get_num_threads()} "
+    return (f"{cpu_model()} ({flags}), {os.cpu_count()} cores, {torch.get_num_threads()} "
             f"torch threads{gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
             f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}")
 

@@ -32,7 +32,7 @@ from .model import UNet, UNetConfig
 from .runtime import autocast, cpu_has_bf16, pick_precision
 
 __all__ = ["PrecisionChoice", "training_precision", "choose_precision", "measure_step",
-           "measure_forward", "describe_model", "cache_dir", "ROUNDS"]
+           "measure_forward", "describe_model", "cache_dir", "cpu_model", "ROUNDS"]
 
 # Timed steps per candidate, after one warm-up step each; alternated A B A B ..., and the
 # fastest of each kept (interference from other work only ever adds time).
@@ -61,7 +61,8 @@ class PrecisionChoice:
         return {"precision": self.precision, "seconds": self.seconds, "reason": self.reason}
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (what the precision cache is keyed by)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -161,7 +162,7 @@ def choose_precision(model: nn.Module | UNetConfig, batch: int, size: int,
     if device.type != "cpu" or not cpu_has_bf16():
         return PrecisionChoice("fp32", reason="no native bf16 on this CPU")
     task = "inference" if measure is measure_forward else "training"
-    key = f"{_cpu_model()} | torch {torch.__version__} | {describe_model(model)} | {task} | " \
+    key = f"{cpu_model()} | torch {torch.__version__} | {describe_model(model)} | {task} | " \
           f"batch {batch} | {size}x{size} | {torch.get_num_threads()} threads"
     cache = cache_dir() / "precision.json"
     known = _read_cache(cache)
