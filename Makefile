@@ -33,6 +33,15 @@ bench: $(STAMP)
 		$(BIN)/python benchmarks/$$script || exit 1; \
 	done
 
+# torch goes in first and alone: installed later as a dependency, pip would pick the newest
+# (multi-GB CUDA) build; installed first, the package's "torch>=2.2" is already satisfied.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
 # The experiments environment: segmentation_models_pytorch needs torchvision, and PyPI's
 # torchvision does not import beside the CPU torch 2.13.0 of .venv; this pair does (about
 # 5.5 GB, a CUDA build). Kept apart so that .venv stays small.
