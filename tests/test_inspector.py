@@ -293,3 +293,32 @@ def test_a_perfect_prediction_is_fine_everywhere_and_scores_one():
     result = inspect_masks([(truth, truth)], CLASSES)
     assert all(row["verdict"] == "fine" and row["iou"] == 1.0 for row in result.classes)
     assert FINE_IOU < 1.0
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_report_is_the_same_with_scipys_distance_transform(seed, monkeypatch):
+    """The inspector's distances come from OpenCV for speed; with scipy's exact transform put in
+    their place, every number of the inspection must come out the same."""
+    from unetseg import metrics
+
+    rng = np.random.default_rng(seed)
+    size = 120
+    truth = np.zeros((size, size), dtype=int)
+    for _ in range(10):
+        truth[disc(*rng.uniform(-5, size + 5, 2), rng.uniform(2, 25), size=size)] = \
+            rng.integers(1, 4)
+    pred = np.roll(truth, (2, -3), axis=(0, 1))
+    pred[disc(*rng.uniform(0, size, 2), 9, size=size)] = 3
+    truth[disc(*rng.uniform(0, size, 2), 12, size=size)] = 255
+
+    def inspection() -> dict:
+        inspector = Inspector([f"c{i}" for i in range(4)], ignore_index=255)
+        inspector.add(pred, truth, "a")
+        inspector.add(np.flipud(pred), np.flipud(truth), "b")
+        return inspector.result().to_dict()
+
+    fast = inspection()
+    monkeypatch.setattr(metrics, "_distances_at",
+                        lambda region, where: ndimage.distance_transform_edt(~region)[where])
+    slow = inspection()
+    np.testing.assert_equal(fast, slow)

@@ -933,3 +933,30 @@ def test_an_unchecked_update_counts_the_same_and_puts_bad_labels_nowhere():
     lenient = ConfusionMatrix(4)
     lenient.update(pred, target, check=False)
     assert lenient.matrix.sum() == checked.matrix.sum() - 2
+
+
+# --- the distance transform under the boundary measures ----------------------------------------
+
+@pytest.mark.parametrize("seed", range(3))
+def test_distances_equal_scipys_exact_transform(seed):
+    """OpenCV computes the distances; scipy's exact EDT is the oracle. Sparse regions make long
+    distances, and the crop to ``where`` must not change any value within the radius."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    region = rng.random((97, 131)) < 0.002 * (seed + 1)
+    region[rng.integers(97), rng.integers(131)] = True
+    where = rng.random(region.shape) < 0.3
+    exact = ndimage.distance_transform_edt(~region)
+    for radius in (1.0, 2.0, math.sqrt(5), 7.5, 400.0):
+        found = metrics.distances_up_to(region, radius, where)
+        close = where & (exact <= radius)
+        np.testing.assert_array_equal(found[close], exact[close])     # bit for bit
+        assert np.all(found[~where] == np.inf)
+        np.testing.assert_array_equal(metrics.within(region, radius, where), close)
+
+
+def test_distances_without_a_region_are_infinite():
+    where = np.ones((5, 6), dtype=bool)
+    assert np.all(metrics.distances_up_to(np.zeros((5, 6), bool), 3.0, where) == np.inf)
+    assert not metrics.within(np.zeros((5, 6), bool), 3.0, where).any()

@@ -281,8 +281,14 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
 
 def within(region: np.ndarray, radius: float, where: np.ndarray) -> np.ndarray:
     """Boolean (H, W): the pixels of ``where`` within Euclidean ``radius`` of ``region``
-    (False elsewhere); see `distances_up_to`."""
-    return distances_up_to(region, radius, where) <= radius
+    (False elsewhere). Same crop as `distances_up_to`, without a float image around it."""
+    out = np.zeros(where.shape, dtype=bool)
+    box = _grown_box(where, radius)
+    if box is not None and region[box].any():
+        near = np.zeros(out[box].shape, dtype=bool)
+        near[where[box]] = _distances_at(region[box], where[box]) <= radius
+        out[box] = near
+    return out
 
 
 def distances_up_to(region: np.ndarray, radius: float, where: np.ndarray) -> np.ndarray:
@@ -294,12 +300,29 @@ def distances_up_to(region: np.ndarray, radius: float, where: np.ndarray) -> np.
     """
     out = np.full(where.shape, np.inf)
     box = _grown_box(where, radius)
-    if box is None:
-        return out
-    crop = region[box]
-    if crop.any():
-        out[box] = np.where(where[box], ndimage.distance_transform_edt(~crop), np.inf)
+    if box is not None and region[box].any():
+        crop = out[box]
+        crop[where[box]] = _distances_at(region[box], where[box])
+        out[box] = crop
     return out
+
+
+def _distances_at(region: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """float64 (N,): the exact Euclidean distance from each True pixel of ``where`` (row-major
+    order) to the nearest True pixel of ``region`` (which must hold one): the values scipy's
+    ``distance_transform_edt(~region)[where]`` gives.
+
+    OpenCV's exact transform (Felzenszwalb and Huttenlocher's algorithm) is about five times
+    faster than scipy's, and the boundary measures run it thousands of times per dataset. It
+    returns float32; a squared pixel distance is an integer, so rounding the square recovers
+    the float64 value, and thresholds such as ``<= 2.0`` compare as they would with scipy.
+    """
+    import cv2  # installed with albumentations; imported here to keep start-up light
+
+    far = np.logical_not(region).view(np.uint8)                # zero on the region
+    distance = cv2.distanceTransform(far, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[where]
+    distance = distance.astype(np.float64)
+    return np.sqrt(np.rint(distance * distance))
 
 
 def _grown_box(mask: np.ndarray, margin: float) -> tuple[slice, slice] | None:
