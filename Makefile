@@ -20,6 +20,12 @@ test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq \
 		chromium) >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@if [ -x $(EXP)/bin/python ]; then \
+		echo "== the tests that need smp, in $(EXP)"; \
+		$(EXP)/bin/python -m pytest -m smp; \
+	else \
+		echo "no $(EXP) (make exp-env builds it): the smp tests were skipped"; \
+	fi
 
 # Timings, not tests: each script prints Markdown tables of medians and ranges, and ratios
 # measured in the same run (docs/benchmarks.md holds the figures). smp's rows need .venv-exp

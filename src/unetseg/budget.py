@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .model import UNet, UNetConfig
+from .architectures import build_model, import_smp
+from .model import UNetConfig
 
 __all__ = ["Estimate", "training_estimate", "prediction_estimate", "available_bytes",
            "check_fits", "check_training_fits", "HEADROOM"]
@@ -53,8 +54,10 @@ class Estimate:
 def training_estimate(config: UNetConfig, batch: int, height: int, width: int,
                       precision: str = "fp32") -> Estimate:
     """Parameters and saved activations of one training step, traced on the meta device."""
+    if config.arch != "unet":
+        import_smp()          # first outside the meta device: tensors made on import stay real
     with torch.device("meta"):
-        model = UNet.from_config(replace(config))
+        model = build_model(replace(config))
         images = torch.empty(batch, config.in_channels, height, width)
     saved = 0
 

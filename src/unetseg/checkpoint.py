@@ -29,9 +29,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .architectures import build_model
 from .fastpath import Accelerated
 from .files import atomic_write
-from .model import UNet
+from .model import UNetConfig
 
 __all__ = ["SCHEMA_VERSION", "Checkpoint", "unwrap", "save_checkpoint", "load_checkpoint",
            "restore_optimizer", "load_model"]
@@ -115,7 +116,7 @@ def save_checkpoint(
     plain = unwrap(model)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in plain.state_dict().items()}
     document = {"schema_version": SCHEMA_VERSION, **metadata}
-    if isinstance(plain, UNet):
+    if isinstance(getattr(plain, "config", None), UNetConfig):    # a UNet or an SmpModel
         document["model_config"] = vars(plain.config)
     if optimizer is not None:
         optimizer_tensors, optimizer_json = _optimizer_to_tensors(optimizer.state_dict())
@@ -201,14 +202,18 @@ def restore_optimizer(checkpoint: Checkpoint, optimizer: torch.optim.Optimizer) 
 
 def load_model(
     path: str | Path, device: torch.device | str = "cpu"
-) -> tuple[UNet, dict[str, Any]]:
-    """Rebuild the UNet of a checkpoint with its weights, in eval mode; returns
-    (model, metadata)."""
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint (a `UNet`, or an smp model: `unetseg.architectures`)
+    with its weights, in eval mode; returns (model, metadata). Nothing is downloaded: an smp
+    encoder is built without pretrained weights, then given the file's."""
     checkpoint = load_checkpoint(path)
     config = checkpoint.metadata.get("model_config")
     if config is None:
         raise ValueError(f"{path} holds no model_config: expected a unetseg model checkpoint")
-    model = UNet.from_config(config)
+    try:
+        model = build_model(UNetConfig(**config))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: cannot rebuild its model: {error}") from error
     names = checkpoint.metadata.get("class_names")
     if names is not None:
         outputs = 1 if checkpoint.metadata.get("binary") else len(names)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .architectures import size_multiple
 from .budget import check_fits, prediction_estimate
 from .checkpoint import load_model
 from .data.io import scale_to_unit
@@ -259,7 +260,7 @@ def _predict_whole(model, image, tta, device, precision, want_probs) -> Predicti
     # Pooling `depth` times halves the size each time: a multiple of 2^depth keeps every level
     # exact (16 for the default depth of 4, or for a model whose depth is not known).
     network = getattr(model, "network", None)
-    multiple = 2 ** network.config.depth if hasattr(network, "config") else 16
+    multiple = size_multiple(network) if network is not None else 16
     padded = _reflect_pad(image, math.ceil(height / multiple) * multiple,
                           math.ceil(width / multiple) * multiple)
     batch = _as_batch(padded[None], device)

@@ -13,7 +13,7 @@ to the skip's size, so the logits always come back at the input's H x W.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -151,8 +151,37 @@ class UNetConfig:
     upsample: str = field(default="bilinear", metadata={"help": "bilinear or transpose"})
     norm: str = field(default="batch", metadata={"help": "batch, group, instance or none"})
     dropout: float = field(default=0.0, metadata={"help": "channel dropout on the bottleneck"})
+    # Another architecture in the U-Net's place (`unetseg.architectures`); the fields above
+    # then describe nothing but the channels and classes.
+    arch: str = field(default="unet", metadata={
+        "help": "unet (this toolkit's U-Net) or smp:NAME, a segmentation_models_pytorch model: "
+                "smp:Unet, smp:FPN, smp:DeepLabV3Plus, smp:Segformer, ... (needs the smp "
+                "extra)"})
+    encoder: str = field(default="resnet34", metadata={
+        "help": "the encoder of an --arch smp:* model (any smp encoder name)"})
+    encoder_weights: str = field(default="none", metadata={
+        "help": "imagenet or none: the encoder's starting weights for --arch smp:* "
+                "(imagenet is downloaded once into ~/.cache/torch/hub)"})
 
     def __post_init__(self) -> None:
+        if not isinstance(self.arch, str) or not (
+                self.arch == "unet" or (self.arch.startswith("smp:") and len(self.arch) > 4)):
+            raise ValueError(f"--arch must be unet or smp:NAME (smp:Unet, smp:FPN, ...), "
+                             f"found {self.arch!r}")
+        if self.arch == "unet":
+            changed = [name for name in ("encoder", "encoder_weights")
+                       if getattr(self, name) != _DEFAULTS[name]]
+        else:
+            changed = [name for name in ("base", "depth", "upsample", "norm", "dropout")
+                       if getattr(self, name) != _DEFAULTS[name]]
+        if changed:
+            flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+            raise ValueError(f"{flags} cannot be used with --arch {self.arch} ("
+                             + ("only an smp model has an encoder" if self.arch == "unet"
+                                else "only this toolkit's U-Net has those settings") + ")")
+        if self.encoder_weights not in ("none", "imagenet"):
+            raise ValueError(f"--encoder-weights must be imagenet or none, found "
+                             f"{self.encoder_weights!r}")
         for name in ("in_channels", "num_classes", "base", "depth"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -163,6 +192,9 @@ class UNetConfig:
             raise ValueError(f"norm must be one of {NORMS}, found {self.norm!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), found {self.dropout!r}")
+
+
+_DEFAULTS = {item.name: item.default for item in fields(UNetConfig)}
 
 
 class UNet(nn.Module):
@@ -204,8 +236,14 @@ class UNet(nn.Module):
     @classmethod
     def from_config(cls, config: UNetConfig | dict) -> UNet:
         """Rebuild a model from a `UNetConfig` or its dict (as stored in a checkpoint)."""
-        fields = asdict(config) if isinstance(config, UNetConfig) else dict(config)
-        return cls(**fields)
+        values = asdict(config) if isinstance(config, UNetConfig) else dict(config)
+        arch = values.pop("arch", "unet")
+        if arch != "unet":
+            raise ValueError(f"UNet.from_config: the config names --arch {arch}; build it with "
+                             f"unetseg.architectures.build_model")
+        values.pop("encoder", None)
+        values.pop("encoder_weights", None)
+        return cls(**values)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

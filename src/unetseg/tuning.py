@@ -26,9 +26,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .architectures import build_model
 from .files import atomic_write_text, cache_dir
 from .losses import CEDiceLoss
-from .model import UNet, UNetConfig
+from .model import UNetConfig
 from .runtime import autocast, cpu_has_bf16, pick_precision
 
 __all__ = ["PrecisionChoice", "training_precision", "choose_precision", "measure_step",
@@ -93,7 +94,7 @@ def measure_step(model: nn.Module | UNetConfig, batch: int, size: int, precision
     a copy of a module (so the measurement never changes the caller's weights)."""
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    network = (UNet.from_config(model) if isinstance(model, UNetConfig)
+    network = (build_model(model) if isinstance(model, UNetConfig)
                else copy.deepcopy(model)).train().to(memory_format=memory_format)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
     images = torch.rand(batch, _input_channels(model), size, size).contiguous(
@@ -120,7 +121,7 @@ def measure_forward(model: nn.Module | UNetConfig, batch: int, size: int, precis
                     channels_last: bool = True) -> Callable[[], float]:
     """A function that runs one inference forward pass at these shapes under ``precision``
     and returns its seconds. A module is run as it is (already in eval mode and its layout)."""
-    network = UNet.from_config(model).eval() if isinstance(model, UNetConfig) else model
+    network = build_model(model).eval() if isinstance(model, UNetConfig) else model
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if isinstance(model, UNetConfig):
         network = network.to(memory_format=memory_format)
