@@ -119,6 +119,22 @@ def test_bad_input_exits_2_with_a_message_not_a_traceback(tmp_path, capsys):
     assert "loss must be one of" in capsys.readouterr().err
 
 
+def test_max_steps_and_val_every_from_the_command_line_then_evaluate_without_inspecting(
+        tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "40", "--max-steps", "3", "--val-every", "5",
+                 "--out", str(run)]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [3]           # the last step, always validated
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "best.safetensors"), "--out", str(tmp_path / "ev"),
+                 "--no-inspect"]) == 0
+    out = capsys.readouterr().out
+    assert "mIoU" in out and "mask inspector" not in out
+    assert (tmp_path / "ev" / "evaluation.json").is_file()
+    assert not (tmp_path / "ev" / "report.html").exists()
+
+
 def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     fake = tmp_path / "model.safetensors"
     fake.write_bytes(b"\x80\x04not a checkpoint")

@@ -856,3 +856,20 @@ def test_split_files_choose_the_training_and_validation_pairs(tmp_path):
                                          r"example \['zz'\]"):
         build_datasets(DataConfig(source=str(root), classes=("bg", "fg"),
                                   train_list="train.txt", val_list="val.txt"))
+
+
+def test_camvid_test_split_reads_test_and_testannot_and_nothing_else(tmp_path):
+    for split in ("train", "val"):
+        save(tmp_path / split / f"{split}1.png", grey(0, (H, W, 3)))
+        save(tmp_path / f"{split}annot" / f"{split}1.png", labels(0, 11))
+    config = DataConfig(source="camvid", root=str(tmp_path))
+    with pytest.raises(ValueError, match=r"--split test: .* has no test/ and testannot/"):
+        build_eval_dataset(config, (0.5,) * 3, (0.5,) * 3, split="test")
+    for stem in ("a", "b"):
+        save(tmp_path / "test" / f"{stem}.png", grey(1, (H, W, 3)))
+        save(tmp_path / "testannot" / f"{stem}.png", labels(1, 11))
+    dataset, spec = build_eval_dataset(config, (0.5,) * 3, (0.5,) * 3, split="test")
+    assert [(i.parent.name, m.parent.name, i.name) for i, m in dataset.pairs] == [
+        ("test", "testannot", "a.png"), ("test", "testannot", "b.png")]
+    assert spec.class_names == CAMVID.class_names
+    assert len(build_datasets(config).train) == 1          # training never sees test/

@@ -100,7 +100,8 @@ def test_run_folder_holds_config_checkpoints_logs_and_curves(trained):
     csv = (result.run_dir / "metrics.csv").read_text().splitlines()
     assert csv[0].split(",")[-3:] == ["iou_background", "iou_circle", "iou_square"]
     assert len(csv) == 3
-    assert float(csv[2].split(",")[4]) == pytest.approx(result.history[1]["val_miou"])
+    column = csv[0].split(",").index("val_miou")
+    assert float(csv[2].split(",")[column]) == pytest.approx(result.history[1]["val_miou"])
 
 
 def test_checkpoint_records_classes_normalisation_and_loads_without_pickle(trained):
@@ -171,7 +172,7 @@ def test_early_stopping_ends_the_run_after_patience_epochs(make_tiny_config, tmp
     best = max(range(len(mious)), key=mious.__getitem__)
     assert len(mious) == best + 1 + 1 < 6            # stopped one epoch after the best
     assert result.best_epoch == best + 1
-    assert "early stop: no better validation mIoU for 1 epochs" in capsys.readouterr().out
+    assert "early stop: no better validation mIoU in 1 validations" in capsys.readouterr().out
 
 
 def test_class_weights_are_checked_against_the_class_count(make_tiny_config, tmp_path):
@@ -268,3 +269,58 @@ def test_weight_decay_spares_biases_and_norm_parameters():
     norm_weights = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert norm_weights <= {id(p) for p in spared["params"]}
     assert len(decayed["params"]) + len(spared["params"]) == len(list(model.parameters()))
+
+
+# --- how long a run trains: --max-steps, --time-budget, --val-every -----------------------------
+
+def test_max_steps_ends_part_way_through_an_epoch_at_the_end_of_the_cosine(make_tiny_config,
+                                                                           tmp_path):
+    """96 images in batches of 8 make 12 steps an epoch: 18 steps end half-way through the
+    second epoch, with a validation there, and the schedule spans exactly those 18 steps
+    (the learning rate after the last one is the cosine's end, 0)."""
+    result = fit(make_tiny_config(tmp_path / "steps", epochs=50, max_steps=18))
+    assert [(row["epoch"], row["step"]) for row in result.history] == [(1, 12), (2, 18)]
+    assert result.history[-1]["lr"] == 0.0
+    assert result.history[0]["lr"] > 0.0
+
+
+def test_val_every_validates_every_n_epochs_and_after_the_last(make_tiny_config, tmp_path):
+    result = fit(make_tiny_config(tmp_path / "sparse", epochs=5, val_every=2))
+    assert [(row["epoch"], row["step"]) for row in result.history] == [(2, 24), (4, 48),
+                                                                      (5, 60)]
+    # Each row's seconds cover the epochs since the previous row; none is lost.
+    state = load_model(result.run_dir / "last.safetensors")[1]["training"]
+    assert sum(row["seconds"] for row in result.history) == pytest.approx(state["seconds"],
+                                                                          abs=0.05)
+
+
+def test_a_timed_plan_fits_the_steps_its_pace_allows():
+    from unetseg.config import TrainConfig
+    from unetseg.plan import TrainingPlan
+
+    plan = TrainingPlan.from_config(TrainConfig(time_budget=1.0, warmup_epochs=1.0), 12)
+    assert plan.timed and plan.warmup_steps == 12
+    plan.estimate(10, 5.0)                   # 0.5 s a step: 120 steps fit in 60 s
+    assert plan.total_steps == 120 and plan.epochs == 10
+    plan.estimate(100, 70.0)                 # the budget is spent: stop where it stands
+    assert plan.total_steps == 100 and plan.finished(100)
+    capped = TrainingPlan.from_config(TrainConfig(time_budget=1.0, max_steps=30), 12)
+    capped.estimate(10, 1.0)                 # 600 steps would fit; --max-steps says 30
+    assert capped.total_steps == 30
+    tiny = TrainingPlan.from_config(TrainConfig(time_budget=0.01, warmup_epochs=2.0), 12)
+    tiny.estimate(2, 0.3)                    # 4 steps fit: the warm-up shrinks below them
+    assert tiny.total_steps == 4 and tiny.warmup_steps == 3
+    untimed = TrainingPlan.from_config(TrainConfig(epochs=3), 12)
+    untimed.estimate(10, 1e6)                # epochs are exact: the clock changes nothing
+    assert untimed.total_steps == 36 and not untimed.timed
+
+
+def test_a_time_budget_ends_the_run_with_a_validation_at_the_end_of_its_schedule(
+        make_tiny_config, tmp_path):
+    """A budget far shorter than the 1000 epochs a timed run first plans: the run re-plans
+    from its pace, stops, and ends validated and checkpointed at the bottom of its cosine."""
+    result = fit(make_tiny_config(tmp_path / "timed", epochs=1, time_budget=0.05))
+    last = result.history[-1]
+    assert last["lr"] == 0.0
+    assert 1 <= last["step"] < 1000 * 12
+    assert (result.run_dir / "last.safetensors").is_file()

@@ -139,7 +139,16 @@ class TrainConfig:
     """Optimisation and bookkeeping."""
 
     out: str = option("runs/unet", "run folder (config, checkpoints, metrics, curves)")
-    epochs: int = option(20, "passes over the training set")
+    epochs: int = option(20, "passes over the training set (ignored when --max-steps or "
+                         "--time-budget sets the length)")
+    max_steps: int = option(0, "train for this many optimiser steps, the last epoch part-way "
+                            "(0 = off: --epochs); the schedule spans them")
+    time_budget: float = option(0.0, "train for about this many minutes of wall time from "
+                                "the first step, validation and checkpoints included (0 = "
+                                "off); the schedule follows the pace measured, and the run "
+                                "ends with a validation and a checkpoint")
+    val_every: int = option(1, "validate, and write the checkpoints, every N epochs and after "
+                            "the last one (--patience counts validations)")
     lr: float = option(3e-3, "peak AdamW learning rate")
     weight_decay: float = option(1e-4, "AdamW weight decay (on weights of 2 or more "
                                  "dimensions; never on biases and norm parameters)")
@@ -180,6 +189,13 @@ class TrainConfig:
         _require(self, "loss", self.loss in LOSS_NAMES, f"one of {', '.join(LOSS_NAMES)}")
         _require(self, "precision", self.precision in PRECISIONS,
                  f"one of {', '.join(PRECISIONS)}")
+        _require(self, "max_steps", _is_int(self.max_steps) and self.max_steps >= 0,
+                 "a whole number >= 0")
+        _require(self, "time_budget", isinstance(self.time_budget, (int, float))
+                 and not isinstance(self.time_budget, bool) and self.time_budget >= 0,
+                 "a number of minutes >= 0")
+        _require(self, "val_every", _is_int(self.val_every) and self.val_every >= 1,
+                 "a whole number >= 1")
         for name in ("patience", "checkpoint_every"):
             _require(self, name, _is_int(getattr(self, name)) and getattr(self, name) >= 0,
                      "a whole number >= 0")

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .plan import TrainingPlan
+
 __all__ = ["lr_factor", "parameter_groups", "make_optimizer"]
 
 
@@ -44,15 +46,15 @@ def _fused_supported(model: nn.Module) -> bool:
                for p in model.parameters())
 
 
-def make_optimizer(model: nn.Module, train, steps_per_epoch: int):
-    """AdamW and its per-step schedule for a `TrainConfig` (``lr``, ``weight_decay``,
-    ``epochs``, ``warmup_epochs``, ``schedule``); returns ``(optimizer, scheduler)``."""
+def make_optimizer(model: nn.Module, train, plan: TrainingPlan):
+    """AdamW (``lr``, ``weight_decay`` of a `TrainConfig`) and its per-step ``schedule`` over
+    the steps of ``plan``; returns ``(optimizer, scheduler)``. The schedule reads the plan at
+    every step, so a timed run's re-planned length moves the end of its cosine."""
     # The fused kernel: one pass over all parameters, and it takes the step's "found_inf" flag
     # on the device, so a non-finite step is skipped without reading anything back to the host.
     optimizer = torch.optim.AdamW(parameter_groups(model, train.weight_decay), lr=train.lr,
                                   fused=_fused_supported(model))
-    total = train.epochs * steps_per_epoch
-    warmup = min(total - 1, max(1, round(train.warmup_epochs * steps_per_epoch)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, warmup, train.schedule))
+        optimizer,
+        lambda step: lr_factor(step, plan.total_steps, plan.warmup_steps, train.schedule))
     return optimizer, scheduler

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress", "in_terminal", "format_duration", "time_left"]
+__all__ = ["progress", "in_terminal", "format_duration"]
 
 T = TypeVar("T")
 
@@ -32,14 +32,6 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
-def time_left(seconds: list[float], units_left: int) -> str:
-    """``8 s, about 3 min left``: the last unit's time and, while units remain, the rest at
-    the mean pace so far (for an epoch line)."""
-    rest = (f", about {format_duration(sum(seconds) / len(seconds) * units_left)} left"
-            if units_left else "")
-    return f"{seconds[-1]:.0f} s{rest}"
 
 
 def progress(items: Iterable[T], desc: str, enabled: bool = True, total: int | None = None,

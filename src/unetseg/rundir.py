@@ -42,7 +42,7 @@ __all__ = ["RunDir", "RunState", "EpochTally", "LOG_COLUMNS", "epoch_row"]
 RUN_FILES = ("config.yaml", "last.safetensors", "previous.safetensors", "best.safetensors",
              ".staged-last.safetensors", "metrics.jsonl", "metrics.csv", "curves.png",
              "tensorboard")
-LOG_COLUMNS = ["epoch", "train_loss", "train_miou", "val_loss", "val_miou", "val_mdice",
+LOG_COLUMNS = ["epoch", "step", "train_loss", "train_miou", "val_loss", "val_miou", "val_mdice",
                "val_pixel_accuracy", "val_mean_bf1", "lr", "seconds"]
 
 
@@ -67,11 +67,12 @@ class RunState:
     epoch: int = 0                           # epochs finished
     best_miou: float = -1.0
     best_epoch: int = 0
-    bad_epochs: int = 0                      # epochs since the best one
+    bad_epochs: int = 0                      # validations since the best one
     history: list[dict] = field(default_factory=list)    # one metrics.jsonl row per epoch
     in_epoch: dict | None = None             # `EpochTally.to_json` of a mid-epoch checkpoint
     scheduler: dict | None = None
     scaler: dict | None = None
+    seconds: float = 0.0                     # wall time of the epochs finished (time budgets)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,11 +82,12 @@ class RunState:
         return cls(**values)
 
 
-def epoch_row(epoch: int, train_loss: float, train_miou: float, val: Evaluation, lr: float,
-               seconds: float) -> dict:
+def epoch_row(epoch: int, step: int, train_loss: float, train_miou: float, val: Evaluation,
+              lr: float, seconds: float) -> dict:
     """One line of metrics.jsonl (and, through `LOG_COLUMNS`, of metrics.csv) for 0-based
-    ``epoch``: training loss and mIoU, the validation scores, learning rate and time."""
-    return {"epoch": epoch + 1, "train_loss": train_loss, "train_miou": train_miou,
+    ``epoch`` after ``step`` optimiser steps: training loss and mIoU of the epoch, the
+    validation scores, learning rate, and the seconds since the previous line."""
+    return {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "train_miou": train_miou,
             "val_loss": val.loss, "val_miou": val.scores.miou, "val_mdice": val.scores.mdice,
             "val_pixel_accuracy": val.scores.pixel_accuracy,
             "val_mean_bf1": val.mean_boundary_f1,
@@ -238,7 +240,7 @@ class RunDir:
         writer = self._tensorboard
         if writer is None:
             return
-        for key in LOG_COLUMNS[1:-1]:
+        for key in LOG_COLUMNS[2:-1]:
             writer.add_scalar(key.replace("_", "/", 1), row[key], row["epoch"])
         for name, iou in zip(class_names, row["val_iou"]):
             writer.add_scalar(f"val_iou/{name}", iou, row["epoch"])

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from . import distributed
+from .architectures import build_model
 from .budget import check_training_fits
 from .checkpoint import restore_optimizer, unwrap
 from .config import RunConfig
@@ -26,9 +27,9 @@ from .evaluation import evaluate, predict_labels
 from .fastpath import Accelerated
 from .losses import class_weights, make_loss
 from .metrics import ConfusionMatrix, scores_from_matrix
-from .model import UNet
 from .optim import make_optimizer
-from .progress import in_terminal, progress, time_left
+from .plan import TrainingPlan
+from .progress import format_duration, in_terminal, progress
 from .rundir import EpochTally, RunDir, RunState, epoch_row
 from .runtime import Runtime
 from .signals import StopSignals, TrainingInterrupted
@@ -94,18 +95,22 @@ class Trainer:
         self.precision = self._choose_precision(device, resume)
         self.runtime = Runtime(device, self.precision.precision, cfg.channels_last)
         torch.manual_seed(cfg.seed)            # the same initial weights on every rank
-        self.model = self._model()
+        self.model = self._model(pretrained=not resume)
         self.steps_per_epoch = len(self._loaders(0)[0])
-        self.optimizer, self.scheduler = make_optimizer(self.model, cfg, self.steps_per_epoch)
+        self.plan = TrainingPlan.from_config(cfg, self.steps_per_epoch)
+        self.optimizer, self.scheduler = make_optimizer(self.model, cfg, self.plan)
         self.scaler = torch.amp.GradScaler(device.type,
                                            enabled=self.runtime.precision == "fp16")
         self.tally = self._new_tally()
         self.state = self._restore() if resume else RunState()
+        self.plan.estimate(self.steps_taken, self.state.seconds)     # a resumed timed run
         # A resumed run may run longer now; what the data check found and the precision chosen
         # are recorded beside the settings.
         self.run_dir.write_config(config.to_yaml({"data_check": self.data.summary,
                                                   "runtime": self.precision.to_dict()}))
         self.epoch = self.state.epoch
+        self.epoch_start = time.perf_counter()
+        self.unlogged_seconds = 0.0            # epochs trained since the last metrics row
         self.pending = StepCounts(device)
         self.skipped = 0                                  # non-finite steps so far
         self.read_every = min(READ_EVERY, cfg.max_nonfinite)
@@ -131,10 +136,11 @@ class Trainer:
         """Live bars in a terminal only: a log gets the one line per epoch instead."""
         return self.config.train.progress and self.world.is_main and in_terminal()
 
-    def _model(self) -> nn.Module:
-        """The U-Net on its fast path (`unetseg.fastpath`: device, layout, precision), wrapped
-        for DDP when there are several processes."""
-        model = UNet.from_config(self.config.model)
+    def _model(self, pretrained: bool) -> nn.Module:
+        """The model (`unetseg.architectures`) on its fast path (`unetseg.fastpath`: device,
+        layout, precision), wrapped for DDP when there are several processes. ``pretrained``:
+        an smp encoder starts from its configured weights (a resumed run loads its own)."""
+        model = build_model(self.config.model, pretrained)
         if self.world.distributed and self.config.train.sync_batchnorm:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         fast = Accelerated(model, self.runtime, self.config.train.compile, self.precision)
@@ -197,19 +203,22 @@ class Trainer:
         cfg = self.config.train
         if cfg.tensorboard:
             self.run_dir.open_tensorboard()
+        if self.plan.finished(self.steps_taken):
+            self.say(f"nothing to train: the run has taken the {self.steps_taken} steps it "
+                     f"plans; a larger --epochs, --max-steps or --time-budget continues it")
         try:
             with self.stop:
-                for epoch in range(self.state.epoch, cfg.epochs):
-                    self.epoch = epoch
+                while not self.plan.finished(self.steps_taken):
                     self._epoch()
+                    self.epoch += 1
                     if cfg.patience and self.state.bad_epochs >= cfg.patience:
-                        self.say(f"early stop: no better validation mIoU for {cfg.patience} "
-                                 f"epochs")
+                        self.say(f"early stop: no better validation mIoU in {cfg.patience} "
+                                 f"validations")
                         break
                     # Every rank must make the same decision, or one would wait for the
                     # others in the next epoch's first collective forever.
-                    if self._stopping() and self.epoch + 1 < cfg.epochs:
-                        raise self.stop.interrupted(self.run_dir.path, f"epoch {self.epoch + 1}")
+                    if self._stopping() and not self.plan.finished(self.steps_taken):
+                        raise self.stop.interrupted(self.run_dir.path, f"epoch {self.epoch}")
         finally:
             self.run_dir.close()
         if self.data.skipped:
@@ -222,34 +231,69 @@ class Trainer:
         state = self.state
         return FitResult(self.run_dir.path, state.history, state.best_miou, state.best_epoch)
 
+    @property
+    def steps_taken(self) -> int:
+        """Optimiser steps so far (skipped non-finite ones included): the schedule's count,
+        which resume restores."""
+        return self.scheduler.last_epoch
+
     def _epoch(self) -> None:
-        """Train the (rest of the) epoch, validate, checkpoint and log."""
-        start = time.perf_counter()
+        """Train the (rest of the) epoch; every ``--val-every`` epochs and after the last,
+        validate, checkpoint and log."""
+        self.epoch_start = time.perf_counter()
         train_loader, val_loader = self._loaders(self.epoch, self.tally.batches)
         self._train_batches(train_loader)
         train_loss, train_miou = self._training_scores()
         self.tally = self._new_tally()
+        last = self.plan.finished(self.steps_taken)
+        heading = f"epoch {self.epoch + 1}/{self.plan.epochs}  train loss {train_loss:.4f}"
+        if not last and (self.epoch + 1) % self.config.train.val_every:
+            seconds = self._end_epoch_clock()
+            self.state.epoch = self.epoch + 1
+            self.say(f"{heading}  ({self._time_note(seconds)})")
+            return
         # The plain module: DDP's forward would sync buffers, and ranks' shards may differ in
         # length. evaluate() sums the counts over ranks once, after its loop.
         val = evaluate(unwrap(self.model), val_loader, self.data.spec.num_classes,
                        self.loss_fn, self.runtime, self.data.spec.ignore_index,
                        progress=self.progress_bars)
-        row = epoch_row(self.epoch, train_loss, train_miou, val,
-                        self.optimizer.param_groups[0]["lr"], time.perf_counter() - start)
+        seconds = self._end_epoch_clock()
+        row = epoch_row(self.epoch, self.steps_taken, train_loss, train_miou, val,
+                        self.optimizer.param_groups[0]["lr"], self.unlogged_seconds)
+        self.unlogged_seconds = 0.0
         improved = self._record(row, val.scores.miou)
         skipped = f"  ({self.skipped} non-finite steps skipped so far)" if self.skipped else ""
-        self.say(f"epoch {self.epoch + 1}/{self.config.train.epochs}  train loss "
-                 f"{train_loss:.4f}  val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
-                 f"pixel acc {val.scores.pixel_accuracy:.4f}  ("
-                 + time_left([r["seconds"] for r in self.state.history],
-                             self.config.train.epochs - self.epoch - 1)
-                 + ")" + ("  *best*" if improved else "") + skipped)
+        self.say(f"{heading}  val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
+                 f"pixel acc {val.scores.pixel_accuracy:.4f}  ({self._time_note(seconds)})"
+                 + ("  *best*" if improved else "") + skipped)
+
+    def _end_epoch_clock(self) -> float:
+        """Add the epoch's wall time to the run's (the time budget's clock); returns it."""
+        seconds = time.perf_counter() - self.epoch_start
+        self.state.seconds += seconds
+        self.unlogged_seconds += seconds
+        return seconds
+
+    def _time_note(self, seconds: float) -> str:
+        """``8 s, about 3 min left`` for an epoch line: at the pace so far, to the plan's end."""
+        left = self.plan.seconds_left(self.steps_taken, self.state.seconds)
+        return f"{seconds:.0f} s" + (f", about {format_duration(left)} left" if left else "")
+
+    def _replan(self) -> None:
+        """Re-plan a timed run from its pace; every rank takes the mean of their clocks, so
+        all stop at the same step."""
+        if not self.plan.timed:
+            return
+        seconds = torch.tensor([self.state.seconds + time.perf_counter() - self.epoch_start],
+                               dtype=torch.float64, device=self.runtime.device)
+        seconds = distributed.all_sum(seconds, self.world).item() / self.world.size
+        self.plan.estimate(self.steps_taken, seconds)
 
     def _train_batches(self, loader: DataLoader) -> None:
         """The rest of the epoch's batches; after each, maybe checkpoint or stop."""
         self.model.train()
         tally = self.tally
-        bar = progress(loader, f"epoch {self.epoch + 1}/{self.config.train.epochs}",
+        bar = progress(loader, f"epoch {self.epoch + 1}/{self.plan.epochs}",
                        self.progress_bars, total=tally.batches + len(loader), lines=False,
                        leave=False, initial=tally.batches)
         for images, masks in bar:
@@ -257,10 +301,13 @@ class Trainer:
             self._step(images, masks.to(self.runtime.device, non_blocking=True))
             if tally.batches % self.read_every == 0:
                 self._read_counts()
+                self._replan()
                 if tally.steps and hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{tally.loss_sum / tally.steps:.4f}",
                                     miou=f"{tally.matrix.compute().miou:.3f}")
             self._after_batch()
+            if self.plan.finished(self.steps_taken):     # --max-steps or the time budget
+                break
         self._read_counts()
 
     def _step(self, images: torch.Tensor, masks: torch.Tensor) -> None:

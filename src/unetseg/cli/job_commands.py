@@ -42,9 +42,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluation"
     scored = evaluate_checkpoint(args.checkpoint, out, args.split, _data_overrides(args),
                                  args.device, progress=not args.quiet,
-                                 overwrite=args.overwrite)
+                                 overwrite=args.overwrite, inspect=args.inspect)
     _print_evaluation(scored.evaluation, scored.class_names, scored.images)
-    _print_inspection(scored.inspection, out)
+    if args.inspect:
+        _print_inspection(scored.inspection, out)
     print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
     return 0
 

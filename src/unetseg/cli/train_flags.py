@@ -14,7 +14,8 @@ __all__ = ["add_train_flags", "add_config_flags", "config_from_args", "train_com
            "RESUMABLE_CHANGES"]
 
 # What a resumed run may change: when, where and how long it runs, not what it trains.
-RESUMABLE_CHANGES = {"train.epochs", "train.patience", "train.progress", "train.device",
+RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.time_budget",
+                     "train.val_every", "train.patience", "train.progress", "train.device",
                      "train.max_nonfinite", "train.checkpoint_every", "train.tensorboard",
                      "data.workers"}
 def add_train_flags(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .folder import DatasetSpec, match_pairs, read_split_file, split_by_ratio
 
-__all__ = ["CAMVID", "ISBI", "camvid_pairs", "isbi_pairs"]
+__all__ = ["CAMVID", "ISBI", "camvid_pairs", "camvid_test_pairs", "isbi_pairs"]
 
 # SegNet's 11 CamVid classes; stored value 11 is "Unlabelled" (void), remapped to ignore.
 CAMVID = DatasetSpec(
@@ -47,17 +47,28 @@ def camvid_pairs(root: str | Path, notices: list[str] | None = None) -> tuple[Pa
     ``notices``, when given, gets a line for each folder with non-image files left out."""
     root = Path(root)
     _require(root, ("train", "trainannot", "val", "valannot"), "CamVid (SegNet layout)")
-    splits = []
-    for split in ("train", "val"):
-        pairs = match_pairs(root / split, root / f"{split}annot", notices)
-        listing = root / f"{split}.txt"
-        if listing.is_file():
-            listed, found = set(read_split_file(listing)), {p[0].stem for p in pairs}
-            if listed != found:
-                raise ValueError(f"{listing} lists {len(listed)} files but {root / split} holds "
-                                 f"{len(found)}; differences: {sorted(listed ^ found)[:5]}")
-        splits.append(pairs)
-    return splits[0], splits[1]
+    return _camvid_split(root, "train", notices), _camvid_split(root, "val", notices)
+
+
+def camvid_test_pairs(root: str | Path, notices: list[str] | None = None) -> Pairs:
+    """The held-out test pairs of the SegNet CamVid layout: test/ and testannot/ (233 images in
+    SegNet's release), checked against ``test.txt`` when present. Training never reads them."""
+    root = Path(root)
+    if not ((root / "test").is_dir() and (root / "testannot").is_dir()):
+        raise ValueError(f"--split test: {root} has no test/ and testannot/ folders; CamVid's "
+                         f"SegNet layout keeps its held-out split there")
+    return _camvid_split(root, "test", notices)
+
+
+def _camvid_split(root: Path, split: str, notices: list[str] | None) -> Pairs:
+    pairs = match_pairs(root / split, root / f"{split}annot", notices)
+    listing = root / f"{split}.txt"
+    if listing.is_file():
+        listed, found = set(read_split_file(listing)), {p[0].stem for p in pairs}
+        if listed != found:
+            raise ValueError(f"{listing} lists {len(listed)} files but {root / split} holds "
+                             f"{len(found)}; differences: {sorted(listed ^ found)[:5]}")
+    return pairs
 
 
 def isbi_pairs(

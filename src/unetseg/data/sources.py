@@ -40,7 +40,7 @@ from .folder import (
     read_split_file,
     split_by_ratio,
 )
-from .presets import CAMVID, ISBI, camvid_pairs, isbi_pairs
+from .presets import CAMVID, ISBI, camvid_pairs, camvid_test_pairs, isbi_pairs
 from .synthetic import BinaryShapes, SyntheticShapes
 from .tensors import ChannelStats
 
@@ -354,8 +354,9 @@ def build_eval_dataset(
 
     ``split`` is ``"train"`` or ``"val"``: the same images the run trained or validated on; or
     ``"all"``: every pair of a folder (``train/`` and ``val/`` together, or all of ``images/`` +
-    ``masks/``; both splits of a preset), for scoring a whole test folder. Synthetic data has
-    ``"test"`` instead, a draw from seeds that neither of the others uses.
+    ``masks/``; both splits of a preset), for scoring a whole test folder. ``"test"`` is
+    CamVid's held-out test/ + testannot/, and for synthetic data a draw from seeds that
+    neither of the others uses.
 
     ``class_names`` (a checkpoint's) name the classes of a folder that has neither a dataset
     file nor ``--classes``. Masks are read as `build_datasets` reads them (the 0/255 question
@@ -371,11 +372,15 @@ def build_eval_dataset(
         length = config.train_samples if split == "train" else config.val_samples
         dataset = _synthetic(config, length, config.seed + SEED_OFFSETS[split], mean, std)
         return dataset, DatasetSpec(class_names=dataset.class_names)
-    if split == "test":
-        raise ValueError(f"--split test is for synthetic data; --data {config.source} has "
-                         f"train, val and all (point --data or --val at a test folder)")
+    if split == "test" and config.source != "camvid":
+        raise ValueError(f"--split test is for synthetic data and CamVid; --data "
+                         f"{config.source} has train, val and all (point --data or --val at a "
+                         f"test folder)")
     source = _source(config, tuple(class_names) if class_names else None)
-    pairs = {"train": source.train, "val": source.val, "all": source.every}[split]
+    if split == "test":
+        pairs = camvid_test_pairs(config.root, source.notices)
+    else:
+        pairs = {"train": source.train, "val": source.val, "all": source.every}[split]
     scan = FolderScan(pairs, source.spec)
     values, decided_over = scan.raw_values(), [item.pair for item in scan.items]
     if not source.labels_declared and source.spec.num_classes == 2:
