@@ -13,7 +13,8 @@ inspector, ONNX export, resume) sees the same thing either way: a module with a 
 for any H and W. smp's encoders downsample 32 times and refuse other sizes, so `SmpModel`
 pads the input up to a multiple of 32 and crops the logits back.
 
-Pretrained encoder weights are downloaded by smp (into torch's hub cache,
+Pretrained encoder weights are downloaded by smp (smp 0.5 and later fetch them from the
+Hugging Face Hub into ``~/.cache/huggingface/hub``; earlier versions into torch's hub cache,
 ``~/.cache/torch/hub/checkpoints``) only when a new run starts with
 ``encoder_weights="imagenet"``; a model rebuilt from a checkpoint never downloads anything:
 its weights are in the file.

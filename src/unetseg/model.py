@@ -161,7 +161,7 @@ class UNetConfig:
         "help": "the encoder of an --arch smp:* model (any smp encoder name)"})
     encoder_weights: str = field(default="none", metadata={
         "help": "imagenet or none: the encoder's starting weights for --arch smp:* "
-                "(imagenet is downloaded once into ~/.cache/torch/hub)"})
+                "(imagenet: downloaded once by smp, into ~/.cache/huggingface/hub)"})
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not (
