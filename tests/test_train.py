@@ -324,3 +324,13 @@ def test_a_time_budget_ends_the_run_with_a_validation_at_the_end_of_its_schedule
     assert last["lr"] == 0.0
     assert 1 <= last["step"] < 1000 * 12
     assert (result.run_dir / "last.safetensors").is_file()
+
+
+def test_a_time_budget_is_kept_with_epochs_shorter_than_a_read_interval(make_tiny_config,
+                                                                        tmp_path):
+    """Two steps an epoch never reach the 5-batch read interval: the plan is re-estimated at
+    every epoch's end as well, or this run would plan 1000 epochs and never stop early."""
+    config = make_tiny_config(tmp_path / "short", epochs=1, time_budget=0.03)
+    config = replace(config, data=replace(config.data, train_samples=16))
+    result = fit(config)
+    assert result.history[-1]["lr"] == 0.0 and result.history[-1]["step"] < 1000 * 2

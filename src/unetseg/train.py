@@ -243,6 +243,7 @@ class Trainer:
         self.epoch_start = time.perf_counter()
         train_loader, val_loader = self._loaders(self.epoch, self.tally.batches)
         self._train_batches(train_loader)
+        self._replan()                         # also for epochs shorter than a read interval
         train_loss, train_miou = self._training_scores()
         self.tally = self._new_tally()
         last = self.plan.finished(self.steps_taken)
