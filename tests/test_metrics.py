@@ -960,3 +960,20 @@ def test_distances_without_a_region_are_infinite():
     where = np.ones((5, 6), dtype=bool)
     assert np.all(metrics.distances_up_to(np.zeros((5, 6), bool), 3.0, where) == np.inf)
     assert not metrics.within(np.zeros((5, 6), bool), 3.0, where).any()
+
+
+def test_one_logit_channel_is_read_as_a_binary_models_logit():
+    """A bce_dice model has one output channel: class 1 where its logit is above 0. An argmax
+    over that one channel would call every pixel class 0, a perfect model scoring IoU 0."""
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 2, size=(2, 9, 11))
+    logits = torch.from_numpy(np.where(target == 1, 3.0, -3.0)[:, None]).float()
+    matrix = ConfusionMatrix(2, ignore_index=None)
+    matrix.update(logits, torch.from_numpy(target))
+    np.testing.assert_array_equal(matrix.compute().iou.numpy(), [1.0, 1.0])
+    single = ConfusionMatrix(2, ignore_index=None)
+    single.update(logits[0], torch.from_numpy(target[0]))          # (1, H, W) for (H, W)
+    np.testing.assert_array_equal(single.compute().iou.numpy(), [1.0, 1.0])
+    bf1 = BoundaryF1(2, ignore_index=None)
+    bf1.update(logits.numpy(), target)
+    np.testing.assert_array_equal(bf1.compute(), [1.0, 1.0])

@@ -93,11 +93,16 @@ def scores_from_matrix(matrix: torch.Tensor) -> Scores:
     )
 
 
-def _as_labels(pred_or_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _as_labels(pred_or_logits: torch.Tensor, target: torch.Tensor,
+               num_classes: int) -> torch.Tensor:
     """Class indices from indices shaped like the target, or from logits/probabilities with
-    one more dimension: (N, C, H, W) for an (N, H, W) target, (C, H, W) for an (H, W) one."""
+    one more dimension: (N, C, H, W) for an (N, H, W) target, (C, H, W) for an (H, W) one.
+    With two classes, a single channel is a binary model's one logit: class 1 where it is
+    above 0 (an argmax over one channel would call every pixel class 0)."""
     if pred_or_logits.ndim == target.ndim + 1:
         class_dim = 0 if target.ndim == 2 else 1
+        if pred_or_logits.shape[class_dim] == 1 and num_classes == 2:
+            return (pred_or_logits.squeeze(class_dim) > 0).long()
         return pred_or_logits.argmax(dim=class_dim)
     return pred_or_logits
 
@@ -147,7 +152,7 @@ class ConfusionMatrix:
         (labels already checked, as the training loop's are) nothing is read back to the host,
         so a GPU is not stalled; labels must then lie in [0, C) or equal ``ignore_index``.
         """
-        pred = _as_labels(pred_or_logits, target)
+        pred = _as_labels(pred_or_logits, target, self.num_classes)
         if pred.shape != target.shape:
             raise ValueError(
                 f"prediction {tuple(pred_or_logits.shape)} does not match target "
@@ -397,7 +402,8 @@ class BoundaryF1:
     """Streaming `boundary_f1` over a dataset: per-class sum of image scores and their count.
 
     ``update`` takes class indices (N, H, W) or logits (N, C, H, W) and targets (N, H, W), as
-    tensors or arrays; ``compute`` returns the per-class mean; ``all_reduce`` sums the two
+    tensors or arrays (with two classes, one logit channel is a binary model's, read as
+    class 1 above 0, as `ConfusionMatrix` reads it); ``compute`` returns the per-class mean; ``all_reduce`` sums the two
     accumulators across torch.distributed ranks. ``ignore_index`` (default 255; None if every
     pixel counts) is as in `boundary_f1`.
     """
@@ -419,8 +425,10 @@ class BoundaryF1:
     ) -> None:
         target = _to_numpy_labels(target)
         pred = _to_numpy_labels(pred_or_logits)
-        if pred.ndim == target.ndim + 1:
-            pred = pred.argmax(axis=1) if target.ndim == 3 else pred.argmax(axis=0)
+        if pred.ndim == target.ndim + 1:          # scores: as `ConfusionMatrix` reads them
+            axis = 1 if target.ndim == 3 else 0
+            binary = pred.shape[axis] == 1 and self.num_classes == 2
+            pred = (pred.squeeze(axis) > 0).astype(np.int64) if binary else pred.argmax(axis)
         if pred.shape != target.shape or target.ndim not in (2, 3):
             raise ValueError(
                 f"boundary F1 expects prediction and target of shape (H, W) or (N, H, W), "
