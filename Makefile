@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench exp-env clean
+.PHONY: demo test bench exp-env experiments clean
 
 demo: $(STAMP)
 	$(BIN)/unetseg demo
@@ -16,7 +16,7 @@ demo: $(STAMP)
 # headless Chromium; where apt-get cannot install it (no root, no Debian), that one test says
 # why it is skipped. `make test PYTEST_ARGS="-m 'not slow'"` leaves out the slow tests.
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq \
 		chromium) >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -56,6 +56,14 @@ EXP_TORCH ?= torch==2.14.1 torchvision==0.29.1
 EXP_STAMP := $(EXP)/.installed
 
 exp-env: $(EXP_STAMP)
+
+# The seed's three studies at their full settings (docs/experiments.md has the results and
+# how long each takes: hours, not minutes). Each script also has --quick, which make test
+# smoke-runs. Results go to experiments/results/.
+experiments: $(EXP_STAMP)
+	OMP_NUM_THREADS=1 $(EXP)/bin/python experiments/loss_study.py
+	OMP_NUM_THREADS=1 $(EXP)/bin/python experiments/upsample_study.py
+	OMP_NUM_THREADS=1 $(EXP)/bin/python experiments/smp_study.py
 
 $(EXP_STAMP): pyproject.toml
 	test -x $(EXP)/bin/python || $(PYTHON) -m venv $(EXP)

@@ -403,9 +403,9 @@ class BoundaryF1:
 
     ``update`` takes class indices (N, H, W) or logits (N, C, H, W) and targets (N, H, W), as
     tensors or arrays (with two classes, one logit channel is a binary model's, read as
-    class 1 above 0, as `ConfusionMatrix` reads it); ``compute`` returns the per-class mean; ``all_reduce`` sums the two
-    accumulators across torch.distributed ranks. ``ignore_index`` (default 255; None if every
-    pixel counts) is as in `boundary_f1`.
+    class 1 above 0, as `ConfusionMatrix` reads it); ``compute`` returns the per-class mean;
+    ``all_reduce`` sums the two accumulators across torch.distributed ranks. ``ignore_index``
+    (default 255; None if every pixel counts) is as in `boundary_f1`.
     """
 
     def __init__(

@@ -1,0 +1,233 @@
+"""Library study: our U-Net against smp's Unet(resnet34) and MONAI's BasicUNet, same loop.
+
+Question: trained the same way for the same CPU time, how does our from-scratch U-Net compare
+with segmentation_models_pytorch's ``Unet("resnet34", encoder_weights=None)`` (random
+weights: nothing is downloaded) and MONAI's ``BasicUNet(spatial_dims=2)``; and on CamVid,
+which classes gain most when our U-Net trains with CE + Dice instead of CE alone?
+
+Datasets: ``isbi`` (ISBI-2012: membrane IoU, pixel error = 1 - pixel accuracy, mIoU) and
+``camvid`` (SegNet's CamVid, 11 classes, void ignored, the validation split: per-class IoU and
+mIoU). All contenders train with CE + Dice in the shared loop of `common` (same batches,
+AdamW at lr 3e-3, warm-up + cosine over the budget, fp32, one thread) for the same budget of
+process CPU seconds; validation images are whole, padded to a multiple of 32 (smp needs it;
+CamVid's 480 x 360 becomes 480 x 384) with the logits cropped back. Then our U-Net once more
+on CamVid with CE alone.
+
+Full mode (defaults): 1 seed (``--seeds``); isbi: 256 px crops, batch 4, 600 CPU seconds
+per contender, evaluated every 100 steps on the 6 whole validation slices; camvid: 256 px
+crops, batch 4, 900 CPU seconds per contender, evaluated every 200 steps on the first 25 of
+the 101 validation images and at the end on all 101 (``--camvid-val all`` evaluates all 101
+every time). ``--seconds S`` changes the budget of every dataset. ``--quick``: 64 px crops,
+batch 2, 3 CPU seconds per contender, one validation image, base-8 U-Net.
+
+Needs segmentation_models_pytorch, which only ``.venv-exp`` has; without it the script says
+so and exits with status 2, unless ``--skip-smp`` leaves smp out.
+
+    .venv-exp/bin/python experiments/smp_study.py [--quick] [--out DIR] [--skip-smp]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+# Run as a script, so experiments/ is on sys.path and its modules import by name.
+from common import (
+    Contender,
+    Recipe,
+    chosen_datasets,
+    evaluate,
+    load_data,
+    machine,
+    smp_missing,
+    study_parser,
+    train_contender,
+)
+from reporting import fmt, markdown_table, plot_curves, write_csv, write_json
+
+from unetseg.config import DataConfig
+
+DATASETS = ("isbi", "camvid")
+OURS, SMP, MONAI, OURS_CE = "ours U-Net", "smp Unet r34", "MONAI BasicUNet", "ours U-Net CE"
+CAMVID_EVAL_IMAGES = 25          # evaluated during a full CamVid run; all 101 at the end
+
+
+def contenders(base: int, skip_smp: bool) -> list[Contender]:
+    chosen = [Contender(OURS, "unet", "ce_dice", base=base)]
+    if not skip_smp:
+        chosen.append(Contender(SMP, "smp", "ce_dice"))
+    return chosen + [Contender(MONAI, "monai", "ce_dice")]
+
+
+def setup(dataset: str, args) -> tuple[DataConfig, Recipe, int]:
+    """(data, recipe, U-Net base) of one dataset in full or quick mode."""
+    root = args.isbi_root if dataset == "isbi" else args.camvid_root
+    if args.quick:
+        return DataConfig(source=dataset, root=str(root), size=64), Recipe(
+            batch_size=2, seconds=3.0, eval_every=10**6, warmup_steps=2,
+            threads=args.threads, val_images=1), 8
+    if dataset == "isbi":
+        return DataConfig(source="isbi", root=str(root), size=256), Recipe(
+            batch_size=4, seconds=600.0, eval_every=100, threads=args.threads), 32
+    val_images = None if args.camvid_val == "all" else CAMVID_EVAL_IMAGES
+    return DataConfig(source="camvid", root=str(root), size=256), Recipe(
+        batch_size=4, seconds=900.0, eval_every=200, threads=args.threads,
+        val_images=val_images), 32
+
+
+def train_all(dataset: str, args, seeds: int, results: dict) -> None:
+    """Every contender on one dataset, every seed (CamVid adds our U-Net with CE alone)."""
+    config, recipe, base = setup(dataset, args)
+    if args.seconds:
+        recipe = replace(recipe, seconds=args.seconds)
+    data, results["data"][dataset] = load_data(config)
+    chosen = contenders(base, args.skip_smp)
+    if dataset == "camvid":
+        chosen.append(Contender(OURS_CE, "unet", "ce", base=base))
+    for seed in range(seeds):
+        for contender in chosen:
+            model, run = train_contender(contender, data, recipe, seed)
+            if recipe.val_images is not None and not args.quick:
+                # The curve used a subset; the final scores are over the whole split.
+                run["final"] = evaluate(model, data.val, data.spec.num_classes,
+                                        data.spec.ignore_index, list(data.spec.class_names),
+                                        False)
+                run["final_val_images"] = len(data.val)
+            results["runs"].append({"dataset": dataset, **run})
+            print(f"{dataset} {contender.name} seed {seed}: mIoU {fmt(run['final']['miou'])} "
+                  f"after {run['steps']} steps", flush=True)
+            results["machine"] = machine()
+            write_json(args.out / "results.json", results)     # kept if a later run fails
+            del model
+
+
+def mean_final(runs: list[dict], getter) -> float | None:
+    values = [getter(r["final"]) for r in runs]
+    values = [v for v in values if v is not None]
+    return statistics.mean(values) if values else None
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """One row per (dataset, contender): means over seeds of the final scores."""
+    rows = []
+    for dataset in dict.fromkeys(r["dataset"] for r in runs):
+        for name in dict.fromkeys(r["contender"]["name"] for r in runs
+                                  if r["dataset"] == dataset):
+            members = [r for r in runs if r["dataset"] == dataset
+                       and r["contender"]["name"] == name]
+            row = {"dataset": dataset, "contender": name, "seeds": len(members),
+                   "params": members[0]["params"],
+                   "steps": statistics.mean(r["steps"] for r in members),
+                   "step_wall_s": statistics.mean(r["step_wall_s"] for r in members),
+                   "miou": mean_final(members, lambda f: f["miou"]),
+                   "pixel_error": mean_final(members, lambda f: f["pixel_error"])}
+            for cls in members[0]["final"]["iou"]:
+                row[f"iou_{cls}"] = mean_final(members, lambda f, c=cls: f["iou"][c])
+            rows.append(row)
+    return rows
+
+
+def tables(rows: list[dict], classes: dict[str, list[str]]) -> str:
+    """ISBI's table, CamVid's per-class table (contenders side by side), and CE vs CE + Dice."""
+    parts = []
+    isbi = [r for r in rows if r["dataset"] == "isbi"]
+    if isbi:
+        parts.append("ISBI-2012 (validation slices)\n\n" + markdown_table(
+            ["contender", "params", "steps", "s/step", "membrane IoU", "pixel error", "mIoU"],
+            [[r["contender"], f"{r['params']:,}", fmt(r["steps"], 0), fmt(r["step_wall_s"]),
+              r["iou_membrane"], r["pixel_error"], r["miou"]] for r in isbi]))
+    camvid = [r for r in rows if r["dataset"] == "camvid"]
+    if camvid:
+        names = [r["contender"] for r in camvid]
+        body = [[cls, *(r[f"iou_{cls}"] for r in camvid)] for cls in classes["camvid"]]
+        body += [["**mIoU**", *(r["miou"] for r in camvid)],
+                 ["steps", *(fmt(r["steps"], 0) for r in camvid)],
+                 ["params", *(f"{r['params']:,}" for r in camvid)]]
+        parts.append("CamVid (validation split), per-class IoU\n\n"
+                     + markdown_table(["class", *names], body))
+        by_name = {r["contender"]: r for r in camvid}
+        if OURS in by_name and OURS_CE in by_name:
+            ce, dice = by_name[OURS_CE], by_name[OURS]
+            gains = [[cls, ce[f"iou_{cls}"], dice[f"iou_{cls}"],
+                      None if None in (ce[f"iou_{cls}"], dice[f"iou_{cls}"])
+                      else dice[f"iou_{cls}"] - ce[f"iou_{cls}"]] for cls in classes["camvid"]]
+            gains.sort(key=lambda row: -(row[3] if row[3] is not None else -1e9))
+            parts.append("CamVid, our U-Net: CE vs CE + Dice (sorted by gain)\n\n"
+                         + markdown_table(["class", "CE", "CE+Dice", "gain"], gains))
+    return "\n\n".join(parts)
+
+
+def save_per_class_figure(path: Path, rows: list[dict], classes: list[str]) -> None:
+    """CamVid's per-class IoU, one bar per contender in each class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    camvid = [r for r in rows if r["dataset"] == "camvid"]
+    width = 0.8 / max(1, len(camvid))
+    figure, axis = plt.subplots(figsize=(11, 3.8))
+    for index, row in enumerate(camvid):
+        values = [row[f"iou_{cls}"] or 0.0 for cls in classes]
+        axis.bar([c + index * width for c in range(len(classes))], values, width,
+                 label=f"{row['contender']} (mIoU {fmt(row['miou'])})")
+    axis.set_xticks([c + 0.4 - width / 2 for c in range(len(classes))], classes, rotation=30)
+    axis.set_ylabel("IoU")
+    axis.set_title("CamVid validation: per-class IoU")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = study_parser("smp", __doc__, DATASETS)
+    parser.add_argument("--skip-smp", action="store_true",
+                        help="leave smp out (run our U-Net and MONAI only)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="CPU seconds of training per contender on every dataset "
+                             "(default: the mode's)")
+    parser.add_argument("--camvid-val", choices=("subset", "all"), default="subset",
+                        help=f"CamVid images evaluated during a full run: the first "
+                             f"{CAMVID_EVAL_IMAGES} (default) or all 101")
+    args = parser.parse_args(argv)
+    missing = None if args.skip_smp else smp_missing()
+    if missing:
+        print(f"smp_study: segmentation_models_pytorch cannot be imported ({missing}); run "
+              f"it with .venv-exp/bin/python (make exp-env builds it), or pass --skip-smp to "
+              f"run only our U-Net and MONAI", file=sys.stderr)
+        return 2
+    datasets = chosen_datasets(args, DATASETS)
+    seeds = args.seeds or 1
+    started = time.perf_counter()
+    results = {"study": "smp", "mode": "quick" if args.quick else "full",
+               "command": " ".join(sys.argv),
+               "overrides": {"seeds": args.seeds, "seconds": args.seconds,
+                             "datasets": args.datasets},
+               "data": {}, "runs": []}
+    for dataset in datasets:
+        train_all(dataset, args, seeds, results)
+    rows = summarise(results["runs"])
+    classes = {name: info["classes"] for name, info in results["data"].items()}
+    results.update(summary=rows, wall_s=time.perf_counter() - started)
+    write_json(args.out / "results.json", results)
+    write_csv(args.out / "summary.csv", rows)
+    for dataset, metric in (("isbi", "iou/membrane"), ("camvid", "miou")):
+        runs = [r for r in results["runs"] if r["dataset"] == dataset]
+        if runs:
+            plot_curves(runs, metric, args.out / f"curves_{dataset}.png",
+                        f"{dataset}: {metric} against steps and training time")
+    if "camvid" in classes:
+        save_per_class_figure(args.out / "camvid_per_class.png", rows, classes["camvid"])
+    text = tables(rows, classes)
+    (args.out / "summary.md").write_text(text + "\n")
+    print(f"\n{text}\n\n{results['mode']} run, {results['wall_s']:.0f} s wall; results in "
+          f"{args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

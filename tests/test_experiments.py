@@ -1,0 +1,209 @@
+"""The studies in experiments/: the checkerboard score on hand-made logits, the loop's small
+helpers, and each study's --quick mode run end to end as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = ROOT / "experiments"
+EXP_PYTHON = ROOT / ".venv-exp" / "bin" / "python"
+ISBI = ROOT.parent / "shared" / "datasets" / "isbi2012-membrane"
+CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
+
+sys.path.insert(0, str(EXPERIMENTS))
+from common import lr_factor, pad_to_multiple  # noqa: E402  (experiments/ is not a package)
+from upsample_study import checkerboard_score  # noqa: E402
+
+# ---------------------------------------------------------------- the checkerboard score
+
+def grid(height: int = 64, width: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.meshgrid(torch.arange(height, dtype=torch.float64),
+                          torch.arange(width, dtype=torch.float64), indexing="ij")
+
+
+def blob(height: int = 64, width: int = 64) -> torch.Tensor:
+    y, x = grid(height, width)
+    return torch.exp(-((y - height / 2) ** 2 + (x - width / 3) ** 2) / (2 * 9.0**2))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (63, 65), (16, 40)])
+def test_a_pure_checkerboard_and_stripes_score_one(size):
+    y, x = grid(*size)
+    assert checkerboard_score((-1.0) ** (y + x)) > 0.99
+    assert checkerboard_score((-1.0) ** x) > 0.99           # period 2 along x only
+    assert checkerboard_score(3.0 + 0.5 * (-1.0) ** y) > 0.99   # an offset changes nothing
+
+
+def test_smooth_maps_score_about_zero():
+    y, x = grid()
+    assert checkerboard_score(0.3 * x - 0.7 * y + 5.0) < 1e-3          # a ramp
+    assert checkerboard_score(10.0 * blob()) < 1e-3                   # a smooth bump
+    assert checkerboard_score(torch.full((64, 64), 4.0)) == 0.0       # no energy at all
+
+
+def test_the_score_grows_with_the_checkerboard_on_smooth_logits():
+    y, x = grid()
+    scores = [checkerboard_score(blob() + amplitude * (-1.0) ** (y + x))
+              for amplitude in (0.0, 0.01, 0.05, 0.2)]
+    assert scores == sorted(scores) and scores[0] < 1e-9 < 1e-4 < scores[1]
+    assert scores[-1] > 0.1
+
+
+def test_an_unevenly_overlapping_transposed_convolution_scores_high():
+    """Odena et al.'s case: a stride-2 transposed 3x3 convolution of a constant map overlaps
+    unevenly and paints a period-2 pattern; bilinear upsampling of a smooth map does not."""
+    up = torch.nn.ConvTranspose2d(1, 1, kernel_size=3, stride=2, padding=1, output_padding=1,
+                                  bias=False)
+    torch.nn.init.ones_(up.weight)
+    smooth = blob(32, 32).float()[None, None] + 1.0                     # (1, 1, 32, 32)
+    with torch.no_grad():
+        transposed = up(smooth)                                         # (1, 1, 64, 64)
+    bilinear = F.interpolate(smooth, scale_factor=2, mode="bilinear", align_corners=False)
+    assert checkerboard_score(transposed) > 0.3
+    assert checkerboard_score(bilinear) < 1e-3
+
+
+def test_leading_dimensions_pool_their_energy():
+    y, x = grid()
+    maps = torch.stack([(-1.0) ** (y + x), 0.2 * x])                    # (2, 64, 64)
+    alone = checkerboard_score(maps[0])
+    pooled = checkerboard_score(maps[None])                             # (1, 2, 64, 64)
+    assert 0.0 < pooled < alone
+
+
+def test_the_score_refuses_maps_smaller_than_two_by_two():
+    with pytest.raises(ValueError, match="at least 2 x 2, found 1 x 8"):
+        checkerboard_score(torch.zeros(3, 1, 8))
+
+
+# ---------------------------------------------------------------- the loop's helpers
+
+def test_padding_reaches_the_next_multiple_of_32_on_the_bottom_and_right():
+    image = torch.randn(1, 3, 360, 480)
+    padded = pad_to_multiple(image)
+    assert padded.shape == (1, 3, 384, 480)
+    assert torch.equal(padded[..., :360, :], image) and padded[..., 360:, :].abs().sum() == 0
+    assert pad_to_multiple(torch.zeros(1, 1, 512, 512)).shape == (1, 1, 512, 512)
+
+
+def test_the_schedule_warms_up_then_decays_to_zero():
+    assert lr_factor(0, 0.0, 4) == pytest.approx(0.25)
+    assert lr_factor(3, 0.0, 4) == pytest.approx(1.0)
+    assert lr_factor(10, 0.5, 4) == pytest.approx(0.5)
+    assert lr_factor(10, 1.0, 4) == pytest.approx(0.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------- the studies, end to end
+
+def smp_python() -> str | None:
+    """The experiments interpreter when it exists and imports smp and unetseg, else None."""
+    if not EXP_PYTHON.exists():
+        return None
+    probe = subprocess.run([str(EXP_PYTHON), "-c", "import segmentation_models_pytorch, unetseg"],
+                           capture_output=True, text=True)
+    return str(EXP_PYTHON) if probe.returncode == 0 else None
+
+
+def run_study(python: str, script: str, out: Path, *options: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([python, str(EXPERIMENTS / script), "--quick", "--out", str(out),
+                           *options], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def in_unit_range(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0
+
+
+def check_results(out: Path, expected: set[tuple[str, str]], metrics: tuple[str, ...]) -> dict:
+    """results.json holds one run per expected (dataset, contender) with a non-empty curve and
+    final metrics finite in [0, 1]; the summary table and a plot exist."""
+    results = json.loads((out / "results.json").read_text())
+    found = {(run["dataset"], run["contender"]["name"]) for run in results["runs"]}
+    assert found == expected
+    for run in results["runs"]:
+        assert run["curve"] and run["steps"] >= 1 and run["params"] > 0
+        for name in metrics:
+            assert in_unit_range(run["final"][name]), (run["dataset"], run["contender"], name)
+        assert all(v is None or in_unit_range(v) for v in run["final"]["iou"].values())
+    assert results["mode"] == "quick" and results["machine"]["torch"]
+    assert "| --- |" in (out / "summary.md").read_text()
+    assert list(out.glob("*.png"))
+    return results
+
+
+def datasets_here(*wanted: str) -> list[str]:
+    roots = {"isbi": ISBI, "camvid": CAMVID}
+    return [name for name in wanted if name not in roots or roots[name].is_dir()]
+
+
+def test_loss_study_quick(tmp_path):
+    datasets = datasets_here("binary", "isbi")
+    run_study(sys.executable, "loss_study.py", tmp_path, "--datasets", ",".join(datasets))
+    results = check_results(tmp_path, {(d, loss) for d in datasets for loss in ("BCE", "BCE+Dice")},
+                            ("fg_iou", "miou", "pixel_accuracy"))
+    assert all(run["steps"] == 20 and len(run["curve"]) == 2 for run in results["runs"])
+    losses = {run["contender"]["name"]: run["contender"]["loss"] for run in results["runs"]}
+    assert losses == {"BCE": "bce", "BCE+Dice": "bce_dice"}
+
+
+def test_upsample_study_quick(tmp_path):
+    datasets = datasets_here("synthetic", "isbi")
+    run_study(sys.executable, "upsample_study.py", tmp_path, "--datasets", ",".join(datasets))
+    results = check_results(tmp_path, {(d, v) for d in datasets
+                                       for v in ("bilinear", "transpose")}, ("miou",))
+    for run in results["runs"]:
+        assert in_unit_range(run["checkerboard"]) and run["inference_s"] > 0
+    for dataset in datasets:
+        assert (tmp_path / f"artefacts_{dataset}.png").stat().st_size > 0
+    params = {run["contender"]["upsample"]: run["params"] for run in results["runs"]}
+    assert params["bilinear"] != params["transpose"]
+
+
+def test_smp_study_quick(tmp_path):
+    python = smp_python()
+    if python is None:
+        pytest.skip(f"{EXP_PYTHON} is missing or cannot import segmentation_models_pytorch "
+                    f"(make exp-env builds it)")
+    if not (ISBI.is_dir() and CAMVID.is_dir()):
+        pytest.skip(f"needs the ISBI and CamVid copies in {ISBI.parent}")
+    run_study(python, "smp_study.py", tmp_path)
+    contenders = ("ours U-Net", "smp Unet r34", "MONAI BasicUNet")
+    expected = {(d, c) for d in ("isbi", "camvid") for c in contenders}
+    results = check_results(tmp_path, expected | {("camvid", "ours U-Net CE")},
+                            ("miou", "pixel_accuracy", "pixel_error"))
+    camvid = [run for run in results["runs"] if run["dataset"] == "camvid"]
+    assert all(len(run["final"]["iou"]) == 11 for run in camvid)
+    assert "CE vs CE + Dice" in (tmp_path / "summary.md").read_text()
+
+
+def test_smp_study_without_smp_says_so_or_runs_without_it(tmp_path):
+    """In an environment without smp: exit status 2 with the reason, and --skip-smp runs our
+    U-Net and MONAI."""
+    probe = subprocess.run([sys.executable, "-c", "import segmentation_models_pytorch"],
+                           capture_output=True)
+    if probe.returncode == 0:
+        pytest.skip("this interpreter has segmentation_models_pytorch")
+    if not ISBI.is_dir():
+        pytest.skip(f"needs the ISBI copy at {ISBI}")
+    refused = subprocess.run([sys.executable, str(EXPERIMENTS / "smp_study.py"), "--quick",
+                              "--out", str(tmp_path / "refused")],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert "segmentation_models_pytorch cannot be imported" in refused.stderr
+    assert "--skip-smp" in refused.stderr and not (tmp_path / "refused").exists()
+    run_study(sys.executable, "smp_study.py", tmp_path / "skip", "--skip-smp", "--datasets",
+              "isbi")
+    check_results(tmp_path / "skip", {("isbi", "ours U-Net"), ("isbi", "MONAI BasicUNet")},
+                  ("miou", "pixel_error"))
