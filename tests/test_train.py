@@ -310,6 +310,9 @@ def test_a_timed_plan_fits_the_steps_its_pace_allows():
     tiny = TrainingPlan.from_config(TrainConfig(time_budget=0.01, warmup_epochs=2.0), 12)
     tiny.estimate(2, 0.3)                    # 4 steps fit: the warm-up shrinks below them
     assert tiny.total_steps == 4 and tiny.warmup_steps == 3
+    one_step_epochs = TrainingPlan.from_config(TrainConfig(time_budget=30.0), 1)
+    one_step_epochs.estimate(10, 1.0)        # the 1000-epoch guess is no limit: 18,000 fit
+    assert one_step_epochs.total_steps == 18_000
     untimed = TrainingPlan.from_config(TrainConfig(epochs=3), 12)
     untimed.estimate(10, 1e6)                # epochs are exact: the clock changes nothing
     assert untimed.total_steps == 36 and not untimed.timed

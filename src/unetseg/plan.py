@@ -22,8 +22,10 @@ from dataclasses import dataclass
 __all__ = ["TrainingPlan"]
 
 # Before a timed run has measured its pace it plans this many epochs; the first estimate
-# (after a few steps, while the warm-up still runs) replaces the guess.
+# (after a few steps, while the warm-up still runs) replaces the guess. The guess is no limit:
+# a timed run without --max-steps may take as many steps as its budget holds.
 UNMEASURED_EPOCHS = 1000
+NO_LIMIT = 2**62
 
 
 @dataclass
@@ -52,11 +54,12 @@ class TrainingPlan:
         if train.max_steps:
             limit = train.max_steps
         elif budget:
-            limit = UNMEASURED_EPOCHS * steps_per_epoch
+            limit = NO_LIMIT
         else:
             limit = train.epochs * steps_per_epoch
+        planned = min(limit, UNMEASURED_EPOCHS * steps_per_epoch) if budget else limit
         warmup = max(1, round(train.warmup_epochs * steps_per_epoch))
-        return cls(steps_per_epoch, limit, min(warmup, max(1, limit - 1)), budget)
+        return cls(steps_per_epoch, limit, min(warmup, max(1, planned - 1)), budget, planned)
 
     @property
     def timed(self) -> bool:
