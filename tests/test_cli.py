@@ -135,6 +135,15 @@ def test_max_steps_and_val_every_from_the_command_line_then_evaluate_without_ins
     assert not (tmp_path / "ev" / "report.html").exists()
 
 
+def test_a_recipe_is_announced_with_the_flags_it_stands_for(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--recipe", "isbi", "--max-steps", "1", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "recipe isbi: --size 256 --batch-size 4" in out and "--recipe none" in out
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert recorded["data"]["size"] == 32 and recorded["model"]["upsample"] == "transpose"
+
+
 def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     fake = tmp_path / "model.safetensors"
     fake.write_bytes(b"\x80\x04not a checkpoint")

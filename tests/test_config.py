@@ -106,3 +106,56 @@ def test_a_flags_value_reaches_its_field(tmp_path):
     assert config.model.base == 8 and config.data.augment is False
     assert config.train.progress is False and config.train.class_weights == "1,3"
     assert flag_of(DataConfig, "source") == "--data"
+
+
+# --- recipes -----------------------------------------------------------------------------------
+
+def _train_config(*flags):
+    from unetseg.cli import config_from_args
+
+    return config_from_args(build_parser().parse_args(["train", *flags]))
+
+
+def test_isbi_starts_from_its_recipe_and_flags_given_override_it(tmp_path):
+    from unetseg.recipes import RECIPES
+
+    recipe = RECIPES["isbi"]
+    config = _train_config("--data", "isbi", "--root", str(tmp_path), "--size", "128")
+    assert config.data.size == 128                                  # the flag given
+    assert config.data.batch_size == recipe["data"]["batch_size"]   # the recipe's
+    assert (config.model.base, config.model.upsample) == (recipe["model"]["base"],
+                                                          recipe["model"]["upsample"])
+    assert config.train.max_steps == recipe["train"]["max_steps"]
+    classic = _train_config("--data", "isbi", "--root", str(tmp_path), "--recipe", "none")
+    assert classic == _train_config("--data", "isbi", "--root", str(tmp_path),
+                                    "--recipe", "none", "--config", _empty_yaml(tmp_path))
+    assert (classic.data.size, classic.model.base, classic.train.max_steps) == (64, 32, 0)
+
+
+def _empty_yaml(tmp_path) -> str:
+    path = tmp_path / "empty.yaml"
+    path.write_text("train: {}\n")
+    return str(path)
+
+
+def test_a_length_given_replaces_the_recipes_length(tmp_path):
+    config = _train_config("--data", "isbi", "--root", str(tmp_path), "--epochs", "3")
+    assert (config.train.epochs, config.train.max_steps) == (3, 0)
+    timed = _train_config("--data", "isbi", "--root", str(tmp_path), "--time-budget", "5")
+    assert (timed.train.time_budget, timed.train.max_steps) == (5.0, 0)
+
+
+def test_a_config_file_lies_over_the_recipe_and_names_the_data(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"data:\n  source: isbi\n  root: {tmp_path}\nmodel:\n  base: 8\n")
+    config = _train_config("--config", str(path))
+    assert config.model.base == 8 and config.model.upsample == "transpose"
+    assert config.data.size == 256
+
+
+def test_other_data_has_no_recipe_and_unknown_recipes_are_refused(tmp_path):
+    assert _train_config("--out", str(tmp_path)) == RunConfig(
+        train=TrainConfig(out=str(tmp_path)))
+    with pytest.raises(ValueError, match="--recipe must be auto, none or one of isbi"):
+        _train_config("--recipe", "camvid-fast")
+    assert _train_config("--recipe", "isbi").data.size == 256       # any data may take one

@@ -18,6 +18,10 @@ RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.time_budget",
                      "train.val_every", "train.patience", "train.progress", "train.device",
                      "train.max_nonfinite", "train.checkpoint_every", "train.tensorboard",
                      "data.workers"}
+# The fields that set how long a run trains (`unetseg.plan`).
+LENGTH_FIELDS = {"epochs", "max_steps", "time_budget"}
+
+
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per configuration field that has help text, with its default in the help."""
     from ..config import SECTIONS
@@ -27,6 +31,10 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
                                          "none)")
     for section in SECTIONS:
         add_config_flags(parser, section)
+    parser.add_argument("--recipe", default="auto", help="settings measured to train a good "
+                        "model fastest on a kind of data (unetseg.recipes): auto = the data's "
+                        "own (isbi has one), none = the classic defaults, or a name; a "
+                        "--config file and flags given override it (default: auto)")
     parser.add_argument("--nproc", type=int, default=1, help="train with this many processes "
                         "on this machine through torchrun (DDP; gloo on CPU, NCCL on GPUs); "
                         "--batch-size stays the global batch (default: 1)")
@@ -68,7 +76,8 @@ def _flag_type(annotation: str) -> Callable[[str], object]:
 
 
 def config_from_args(args: argparse.Namespace):
-    """Defaults, then the run's or the YAML file's settings, then the flags given.
+    """Defaults, then the recipe (`unetseg.recipes`), then the YAML file's settings, then the
+    flags given; or, resuming, the run's own settings, then the flags given.
 
     With ``--resume`` the base is the run's own config.yaml: the command that started the run
     can be repeated with ``--resume RUN`` added, since flags equal to the recorded values are
@@ -81,7 +90,7 @@ def config_from_args(args: argparse.Namespace):
         recorded = RunConfig.from_yaml(Path(args.resume) / "config.yaml")
         values = recorded.to_dict()
     else:
-        values = RunConfig.from_yaml(args.config).to_dict() if args.config else {}
+        values = _recipe_then_file(args)
     given = {key: value for key, value in vars(args).items() if "." in key}
     for key, value in given.items():
         section, name = key.split(".")
@@ -90,6 +99,45 @@ def config_from_args(args: argparse.Namespace):
         _check_resumed_flags(given, recorded, RunConfig.from_dict(values), Path(args.resume))
         values["train"]["out"] = args.resume
     return RunConfig.from_dict(values)
+
+
+def _recipe_then_file(args: argparse.Namespace) -> dict:
+    """The recipe's settings with the ``--config`` file's laid over them (sections merged)."""
+    from ..config import RunConfig
+
+    if args.config:
+        RunConfig.from_yaml(args.config)               # checked, with errors naming the file
+    _, recipe = chosen_recipe(args)
+    values = {section: dict(settings) for section, settings in recipe.items()}
+    from_file = _file_settings(args)
+    # A length the user gives (--epochs, --max-steps or --time-budget) replaces the recipe's
+    # whole: its --max-steps would otherwise silently override their --epochs.
+    given = set((from_file.get("train") or {})) | {key.split(".")[1] for key in vars(args)
+                                                    if key.startswith("train.")}
+    if given & LENGTH_FIELDS:
+        for name in LENGTH_FIELDS:
+            values.get("train", {}).pop(name, None)
+    for section, settings in from_file.items():
+        values.setdefault(section, {}).update(settings or {})
+    return values
+
+
+def _file_settings(args: argparse.Namespace) -> dict:
+    """The ``--config`` file's settings as written (no defaults filled in)."""
+    from ..config import parse_yaml
+
+    return (parse_yaml(Path(args.config).read_text(), args.config) or {}) if args.config else {}
+
+
+def chosen_recipe(args: argparse.Namespace):
+    """``(name or None, settings)`` of the recipe ``--recipe`` picks for the run's data
+    source (the flag's, else the ``--config`` file's, else the default)."""
+    from ..config import DataConfig
+    from ..recipes import recipe_for
+
+    source = (getattr(args, "data.source", None)
+              or (_file_settings(args).get("data") or {}).get("source") or DataConfig.source)
+    return recipe_for(getattr(args, "recipe", "auto"), source)
 
 
 def _check_resumed_flags(given: dict, recorded, requested, run: Path) -> None:
@@ -136,11 +184,17 @@ def _relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from ..recipes import describe
     from ..train import fit
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch_with_torchrun(args.nproc, args.argv)
-    result = fit(config_from_args(args), resume=bool(args.resume), overwrite=args.overwrite)
+    config = config_from_args(args)
+    if not args.resume and os.environ.get("RANK", "0") == "0":
+        name, recipe = chosen_recipe(args)
+        if name:
+            print(describe(name, recipe), flush=True)
+    result = fit(config, resume=bool(args.resume), overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":          # under torchrun, one final line
         print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
               f"run in {result.run_dir}")

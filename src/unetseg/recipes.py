@@ -1,0 +1,57 @@
+"""Training recipes: settings measured to reach good accuracy fastest on a kind of data.
+
+The dataclass defaults of `unetseg.config` are the seed's classic configuration (64-pixel
+crops, batch 16, a base-32 bilinear U-Net, lr 3e-3, 20 epochs). On a given dataset other
+settings can reach a better model in less time; a recipe records them, with the evidence in
+docs/experiments.md. ``unetseg train --data isbi`` starts from the ``isbi`` recipe
+(``--recipe auto``, the default: the data source's recipe where it has one); ``--recipe
+none`` gives the classic defaults, and ``--recipe isbi`` applies it to any data, such as your
+own EM slices. A ``--config`` file and the flags given override a recipe's values.
+
+A recipe is a partial configuration, ``{section: {field: value}}``, checked like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["RECIPES", "recipe_for", "describe"]
+
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    # ISBI-2012 membranes, 24 training slices of 512 x 512 (runs compared in
+    # docs/experiments.md). 256-pixel crops in batches of 4 make 6 steps an epoch; a base-16
+    # U-Net does a quarter of the classic base 32's convolution work a step, with transposed
+    # convolutions up; rescaling by 0.8-1.25 (not 0.5-2) keeps membranes near the width they
+    # have at test time. The length is in steps, which any machine reproduces: 5,800 is what
+    # 30 minutes held on the 2-core CPU. Validating every 25 epochs (150 steps) keeps
+    # validation and checkpoint writes a small share.
+    "isbi": {
+        "data": {"size": 256, "batch_size": 4, "scale_min": 0.8, "scale_max": 1.25},
+        "model": {"base": 16, "upsample": "transpose"},
+        "train": {"lr": 1e-3, "max_steps": 5800, "val_every": 25},
+    },
+}
+
+
+def recipe_for(name: str, source: str) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """The recipe ``name`` picks for data ``source``: ``(name or None, partial config)``.
+
+    ``auto`` is the source's own recipe (none for most sources), ``none`` is no recipe.
+    """
+    if name == "none" or (name == "auto" and source not in RECIPES):
+        return None, {}
+    chosen = source if name == "auto" else name
+    if chosen not in RECIPES:
+        raise ValueError(f"--recipe must be auto, none or one of {', '.join(sorted(RECIPES))}, "
+                         f"found {name!r}")
+    return chosen, RECIPES[chosen]
+
+
+def describe(name: str, values: dict[str, dict[str, Any]]) -> str:
+    """One line for the log: the recipe and the flags it stands for."""
+    from .config import SECTIONS, flag_of
+
+    flags = " ".join(f"{flag_of(SECTIONS[section], key)} {value}"
+                     for section, settings in values.items() for key, value in settings.items())
+    return (f"recipe {name}: {flags} (docs/experiments.md has the evidence; flags given "
+            f"override it, --recipe none gives the classic defaults)")
