@@ -207,3 +207,29 @@ def test_smp_study_without_smp_says_so_or_runs_without_it(tmp_path):
               "isbi")
     check_results(tmp_path / "skip", {("isbi", "ours U-Net"), ("isbi", "MONAI BasicUNet")},
                   ("miou", "pixel_error"))
+
+
+# ---------------------------------------------------------------- the GPU script
+
+def _camvid_gpu(tmp_path, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "run"),
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(EXPERIMENTS / "camvid_gpu.sh"), *args, str(CAMVID)],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason=f"no CamVid at {CAMVID}")
+def test_the_camvid_gpu_script_runs_end_to_end_on_the_cpu_in_quick_mode(tmp_path):
+    result = _camvid_gpu(tmp_path, "--quick")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("sky", "pole", "bicyclist", "mIoU"):          # the per-class table
+        assert name in result.stdout
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the full run would start")
+@pytest.mark.skipif(not CAMVID.is_dir(), reason=f"no CamVid at {CAMVID}")
+def test_the_camvid_gpu_script_has_nothing_to_do_without_a_gpu(tmp_path):
+    result = _camvid_gpu(tmp_path)
+    assert result.returncode == 0 and "no CUDA GPU here: nothing to do" in result.stdout
+    assert not (tmp_path / "run").exists()
