@@ -337,3 +337,22 @@ def test_a_time_budget_is_kept_with_epochs_shorter_than_a_read_interval(make_tin
     config = replace(config, data=replace(config.data, train_samples=16))
     result = fit(config)
     assert result.history[-1]["lr"] == 0.0 and result.history[-1]["step"] < 1000 * 2
+
+
+def test_a_changed_plan_takes_effect_before_the_next_step():
+    """The scheduler sets the learning rate once per step, from the plan of that moment; after
+    a re-plan, `follow_schedule` makes the next step use the new plan's rate."""
+    from unetseg.config import TrainConfig
+    from unetseg.optim import follow_schedule, make_optimizer
+    from unetseg.plan import TrainingPlan
+
+    model = torch.nn.Conv2d(1, 1, 3)
+    plan = TrainingPlan.from_config(TrainConfig(epochs=10, lr=1.0, warmup_epochs=1.0), 10)
+    optimizer, scheduler = make_optimizer(model, TrainConfig(lr=1.0), plan)
+    for _ in range(50):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(lr_factor(50, 100, 10, "cosine"))
+    plan.total_steps = 50                     # the budget is spent: the plan ends here
+    follow_schedule(scheduler)
+    assert [group["lr"] for group in optimizer.param_groups] == [0.0, 0.0]

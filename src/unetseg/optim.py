@@ -14,7 +14,7 @@ from torch import nn
 
 from .plan import TrainingPlan
 
-__all__ = ["lr_factor", "parameter_groups", "make_optimizer"]
+__all__ = ["lr_factor", "parameter_groups", "make_optimizer", "follow_schedule"]
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
@@ -58,3 +58,13 @@ def make_optimizer(model: nn.Module, train, plan: TrainingPlan):
         optimizer,
         lambda step: lr_factor(step, plan.total_steps, plan.warmup_steps, train.schedule))
     return optimizer, scheduler
+
+
+def follow_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Set each group's learning rate from the schedule at the current step. The scheduler
+    sets it once per step; when the plan behind the schedule changes between steps (a timed
+    run re-planned), the next step then follows the new plan instead of the old one."""
+    step = scheduler.last_epoch
+    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs,
+                                   scheduler.lr_lambdas):
+        group["lr"] = base * factor(step)

@@ -27,7 +27,7 @@ from .evaluation import evaluate, predict_labels
 from .fastpath import Accelerated
 from .losses import class_weights, make_loss
 from .metrics import ConfusionMatrix, scores_from_matrix
-from .optim import make_optimizer
+from .optim import follow_schedule, make_optimizer
 from .plan import TrainingPlan
 from .progress import format_duration, in_terminal, progress
 from .rundir import EpochTally, RunDir, RunState, epoch_row
@@ -104,6 +104,7 @@ class Trainer:
         self.tally = self._new_tally()
         self.state = self._restore() if resume else RunState()
         self.plan.estimate(self.steps_taken, self.state.seconds)     # a resumed timed run
+        follow_schedule(self.scheduler)
         # A resumed run may run longer now; what the data check found and the precision chosen
         # are recorded beside the settings.
         self.run_dir.write_config(config.to_yaml({"data_check": self.data.summary,
@@ -289,6 +290,7 @@ class Trainer:
                                dtype=torch.float64, device=self.runtime.device)
         seconds = distributed.all_sum(seconds, self.world).item() / self.world.size
         self.plan.estimate(self.steps_taken, seconds)
+        follow_schedule(self.scheduler)
 
     def _train_batches(self, loader: DataLoader) -> None:
         """The rest of the epoch's batches; after each, maybe checkpoint or stop."""
