@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from unetseg.config import DataConfig
 from unetseg.data.sources import Datasets, build_datasets
+from unetseg.evaluation import predict_labels
 from unetseg.losses import make_loss
 from unetseg.metrics import ConfusionMatrix
 from unetseg.model import UNet
@@ -185,13 +186,6 @@ def predict_logits(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return model(pad_to_multiple(image))[..., :height, :width]
 
 
-def labels_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Class indices (N, H, W): argmax over classes, or logit > 0 for one output channel."""
-    if logits.shape[1] == 1:
-        return (logits[:, 0] > 0).long()
-    return logits.argmax(1)
-
-
 def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
@@ -206,7 +200,7 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, ignore_index:
     was_training = model.training
     model.eval()
     for image, mask in DataLoader(dataset, batch_size=1):
-        matrix.update(labels_from_logits(predict_logits(model, image)), mask)
+        matrix.update(predict_labels(predict_logits(model, image)), mask)
     model.train(was_training)
     scores = matrix.compute()
     result = {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,

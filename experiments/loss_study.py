@@ -38,7 +38,7 @@ from common import (
     study_parser,
     train_contender,
 )
-from reporting import fmt, markdown_table, plot_curves, write_csv, write_json
+from reporting import fmt, markdown_table, plot_curves, write_json, write_results, write_summary
 
 from unetseg.config import DataConfig
 
@@ -142,15 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["machine"] = machine()
                 write_json(args.out / "results.json", results)   # kept if a later run fails
     rows = summarise(runs)
-    results.update(summary=rows, wall_s=time.perf_counter() - started)
-    write_json(args.out / "results.json", results)
-    write_csv(args.out / "summary.csv", rows)
+    write_results(args.out, results, rows, started)
     plot_curves(runs, "fg_iou", args.out / "fg_iou.png",
                 "Foreground IoU: BCE vs BCE+Dice (mean, min-max over seeds)")
-    text = table(rows)
-    (args.out / "summary.md").write_text(text + "\n")
-    print(f"\n{text}\n\n{results['mode']} run, {results['wall_s']:.0f} s wall; results in "
-          f"{args.out}")
+    write_summary(args.out, results, table(rows))
     return 0
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["write_json", "write_csv", "markdown_table", "groups", "aligned", "plot_curves",
-           "metric_of", "fmt"]
+           "metric_of", "fmt", "write_results", "write_summary"]
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -35,6 +36,20 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_results(out: Path, results: dict[str, Any], rows: list[dict[str, Any]],
+                  started: float) -> None:
+    """A finished study's results.json (with its summary rows and wall time) and summary.csv."""
+    results.update(summary=rows, wall_s=time.perf_counter() - started)
+    write_json(out / "results.json", results)
+    write_csv(out / "summary.csv", rows)
+
+
+def write_summary(out: Path, results: dict[str, Any], text: str) -> None:
+    """summary.md, and the table printed with the run's wall time."""
+    (out / "summary.md").write_text(text + "\n")
+    print(f"\n{text}\n\n{results['mode']} run, {results['wall_s']:.0f} s wall; results in {out}")
 
 
 def fmt(value: Any, digits: int = 3) -> str:

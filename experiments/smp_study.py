@@ -46,7 +46,7 @@ from common import (
     study_parser,
     train_contender,
 )
-from reporting import fmt, markdown_table, plot_curves, write_csv, write_json
+from reporting import fmt, markdown_table, plot_curves, write_json, write_results, write_summary
 
 from unetseg.config import DataConfig
 
@@ -212,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         train_all(dataset, args, seeds, results)
     rows = summarise(results["runs"])
     classes = {name: info["classes"] for name, info in results["data"].items()}
-    results.update(summary=rows, wall_s=time.perf_counter() - started)
-    write_json(args.out / "results.json", results)
-    write_csv(args.out / "summary.csv", rows)
+    write_results(args.out, results, rows, started)
     for dataset, metric in (("isbi", "iou/membrane"), ("camvid", "miou")):
         runs = [r for r in results["runs"] if r["dataset"] == dataset]
         if runs:
@@ -222,10 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{dataset}: {metric} against steps and training time")
     if "camvid" in classes:
         save_per_class_figure(args.out / "camvid_per_class.png", rows, classes["camvid"])
-    text = tables(rows, classes)
-    (args.out / "summary.md").write_text(text + "\n")
-    print(f"\n{text}\n\n{results['mode']} run, {results['wall_s']:.0f} s wall; results in "
-          f"{args.out}")
+    write_summary(args.out, results, tables(rows, classes))
     return 0
 
 

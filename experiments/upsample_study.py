@@ -47,7 +47,7 @@ from common import (
     study_parser,
     train_contender,
 )
-from reporting import fmt, markdown_table, plot_curves, write_csv, write_json
+from reporting import fmt, markdown_table, plot_curves, write_json, write_results, write_summary
 
 from unetseg.config import DataConfig
 
@@ -247,15 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in datasets:
         run_dataset(dataset, args, seeds, results)
     rows = summarise(results["runs"])
-    results.update(summary=rows, wall_s=time.perf_counter() - started)
-    write_json(args.out / "results.json", results)
-    write_csv(args.out / "summary.csv", rows)
+    write_results(args.out, results, rows, started)
     plot_curves(results["runs"], "miou", args.out / "miou.png",
                 "Validation mIoU: bilinear vs transposed-conv upsampling")
-    text = table(rows)
-    (args.out / "summary.md").write_text(text + "\n")
-    print(f"\n{text}\n\n{results['mode']} run, {results['wall_s']:.0f} s wall; results in "
-          f"{args.out}")
+    write_summary(args.out, results, table(rows))
     return 0
 
 

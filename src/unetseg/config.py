@@ -22,7 +22,7 @@ from .model import UNetConfig
 from .runtime import PRECISIONS
 
 __all__ = ["DataConfig", "TrainConfig", "RunConfig", "UNetConfig", "SECTIONS", "cli_fields",
-           "flag_of", "parse_yaml", "SCHEDULES",
+           "flag_of", "parse_yaml", "read_config_file", "SCHEDULES",
            "SYNTHETIC_SOURCES", "PRESET_SOURCES"]
 
 SCHEDULES = ("cosine", "onecycle")
@@ -264,10 +264,7 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
-        values = parse_yaml(Path(path).read_text(), path) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected sections data, model, train")
-        return cls.from_dict(values, str(path))
+        return cls.from_dict(read_config_file(path), str(path))
 
     def to_yaml(self, records: dict[str, Any] | None = None) -> str:
         """The YAML of ``--config``; ``records`` (keys of `RECORD_SECTIONS`) are added after
@@ -284,6 +281,14 @@ class RunConfig:
 def cli_fields(config_class: type) -> list:
     """The fields of a section that have a command-line flag (those with help text)."""
     return [item for item in fields(config_class) if "help" in item.metadata]
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A run configuration file's sections as written (no defaults filled in)."""
+    values = parse_yaml(Path(path).read_text(), path) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected sections data, model, train")
+    return values
 
 
 def parse_yaml(text: str, path: str | Path) -> Any:

@@ -103,13 +103,9 @@ def config_from_args(args: argparse.Namespace):
 
 def _recipe_then_file(args: argparse.Namespace) -> dict:
     """The recipe's settings with the ``--config`` file's laid over them (sections merged)."""
-    from ..config import RunConfig
-
-    if args.config:
-        RunConfig.from_yaml(args.config)               # checked, with errors naming the file
-    _, recipe = chosen_recipe(args)
-    values = {section: dict(settings) for section, settings in recipe.items()}
     from_file = _file_settings(args)
+    _, recipe = chosen_recipe(args, from_file)
+    values = {section: dict(settings) for section, settings in recipe.items()}
     # A length the user gives (--epochs, --max-steps or --time-budget) replaces the recipe's
     # whole: its --max-steps would otherwise silently override their --epochs.
     given = set((from_file.get("train") or {})) | {key.split(".")[1] for key in vars(args)
@@ -123,20 +119,28 @@ def _recipe_then_file(args: argparse.Namespace) -> dict:
 
 
 def _file_settings(args: argparse.Namespace) -> dict:
-    """The ``--config`` file's settings as written (no defaults filled in)."""
-    from ..config import parse_yaml
+    """The ``--config`` file's settings as written (no defaults filled in), checked as a run
+    configuration, with errors naming the file."""
+    from ..config import RunConfig, read_config_file
 
-    return (parse_yaml(Path(args.config).read_text(), args.config) or {}) if args.config else {}
+    if not args.config:
+        return {}
+    values = read_config_file(args.config)
+    RunConfig.from_dict(values, str(args.config))
+    return values
 
 
-def chosen_recipe(args: argparse.Namespace):
+def chosen_recipe(args: argparse.Namespace, from_file: dict | None = None):
     """``(name or None, settings)`` of the recipe ``--recipe`` picks for the run's data
-    source (the flag's, else the ``--config`` file's, else the default)."""
+    source (the flag's, else the ``--config`` file's, ``from_file`` when already read, else
+    the default)."""
     from ..config import DataConfig
     from ..recipes import recipe_for
 
+    if from_file is None:
+        from_file = _file_settings(args)
     source = (getattr(args, "data.source", None)
-              or (_file_settings(args).get("data") or {}).get("source") or DataConfig.source)
+              or (from_file.get("data") or {}).get("source") or DataConfig.source)
     return recipe_for(getattr(args, "recipe", "auto"), source)
 
 
