@@ -303,18 +303,19 @@ def machine() -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the studies' shared CLI
 
-def study_parser(study: str, doc: str, datasets: tuple[str, ...]) -> argparse.ArgumentParser:
+def study_parser(study: str, doc: str, datasets: tuple[str, ...],
+                 full_seeds: int = 3) -> argparse.ArgumentParser:
     """The options every study has: --quick, --out, --seeds, --threads, --datasets and the
-    dataset roots."""
+    dataset roots. ``full_seeds`` is the study's seeds per contender outside --quick."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run of a minute or two: a few steps, small crops, one "
                              "seed, one or two validation images (numbers are not evidence)")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / study,
-                        help="results folder (default: experiments/results/%(default)s)")
+                        help=f"results folder (default: experiments/results/{study}/)")
     parser.add_argument("--seeds", type=int, default=None,
-                        help="seeds per contender (default: 3, or 1 with --quick)")
+                        help=f"seeds per contender (default: {full_seeds}, or 1 with --quick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--datasets", default=",".join(datasets),
                         help=f"comma-separated subset of {','.join(datasets)}")

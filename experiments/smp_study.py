@@ -184,7 +184,7 @@ def save_per_class_figure(path: Path, rows: list[dict], classes: list[str]) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser("smp", __doc__, DATASETS)
+    parser = study_parser("smp", __doc__, DATASETS, full_seeds=1)
     parser.add_argument("--skip-smp", action="store_true",
                         help="leave smp out (run our U-Net and MONAI only)")
     parser.add_argument("--seconds", type=float, default=None,
