@@ -233,3 +233,48 @@ def test_the_camvid_gpu_script_has_nothing_to_do_without_a_gpu(tmp_path):
     result = _camvid_gpu(tmp_path)
     assert result.returncode == 0 and "no CUDA GPU here: nothing to do" in result.stdout
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- the recipe search's chart
+
+def fake_run(folder: Path, rows: list[tuple[float, int, float, list]]) -> Path:
+    """A `unetseg train` run folder by hand: metrics.jsonl rows of (seconds since the last
+    row, step, val mIoU, per-class IoU) and a checkpoint naming the classes."""
+    from unetseg.checkpoint import save_checkpoint
+    from unetseg.model import UNet
+
+    folder.mkdir(parents=True)
+    save_checkpoint(folder / "best.safetensors", UNet(1, 3, base=2, depth=1),
+                    {"class_names": ["sky", "road", "pole"]})
+    lines = [json.dumps({"seconds": seconds, "step": step, "val_miou": miou, "val_iou": iou})
+             for seconds, step, miou, iou in rows]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_recipe_curves_reads_the_runs_clock_and_reports_best_within_and_time_to_target(
+        tmp_path, capsys):
+    from recipe_curves import main
+
+    # Cumulative clock: 30, 90, 150 minutes. The best within 100 minutes is the second row
+    # (0.35, its lowest class 0.05); the 0.4 target is first met at 150 minutes.
+    run = fake_run(tmp_path / "c1", [(1800, 100, 0.20, [0.6, 0.0, None]),
+                                     (3600, 300, 0.35, [0.8, 0.2, 0.05]),
+                                     (3600, 500, 0.42, [0.9, 0.3, 0.06])])
+    chart = tmp_path / "chart.png"
+    assert main([f"{run}=recipe", "--metric", "miou", "--within", "100",
+                 "--target", "0.3,0.4,0.9", "--out", str(chart)]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| recipe"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1:4] == ["3", "500", "150.000"]
+    assert cells[4] == "0.350 at 90.0 min (0.050)"
+    assert cells[5:] == ["90.0 (step 300)", "150.0 (step 500)", "-"]
+    assert chart.stat().st_size > 0
+
+    assert main([str(run), "--metric", "iou:road", "--target", "0.25", "--out", str(chart)]) == 0
+    assert "150.0 (step 500)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="sky, road, pole"):
+        main([str(run), "--metric", "iou:car", "--out", str(chart)])
+    with pytest.raises(ValueError, match="no metrics.jsonl"):
+        main([str(tmp_path), "--out", str(chart)])
