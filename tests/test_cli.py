@@ -63,7 +63,9 @@ def test_console_script_runs_as_a_module():
 def test_train_then_evaluate_reports_the_per_class_table(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
-    assert "best validation mIoU" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "best validation mIoU" in out
+    assert "chosen on these validation images" in out        # model selection is said
     logged = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
 
     assert main(["evaluate", str(run / "best.safetensors"), "--out", str(tmp_path / "ev")]) == 0

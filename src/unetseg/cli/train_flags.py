@@ -201,5 +201,7 @@ def train_command(args: argparse.Namespace) -> int:
     result = fit(config, resume=bool(args.resume), overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":          # under torchrun, one final line
         print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
-              f"run in {result.run_dir}")
+              f"run in {result.run_dir}\n"
+              f"(best.safetensors was chosen on these validation images, so their score flatters "
+              f"it; `unetseg evaluate` with --split test or --data FOLDER scores held-out data)")
     return 0
