@@ -2,7 +2,9 @@
 
 Question: trained the same way for the same CPU time, how does our from-scratch U-Net compare
 with segmentation_models_pytorch's ``Unet("resnet34", encoder_weights=None)`` (random
-weights: nothing is downloaded) and MONAI's ``BasicUNet(spatial_dims=2)``; and on CamVid,
+weights: nothing is downloaded) and MONAI's ``BasicUNet(spatial_dims=2)``? Ours runs twice:
+the classic configuration (base 32, bilinear) and the network of the ``isbi`` recipe (base
+16, transposed convolutions: a quarter of the work a step). And on CamVid,
 which classes gain most when our U-Net trains with CE + Dice instead of CE alone?
 
 Datasets: ``isbi`` (ISBI-2012: membrane IoU, pixel error = 1 - pixel accuracy, mIoU) and
@@ -21,13 +23,16 @@ every time). ``--seconds S`` changes the budget of every dataset. ``--quick``: 6
 batch 2, 3 CPU seconds per contender, one validation image, base-8 U-Net.
 
 Needs segmentation_models_pytorch, which only ``.venv-exp`` has; without it the script says
-so and exits with status 2, unless ``--skip-smp`` leaves smp out.
+so and exits with status 2, unless ``--skip-smp`` leaves smp out. ``--resume`` keeps the runs
+already in ``--out``'s results.json and trains only the missing (dataset, contender, seed)
+runs, so a stopped study, or one to which a contender was added, can be finished.
 
-    .venv-exp/bin/python experiments/smp_study.py [--quick] [--out DIR] [--skip-smp]
+    .venv-exp/bin/python experiments/smp_study.py [--quick] [--out DIR] [--skip-smp] [--resume]
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
@@ -52,11 +57,13 @@ from unetseg.config import DataConfig
 
 DATASETS = ("isbi", "camvid")
 OURS, SMP, MONAI, OURS_CE = "ours U-Net", "smp Unet r34", "MONAI BasicUNet", "ours U-Net CE"
+OURS_SMALL = "ours U-Net b16 T"          # the isbi recipe's network: base 16, transposed
 CAMVID_EVAL_IMAGES = 25          # evaluated during a full CamVid run; all 101 at the end
 
 
 def contenders(base: int, skip_smp: bool) -> list[Contender]:
-    chosen = [Contender(OURS, "unet", "ce_dice", base=base)]
+    chosen = [Contender(OURS, "unet", "ce_dice", base=base),
+              Contender(OURS_SMALL, "unet", "ce_dice", base=base // 2, upsample="transpose")]
     if not skip_smp:
         chosen.append(Contender(SMP, "smp", "ce_dice"))
     return chosen + [Contender(MONAI, "monai", "ce_dice")]
@@ -87,8 +94,11 @@ def train_all(dataset: str, args, seeds: int, results: dict) -> None:
     chosen = contenders(base, args.skip_smp)
     if dataset == "camvid":
         chosen.append(Contender(OURS_CE, "unet", "ce", base=base))
+    done = {(run["dataset"], run["contender"]["name"], run["seed"]) for run in results["runs"]}
     for seed in range(seeds):
         for contender in chosen:
+            if (dataset, contender.name, seed) in done:
+                continue                                    # kept from the results resumed
             model, run = train_contender(contender, data, recipe, seed)
             if recipe.val_images is not None and not args.quick:
                 # The curve used a subset; the final scores are over the whole split.
@@ -102,6 +112,22 @@ def train_all(dataset: str, args, seeds: int, results: dict) -> None:
             results["machine"] = machine()
             write_json(args.out / "results.json", results)     # kept if a later run fails
             del model
+
+
+def resumed(path: Path, fresh: dict) -> tuple[dict, float]:
+    """The results to continue from ``path`` (runs, data, commands) and their wall seconds;
+    SystemExit naming the file when it is missing or was made in another mode or budget."""
+    if not path.is_file():
+        raise SystemExit(f"smp_study: --resume needs {path} from an earlier run")
+    earlier = json.loads(path.read_text())
+    if (earlier.get("mode"), earlier.get("overrides", {}).get("seconds")) != (
+            fresh["mode"], fresh["overrides"]["seconds"]):
+        raise SystemExit(f"smp_study: {path} was made with mode {earlier.get('mode')!r} and "
+                         f"--seconds {earlier.get('overrides', {}).get('seconds')}; resume it "
+                         f"with the same ones")
+    commands = earlier.get("commands", [earlier["command"]])
+    return {**fresh, "data": earlier["data"], "runs": earlier["runs"],
+            "commands": [*commands, fresh["command"]]}, earlier.get("wall_s", 0.0)
 
 
 def mean_final(runs: list[dict], getter) -> float | None:
@@ -193,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camvid-val", choices=("subset", "all"), default="subset",
                         help=f"CamVid images evaluated during a full run: the first "
                              f"{CAMVID_EVAL_IMAGES} (default) or all 101")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs in --out's results.json and train only the missing "
+                             "ones (same mode and budget)")
     args = parser.parse_args(argv)
     missing = None if args.skip_smp else smp_missing()
     if missing:
@@ -208,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                "overrides": {"seeds": args.seeds, "seconds": args.seconds,
                              "datasets": args.datasets},
                "data": {}, "runs": []}
+    if args.resume:
+        results, earlier_wall_s = resumed(args.out / "results.json", results)
+        started -= earlier_wall_s                 # wall_s covers every part of the study
     for dataset in datasets:
         train_all(dataset, args, seeds, results)
     rows = summarise(results["runs"])

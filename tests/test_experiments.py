@@ -179,7 +179,7 @@ def test_smp_study_quick(tmp_path):
     if not (ISBI.is_dir() and CAMVID.is_dir()):
         pytest.skip(f"needs the ISBI and CamVid copies in {ISBI.parent}")
     run_study(python, "smp_study.py", tmp_path)
-    contenders = ("ours U-Net", "smp Unet r34", "MONAI BasicUNet")
+    contenders = ("ours U-Net", "ours U-Net b16 T", "smp Unet r34", "MONAI BasicUNet")
     expected = {(d, c) for d in ("isbi", "camvid") for c in contenders}
     results = check_results(tmp_path, expected | {("camvid", "ours U-Net CE")},
                             ("miou", "pixel_accuracy", "pixel_error"))
@@ -205,8 +205,33 @@ def test_smp_study_without_smp_says_so_or_runs_without_it(tmp_path):
     assert "--skip-smp" in refused.stderr and not (tmp_path / "refused").exists()
     run_study(sys.executable, "smp_study.py", tmp_path / "skip", "--skip-smp", "--datasets",
               "isbi")
-    check_results(tmp_path / "skip", {("isbi", "ours U-Net"), ("isbi", "MONAI BasicUNet")},
-                  ("miou", "pixel_error"))
+    check_results(tmp_path / "skip", {("isbi", "ours U-Net"), ("isbi", "ours U-Net b16 T"),
+                                      ("isbi", "MONAI BasicUNet")}, ("miou", "pixel_error"))
+
+
+def test_smp_study_resume_trains_only_the_missing_runs(tmp_path):
+    """--resume keeps the finished runs (same curve, same numbers) and trains the one taken
+    out; a results file from another budget is refused by name."""
+    if not ISBI.is_dir():
+        pytest.skip(f"needs the ISBI copy at {ISBI}")
+    options = ("--skip-smp", "--datasets", "isbi")
+    run_study(sys.executable, "smp_study.py", tmp_path, *options)
+    path = tmp_path / "results.json"
+    first = json.loads(path.read_text())
+    kept, dropped = first["runs"][:-1], first["runs"][-1]["contender"]["name"]
+    path.write_text(json.dumps({**first, "runs": kept}))
+
+    done = run_study(sys.executable, "smp_study.py", tmp_path, *options, "--resume")
+    second = json.loads(path.read_text())
+    assert second["runs"][:-1] == kept                      # untouched, not retrained
+    assert second["runs"][-1]["contender"]["name"] == dropped
+    assert len(second["commands"]) == 2 and dropped in done.stdout
+    assert second["wall_s"] > first["wall_s"]                # both parts' wall time
+
+    refused = subprocess.run([sys.executable, str(EXPERIMENTS / "smp_study.py"), "--quick",
+                              *options, "--out", str(tmp_path), "--resume", "--seconds", "5"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "--seconds None" in refused.stderr
 
 
 # ---------------------------------------------------------------- the GPU script
