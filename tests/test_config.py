@@ -116,20 +116,23 @@ def _train_config(*flags):
     return config_from_args(build_parser().parse_args(["train", *flags]))
 
 
-def test_isbi_starts_from_its_recipe_and_flags_given_override_it(tmp_path):
+@pytest.mark.parametrize("source", ["isbi", "camvid"])
+def test_a_preset_starts_from_its_recipe_and_flags_given_override_it(tmp_path, source):
     from unetseg.recipes import RECIPES
 
-    recipe = RECIPES["isbi"]
-    config = _train_config("--data", "isbi", "--root", str(tmp_path), "--size", "128")
+    recipe = RECIPES[source]
+    config = _train_config("--data", source, "--root", str(tmp_path), "--size", "128")
     assert config.data.size == 128                                  # the flag given
     assert config.data.batch_size == recipe["data"]["batch_size"]   # the recipe's
     assert (config.model.base, config.model.upsample) == (recipe["model"]["base"],
                                                           recipe["model"]["upsample"])
     assert config.train.max_steps == recipe["train"]["max_steps"]
-    classic = _train_config("--data", "isbi", "--root", str(tmp_path), "--recipe", "none")
-    assert classic == _train_config("--data", "isbi", "--root", str(tmp_path),
+    assert config.train.class_weights == recipe["train"].get("class_weights")
+    classic = _train_config("--data", source, "--root", str(tmp_path), "--recipe", "none")
+    assert classic == _train_config("--data", source, "--root", str(tmp_path),
                                     "--recipe", "none", "--config", _empty_yaml(tmp_path))
     assert (classic.data.size, classic.model.base, classic.train.max_steps) == (64, 32, 0)
+    assert classic.train.class_weights is None
 
 
 def _empty_yaml(tmp_path) -> str:
@@ -156,6 +159,6 @@ def test_a_config_file_lies_over_the_recipe_and_names_the_data(tmp_path):
 def test_other_data_has_no_recipe_and_unknown_recipes_are_refused(tmp_path):
     assert _train_config("--out", str(tmp_path)) == RunConfig(
         train=TrainConfig(out=str(tmp_path)))
-    with pytest.raises(ValueError, match="--recipe must be auto, none or one of isbi"):
+    with pytest.raises(ValueError, match="--recipe must be auto, none or one of camvid, isbi"):
         _train_config("--recipe", "camvid-fast")
     assert _train_config("--recipe", "isbi").data.size == 256       # any data may take one
