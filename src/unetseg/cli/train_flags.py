@@ -33,7 +33,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         add_config_flags(parser, section)
     parser.add_argument("--recipe", default="auto", help="settings measured to train a good "
                         "model fastest on a kind of data (unetseg.recipes): auto = the data's "
-                        "own (isbi has one), none = the classic defaults, or a name; a "
+                        "own (isbi and camvid have one), none = the classic defaults, or a name; a "
                         "--config file and flags given override it (default: auto)")
     parser.add_argument("--nproc", type=int, default=1, help="train with this many processes "
                         "on this machine through torchrun (DDP; gloo on CPU, NCCL on GPUs); "
