@@ -5,9 +5,9 @@ crops, batch 16, a base-32 bilinear U-Net, lr 3e-3, 20 epochs). On a given datas
 settings can reach a better model in less time; a recipe records them, with the evidence in
 docs/experiments.md. ``unetseg train --data isbi`` starts from the ``isbi`` recipe and
 ``--data camvid`` from ``camvid`` (``--recipe auto``, the default: the data source's recipe
-where it has one); ``--recipe
-none`` gives the classic defaults, and ``--recipe isbi`` applies it to any data, such as your
-own EM slices. A ``--config`` file and the flags given override a recipe's values.
+where it has one); ``--recipe none`` gives the classic defaults, and ``--recipe isbi``
+applies it to any data, such as your own EM slices. A ``--config`` file and the flags given
+override a recipe's values.
 
 A recipe is a partial configuration, ``{section: {field: value}}``, checked like any other.
 """
@@ -34,9 +34,9 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     # CamVid road scenes, 367 training images of 480 x 360, 11 classes, four of them under 1%
     # of the pixels. The isbi network (base 16, transposed) in batches of 8 of 256-pixel crops,
     # rescaled by 0.75-1.5; median-frequency class weights in the cross-entropy, so the thin
-    # and rare classes (pole, sign, pedestrian) are learnt at all. 10,350 steps (225 epochs)
+    # and rare classes (pole, sign, pedestrian) are learnt at all. 10,350 steps (230 epochs)
     # is what 2 hours held on the 2-core CPU, where validation mIoU passed 0.40 after 30
-    # minutes and peaked at 0.498; validating every 10 epochs costs about 4% of the time.
+    # minutes and peaked at 0.498; validating every 10 epochs costs about 3% of the time.
     "camvid": {
         "data": {"size": 256, "batch_size": 8, "scale_min": 0.75, "scale_max": 1.5},
         "model": {"base": 16, "upsample": "transpose"},
