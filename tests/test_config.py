@@ -38,7 +38,7 @@ def test_there_is_one_model_config_and_one_default_width():
     ({"train": {"loss": "focal"}}, "--loss must be one of ce_dice, ce, dice, bce_dice"),
     ({"train": {"precision": "fp8"}}, "--precision must be one of"),
     ({"train": {"lr": -1.0}}, "--lr must be >= 0"),
-    ({"train": {"class_weights": "1,x"}}, "--class-weights must be 'median' or"),
+    ({"train": {"class_weights": "1,x"}}, "--class-weights must be 'median', 'sqrt-median' or"),
     ({"train": {"loss": "dice", "class_weights": "1,2"}}, "--loss dice has none"),
 ])
 def test_bad_values_are_refused_on_construction_naming_the_flag(values, message):

@@ -33,6 +33,7 @@ from unetseg.losses import (
     DiceLoss,
     bce_dice_loss,
     ce_dice_loss,
+    class_weights,
     cross_entropy_loss,
     dice_loss,
     make_loss,
@@ -720,6 +721,15 @@ def test_median_frequency_weights_by_hand():
     assert median_frequency_weights([100, 300, 600]) == pytest.approx([3.0, 1.0, 0.5])
     # An absent class gets weight 0 and does not move the median of the present ones.
     assert median_frequency_weights([100, 0, 300]) == pytest.approx([2.0, 0.0, 2 / 3])
+
+
+def test_sqrt_median_weights_by_hand():
+    # Shares 0.04, 0.16, 0.8: median 0.16, full weights 4, 1, 0.2; their square roots 2, 1, 0.447.
+    assert class_weights("sqrt-median", 3, [40, 160, 800]).tolist() == pytest.approx(
+        [2.0, 1.0, 0.2 ** 0.5])
+    assert class_weights("median", 3, [40, 160, 800]).tolist() == pytest.approx([4.0, 1.0, 0.2])
+    with pytest.raises(ValueError, match="--class-weights sqrt-median needs"):
+        class_weights("sqrt-median", 3, None)
 
 
 def test_median_frequency_weights_feed_the_cross_entropy():

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .losses import LOSS_NAMES
+from .losses import LOSS_NAMES, MEDIAN_WEIGHTINGS
 from .model import UNetConfig
 from .runtime import PRECISIONS
 
@@ -157,7 +157,8 @@ class TrainConfig:
     loss: str = option("ce_dice", "ce_dice, ce, dice, or bce_dice (binary, one logit)")
     dice_weight: float = option(1.0, "weight of the Dice term")
     class_weights: str | None = option(None, "cross-entropy class weights: 'median' "
-                                       "(median frequency) or 'w0,w1,...'")
+                                       "(median frequency), 'sqrt-median' (its square "
+                                       "root: softer) or 'w0,w1,...'")
     grad_clip: float = option(1.0, "max gradient norm (0 = no clipping)")
     precision: str = option("auto", "auto, fp32, bf16 or fp16 (CUDA); auto = bf16 on GPUs, "
                             "and on a CPU with native bf16 the faster of bf16 and fp32, "
@@ -203,7 +204,7 @@ class TrainConfig:
                  "a whole number >= 1")
         if self.class_weights is not None:
             _require(self, "class_weights", _valid_weights(self.class_weights),
-                     "'median' or comma-separated numbers >= 0")
+                     "'median', 'sqrt-median' or comma-separated numbers >= 0")
             if self.loss not in ("ce", "ce_dice"):
                 raise ValueError(f"--class-weights weigh the cross-entropy; --loss {self.loss} "
                                  f"has none (use ce or ce_dice)")
@@ -214,7 +215,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _valid_weights(spec: str) -> bool:
-    if spec == "median":
+    if spec in MEDIAN_WEIGHTINGS:
         return True
     try:
         return all(float(w) >= 0 for w in spec.split(","))
