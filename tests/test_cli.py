@@ -142,6 +142,8 @@ def test_a_recipe_is_announced_with_the_flags_it_stands_for(tmp_path, capsys):
     assert main(["train", *TINY, "--recipe", "isbi", "--max-steps", "1", "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "recipe isbi: --size 256 --batch-size 4" in out and "--recipe none" in out
+    # What the flags replaced is said, so the log never shows a value the run did not use.
+    assert "replaced here by: --size 32 --batch-size 8 --base 4 --max-steps 1\n" in out
     recorded = yaml.safe_load((run / "config.yaml").read_text())
     assert recorded["data"]["size"] == 32 and recorded["model"]["upsample"] == "transpose"
 

@@ -59,11 +59,21 @@ def recipe_for(name: str, source: str) -> tuple[str | None, dict[str, dict[str, 
     return chosen, RECIPES[chosen]
 
 
-def describe(name: str, values: dict[str, dict[str, Any]]) -> str:
-    """One line for the log: the recipe and the flags it stands for."""
+def describe(name: str, values: dict[str, dict[str, Any]], config: Any = None) -> str:
+    """One line for the log: the recipe and the flags it stands for, then those of its values
+    that the run's configuration (``config``, a `RunConfig`, when given) replaced, so that
+    the log never shows a recipe value the run did not use without saying so."""
     from .config import SECTIONS, flag_of
 
-    flags = " ".join(f"{flag_of(SECTIONS[section], key)} {value}"
-                     for section, settings in values.items() for key, value in settings.items())
-    return (f"recipe {name}: {flags} (docs/experiments.md has the evidence; flags given "
-            f"override it, --recipe none gives the classic defaults)")
+    flags, replaced = [], []
+    for section, settings in values.items():
+        for key, value in settings.items():
+            flag = flag_of(SECTIONS[section], key)
+            flags.append(f"{flag} {value}")
+            if config is not None and getattr(getattr(config, section), key) != value:
+                replaced.append(f"{flag} {getattr(getattr(config, section), key)}")
+    line = (f"recipe {name}: {' '.join(flags)} (docs/experiments.md has the evidence; flags "
+            f"given override it, --recipe none gives the classic defaults)")
+    if replaced:
+        line += f"\n  replaced here by: {' '.join(replaced)}"
+    return line

@@ -83,14 +83,23 @@ def config_from_args(args: argparse.Namespace):
     can be repeated with ``--resume RUN`` added, since flags equal to the recorded values are
     accepted; a flag that would change what is trained is refused by its command-line name.
     """
+    return _configure(args)[0]
+
+
+def _configure(args: argparse.Namespace):
+    """`config_from_args`'s configuration, with the recipe it started from: ``(config, recipe
+    name or None, recipe settings)``; no recipe when resuming (the run's own file is the base)."""
     from ..config import RunConfig
 
     resuming = bool(getattr(args, "resume", None))
+    recipe_name, recipe = None, {}
     if resuming:
         recorded = RunConfig.from_yaml(Path(args.resume) / "config.yaml")
         values = recorded.to_dict()
     else:
-        values = _recipe_then_file(args)
+        from_file = _file_settings(args)
+        recipe_name, recipe = chosen_recipe(args, from_file)
+        values = _recipe_then_file(args, recipe, from_file)
     given = {key: value for key, value in vars(args).items() if "." in key}
     for key, value in given.items():
         section, name = key.split(".")
@@ -98,13 +107,11 @@ def config_from_args(args: argparse.Namespace):
     if resuming:
         _check_resumed_flags(given, recorded, RunConfig.from_dict(values), Path(args.resume))
         values["train"]["out"] = args.resume
-    return RunConfig.from_dict(values)
+    return RunConfig.from_dict(values), recipe_name, recipe
 
 
-def _recipe_then_file(args: argparse.Namespace) -> dict:
+def _recipe_then_file(args: argparse.Namespace, recipe: dict, from_file: dict) -> dict:
     """The recipe's settings with the ``--config`` file's laid over them (sections merged)."""
-    from_file = _file_settings(args)
-    _, recipe = chosen_recipe(args, from_file)
     values = {section: dict(settings) for section, settings in recipe.items()}
     # A length the user gives (--epochs, --max-steps or --time-budget) replaces the recipe's
     # whole: its --max-steps would otherwise silently override their --epochs.
@@ -130,15 +137,12 @@ def _file_settings(args: argparse.Namespace) -> dict:
     return values
 
 
-def chosen_recipe(args: argparse.Namespace, from_file: dict | None = None):
+def chosen_recipe(args: argparse.Namespace, from_file: dict):
     """``(name or None, settings)`` of the recipe ``--recipe`` picks for the run's data
-    source (the flag's, else the ``--config`` file's, ``from_file`` when already read, else
-    the default)."""
+    source: the flag's, else the ``--config`` file's (``from_file``), else the default."""
     from ..config import DataConfig
     from ..recipes import recipe_for
 
-    if from_file is None:
-        from_file = _file_settings(args)
     source = (getattr(args, "data.source", None)
               or (from_file.get("data") or {}).get("source") or DataConfig.source)
     return recipe_for(getattr(args, "recipe", "auto"), source)
@@ -193,11 +197,9 @@ def train_command(args: argparse.Namespace) -> int:
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch_with_torchrun(args.nproc, args.argv)
-    config = config_from_args(args)
-    if not args.resume and os.environ.get("RANK", "0") == "0":
-        name, recipe = chosen_recipe(args)
-        if name:
-            print(describe(name, recipe), flush=True)
+    config, recipe_name, recipe = _configure(args)
+    if recipe_name and os.environ.get("RANK", "0") == "0":
+        print(describe(recipe_name, recipe, config), flush=True)
     result = fit(config, resume=bool(args.resume), overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":          # under torchrun, one final line
         print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
