@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reporting import fmt, markdown_table  # noqa: E402
 
-from unetseg.checkpoint import load_checkpoint  # noqa: E402
+from unetseg.checkpoint import read_metadata  # noqa: E402
 
 
 def read_run(folder: Path) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def read_run(folder: Path) -> dict[str, Any]:
     path = folder / "metrics.jsonl"
     if not path.is_file():
         raise ValueError(f"{folder} has no metrics.jsonl: expected a `unetseg train` run folder")
-    names = load_checkpoint(folder / "best.safetensors").metadata["class_names"]
+    names = read_metadata(folder / "best.safetensors")["class_names"]
     rows, clock = [], 0.0
     for line in path.read_text().splitlines():
         record = json.loads(line)

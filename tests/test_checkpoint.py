@@ -21,6 +21,7 @@ from unetseg.checkpoint import (
     SCHEMA_VERSION,
     load_checkpoint,
     load_model,
+    read_metadata,
     restore_optimizer,
     save_checkpoint,
 )
@@ -70,6 +71,24 @@ def test_weights_metadata_and_extra_tensors_come_back_exactly(saved):
     assert not rebuilt.training and metadata == checkpoint.metadata
     for name, tensor in model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[name], tensor), name
+
+
+def test_the_metadata_alone_is_read_from_the_header(saved, tmp_path):
+    """read_metadata gives what load_checkpoint does, from a file whose tensors are cut off: it
+    reads the header only (safetensors checks the file size when opening, so the header is
+    rewritten to claim no tensors)."""
+    path, _, _ = saved
+    header_size = int.from_bytes(path.read_bytes()[:8], "little")
+    header = json.loads(path.read_bytes()[8:8 + header_size])
+    only_metadata = json.dumps({"__metadata__": header["__metadata__"]}).encode()
+    headless = tmp_path / "header-only.safetensors"
+    headless.write_bytes(len(only_metadata).to_bytes(8, "little") + only_metadata)
+    assert read_metadata(headless) == load_checkpoint(path).metadata
+    assert read_metadata(path) == load_checkpoint(path).metadata
+    pickle = tmp_path / "pickle.safetensors"
+    torch.save({"weights": torch.zeros(2)}, pickle)
+    with pytest.raises(ValueError, match=r"pickle\.safetensors is not a readable safetensors"):
+        read_metadata(pickle)
 
 
 def test_the_optimizer_resumes_with_the_same_state_and_the_same_next_step(saved):

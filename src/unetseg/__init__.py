@@ -25,6 +25,7 @@ _EXPORTS = {
     "BoundaryF1": "metrics",
     "RunConfig": "config", "DataConfig": "config", "TrainConfig": "config",
     "fit": "train", "evaluate": "evaluation", "load_model": "checkpoint",
+    "read_metadata": "checkpoint",
     "predict": "infer", "load_segmenter": "infer", "Segmenter": "infer",
     "Inspector": "inspector", "export_onnx": "export",
     "score_split": "jobs.scoring", "evaluate_checkpoint": "jobs.evaluate",
@@ -37,7 +38,8 @@ __all__ = [
     "CrossEntropyLoss", "CEDiceLoss", "BCEDiceLoss", "make_loss",
     "ConfusionMatrix", "Scores", "boundary_f1", "BoundaryF1",
     "RunConfig", "DataConfig", "TrainConfig",
-    "fit", "evaluate", "load_model", "predict", "load_segmenter", "Segmenter", "Inspector",
+    "fit", "evaluate", "load_model", "read_metadata", "predict", "load_segmenter", "Segmenter",
+    "Inspector",
     "export_onnx", "score_split", "evaluate_checkpoint",
     "optimize_for_training", "optimize_for_inference", "Accelerated",
 ]
@@ -57,7 +59,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:                            # what type checkers and IDEs see
-    from .checkpoint import load_model
+    from .checkpoint import load_model, read_metadata
     from .config import DataConfig, RunConfig, TrainConfig
     from .evaluation import evaluate
     from .export import export_onnx

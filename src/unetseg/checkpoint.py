@@ -35,7 +35,7 @@ from .files import atomic_write
 from .model import UNetConfig
 
 __all__ = ["SCHEMA_VERSION", "Checkpoint", "unwrap", "save_checkpoint", "load_checkpoint",
-           "restore_optimizer", "load_model"]
+           "read_metadata", "restore_optimizer", "load_model"]
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "unetseg"
@@ -153,6 +153,26 @@ def _document(path: Path, header: dict[str, str] | None) -> dict[str, Any]:
     return document
 
 
+def _open(path: Path):
+    """``safe_open`` of a checkpoint file, with errors that name it and what was expected."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; expected a safetensors checkpoint file")
+    try:
+        return safe_open(path, framework="pt")
+    except FileNotFoundError as error:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path)) from error
+    except SafetensorError as error:    # a pickle, a truncated or empty file, another format
+        raise _unreadable(path, error) from error
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's metadata (class names, normalisation, run configuration, ...) from its
+    header alone: no tensor is read. Raises as `load_checkpoint` does."""
+    path = Path(path)
+    with _open(path) as file:
+        return _document(path, file.metadata())
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint file without running any code from it.
 
@@ -166,15 +186,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             and what was expected.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; expected a safetensors checkpoint file")
-    try:
-        file = safe_open(path, framework="pt")
-    except FileNotFoundError as error:
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path)) from error
-    except SafetensorError as error:    # a pickle, a truncated or empty file, another format
-        raise _unreadable(path, error) from error
-    with file:
+    with _open(path) as file:
         document = _document(path, file.metadata())
         try:
             tensors = {name: file.get_tensor(name) for name in file.keys()}
