@@ -9,18 +9,20 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
-from unetseg.checkpoint import load_model
-from unetseg.config import RunConfig
+from unetseg.checkpoint import load_model, read_metadata
+from unetseg.config import DataConfig, RunConfig, TrainConfig
 from unetseg.data.sources import build_datasets
 from unetseg.evaluation import evaluate
 from unetseg.jobs.evaluate import evaluate_checkpoint
-from unetseg.losses import make_loss, median_frequency_weights
-from unetseg.model import UNet
+from unetseg.losses import make_loss
+from unetseg.model import UNet, UNetConfig
 from unetseg.optim import lr_factor, parameter_groups
 from unetseg.rundir import RunDir
 from unetseg.runtime import Runtime, autocast
@@ -62,13 +64,6 @@ def test_onecycle_starts_and_ends_where_torch_onecycle_does():
     assert first == pytest.approx(ours_first)
     assert lr_factor(total, total, warmup, "onecycle") == pytest.approx(last)
     assert lr_factor(warmup, total, warmup, "onecycle") == pytest.approx(1.0)
-
-
-def test_median_frequency_weights_by_hand():
-    # Shares 0.1, 0.3, 0.6: the median share is 0.3, so the weights are 3, 1 and 0.5.
-    assert median_frequency_weights([100, 300, 600]) == pytest.approx([3.0, 1.0, 0.5])
-    # An absent class gets weight 0 and does not move the median of the present ones.
-    assert median_frequency_weights([100, 0, 300]) == pytest.approx([2.0, 0.0, 2 / 3])
 
 
 # --- learning --------------------------------------------------------------------------------
@@ -180,6 +175,34 @@ def test_class_weights_are_checked_against_the_class_count(make_tiny_config, tmp
         fit(make_tiny_config(tmp_path / "w", class_weights="1,2"))
     with pytest.raises(ValueError, match="--class-weights median needs"):
         fit(make_tiny_config(tmp_path / "m", class_weights="median"))
+
+
+@pytest.mark.parametrize("spec,power", [("median", 1.0), ("sqrt-median", 0.5)])
+def test_median_weights_come_from_the_training_masks_pixels(tmp_path, spec, power):
+    """The weights a folder run trains with are the (square roots of the) median-frequency
+    weights of its training masks' pixels, counted here with numpy, not the validation's."""
+    rng = np.random.default_rng(0)
+    masks = {}
+    for split, count in (("train", 3), ("val", 1)):
+        for i in range(count):
+            mask = (rng.random((32, 32)) < [[0.05], [0.3]][i % 2]).astype(np.uint8)
+            mask[:, :4] = 2                            # class 2: an eighth of every mask
+            for folder, array in (("images", rng.integers(0, 256, (32, 32, 3), np.uint8)),
+                                  ("masks", mask)):
+                (tmp_path / split / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(tmp_path / split / folder / f"{i}.png")
+            masks[f"{split}{i}"] = mask
+    train = np.stack([masks[f"train{i}"] for i in range(3)])
+    freq = np.bincount(train.ravel(), minlength=3) / train.size
+    expected = (np.median(freq) / freq) ** power
+    config = RunConfig(data=DataConfig(source=str(tmp_path), size=32, batch_size=2,
+                                       classes=("a", "b", "c"), augment=False),
+                       model=UNetConfig(base=4),
+                       train=TrainConfig(out=str(tmp_path / "run"), max_steps=1,
+                                         class_weights=spec, progress=False))
+    fit(config)
+    recorded = read_metadata(tmp_path / "run" / "best.safetensors")["class_weights"]
+    assert recorded == pytest.approx(expected.tolist(), rel=1e-6)
 
 
 def test_binary_data_trains_with_bce_dice_and_one_output_channel(make_tiny_config, tmp_path):
