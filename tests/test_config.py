@@ -156,6 +156,22 @@ def test_a_config_file_lies_over_the_recipe_and_names_the_data(tmp_path):
     assert config.data.size == 256
 
 
+def test_the_log_says_which_recipe_values_the_run_replaced(tmp_path):
+    from unetseg.recipes import RECIPES, describe
+
+    recipe = RECIPES["camvid"]
+    plain = _train_config("--data", "camvid", "--root", str(tmp_path))
+    assert "replaced" not in describe("camvid", recipe, plain)     # nothing replaced: one line
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  class_weights: null\n")            # weights off, from a file
+    off = _train_config("--data", "camvid", "--root", str(tmp_path), "--config", str(path))
+    assert describe("camvid", recipe, off).endswith("replaced here by: --class-weights none")
+    softer = _train_config("--data", "camvid", "--root", str(tmp_path), "--lr", "0.001",
+                           "--class-weights", "sqrt-median", "--epochs", "2")
+    assert describe("camvid", recipe, softer).splitlines()[1] == (
+        "  replaced here by: --class-weights sqrt-median --max-steps 0")   # lr is the recipe's
+
+
 def test_other_data_has_no_recipe_and_unknown_recipes_are_refused(tmp_path):
     assert _train_config("--out", str(tmp_path)) == RunConfig(
         train=TrainConfig(out=str(tmp_path)))

@@ -167,7 +167,8 @@ def _open(path: Path):
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """A checkpoint's metadata (class names, normalisation, run configuration, ...) from its
-    header alone: no tensor is read. Raises as `load_checkpoint` does."""
+    header alone: no tensor is read, so damaged tensor data goes unnoticed here. A missing,
+    foreign or unreadable file raises as in `load_checkpoint`."""
     path = Path(path)
     with _open(path) as file:
         return _document(path, file.metadata())

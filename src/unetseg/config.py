@@ -214,7 +214,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _valid_weights(spec: str) -> bool:
+def _valid_weights(spec: Any) -> bool:
+    if not isinstance(spec, str):              # a YAML list, say: refused by the flag's name
+        return False
     if spec in MEDIAN_WEIGHTINGS:
         return True
     try:

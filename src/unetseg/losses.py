@@ -79,8 +79,9 @@ def median_frequency_weights(class_pixels: list[int], power: float = 1.0) -> lis
     """Median-frequency balancing (Eigen and Fergus, 2015): ``(median(freq) / freq_c) ** power``
     with ``freq_c`` the class's share of all counted training pixels; 0 for an absent class.
 
-    ``power`` 0.5 (``--class-weights sqrt-median``) softens the weights: on CamVid the full ones
-    span 108x, and the most common classes, weighted least, lose pixels to the rare ones."""
+    ``power`` 0.5 (``--class-weights sqrt-median``) softens the weights: on CamVid's training
+    pixels the full ones run from 0.14 (road) to 15.4 (bicyclist), and the common classes,
+    weighted least, lose pixels to the rare ones."""
     pixels = np.asarray(class_pixels, dtype=np.float64)
     freq = pixels / pixels.sum()
     median = np.median(freq[freq > 0])
@@ -398,7 +399,7 @@ def class_weights(spec: str | None, num_classes: int,
     square roots) or ``"w0,w1,..."``."""
     if not spec:
         return None
-    if spec in MEDIAN_WEIGHTINGS:
+    if isinstance(spec, str) and spec in MEDIAN_WEIGHTINGS:
         if class_pixels is None:
             raise ValueError(f"--class-weights {spec} needs a dataset with counted class "
                              f"pixels (a folder dataset)")

@@ -14,7 +14,10 @@ A recipe is a partial configuration, ``{section: {field: value}}``, checked like
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 __all__ = ["RECIPES", "recipe_for", "describe"]
 
@@ -59,10 +62,10 @@ def recipe_for(name: str, source: str) -> tuple[str | None, dict[str, dict[str, 
     return chosen, RECIPES[chosen]
 
 
-def describe(name: str, values: dict[str, dict[str, Any]], config: Any = None) -> str:
-    """One line for the log: the recipe and the flags it stands for, then those of its values
-    that the run's configuration (``config``, a `RunConfig`, when given) replaced, so that
-    the log never shows a recipe value the run did not use without saying so."""
+def describe(name: str, values: dict[str, dict[str, Any]], config: RunConfig | None = None) -> str:
+    """The log's account of a recipe: one line with the flags it stands for, then, when the
+    run's configuration (``config``) replaced any of its values, a second line with what the
+    run uses instead, so the log never shows a recipe value the run did not use unremarked."""
     from .config import SECTIONS, flag_of
 
     flags, replaced = [], []
@@ -70,8 +73,9 @@ def describe(name: str, values: dict[str, dict[str, Any]], config: Any = None) -
         for key, value in settings.items():
             flag = flag_of(SECTIONS[section], key)
             flags.append(f"{flag} {value}")
-            if config is not None and getattr(getattr(config, section), key) != value:
-                replaced.append(f"{flag} {getattr(getattr(config, section), key)}")
+            used = None if config is None else getattr(getattr(config, section), key)
+            if config is not None and used != value:
+                replaced.append(f"{flag} {'none' if used is None else used}")
     line = (f"recipe {name}: {' '.join(flags)} (docs/experiments.md has the evidence; flags "
             f"given override it, --recipe none gives the classic defaults)")
     if replaced:
