@@ -46,6 +46,33 @@ def trained(seed: int = 0) -> tuple[UNet, torch.optim.Optimizer]:
     return model, optimizer
 
 
+def tensor_reads_failing_with(error: Exception):
+    """A stand-in for ``safe_open`` that opens the real file but whose every tensor read raises
+    ``error``: the header (metadata, keys) still reads."""
+    real_open = checkpoint_module.safe_open
+
+    class FailingReads:
+        def __init__(self, name, framework):
+            self.file = real_open(name, framework=framework)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+        def metadata(self):
+            return self.file.metadata()
+
+        def keys(self):
+            return self.file.keys()
+
+        def get_tensor(self, name):
+            raise error
+
+    return FailingReads
+
+
 @pytest.fixture
 def saved(tmp_path):
     model, optimizer = trained()
@@ -78,30 +105,10 @@ def test_the_metadata_alone_is_read_from_the_header(saved, tmp_path, monkeypatch
     tensor read made to fail, it still answers, and load_checkpoint does not."""
     path, _, _ = saved
     expected = load_checkpoint(path).metadata
-    real_open = checkpoint_module.safe_open
-
-    class NoTensorReads:
-        def __init__(self, name, framework):
-            self.file = real_open(name, framework=framework)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self.file.__exit__(*exc)
-
-        def metadata(self):
-            return self.file.metadata()
-
-        def keys(self):
-            return self.file.keys()
-
-        def get_tensor(self, name):
-            raise AssertionError(f"read tensor {name}")
-
-    monkeypatch.setattr(checkpoint_module, "safe_open", NoTensorReads)
+    monkeypatch.setattr(checkpoint_module, "safe_open",
+                        tensor_reads_failing_with(AssertionError("read a tensor")))
     assert read_metadata(path) == expected
-    with pytest.raises(AssertionError, match="read tensor"):
+    with pytest.raises(AssertionError, match="read a tensor"):
         load_checkpoint(path)
     pickle = tmp_path / "pickle.safetensors"
     torch.save({"weights": torch.zeros(2)}, pickle)
@@ -205,28 +212,8 @@ def test_a_tensor_that_cannot_be_read_is_refused_naming_the_file(saved, monkeypa
     """safetensors checks the header against the file size when opening; should a read still
     fail, the error names the file like any other unreadable checkpoint."""
     path, _, _ = saved
-    real_open = checkpoint_module.safe_open
-
-    class FailingReads:
-        def __init__(self, name, framework):
-            self.file = real_open(name, framework=framework)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self.file.__exit__(*exc)
-
-        def metadata(self):
-            return self.file.metadata()
-
-        def keys(self):
-            return self.file.keys()
-
-        def get_tensor(self, name):
-            raise SafetensorError("Error while deserializing: out of range")
-
-    monkeypatch.setattr(checkpoint_module, "safe_open", FailingReads)
+    monkeypatch.setattr(checkpoint_module, "safe_open", tensor_reads_failing_with(
+        SafetensorError("Error while deserializing: out of range")))
     with pytest.raises(ValueError, match=r"last\.safetensors is not a readable safetensors "
                                          r"checkpoint \(Error while deserializing"):
         load_checkpoint(path)
