@@ -76,8 +76,8 @@ def describe(name: str, values: dict[str, dict[str, Any]], config: RunConfig | N
         for key, value in settings.items():
             flag = flag_of(SECTIONS[section], key)
             flags.append(f"{flag} {value}")
-            used = None if config is None else getattr(getattr(config, section), key)
-            if config is not None and used != value:
+            used = getattr(getattr(config, section), key) if config is not None else value
+            if used != value:
                 replaced.append(f"{flag} {'none' if used is None else used}")
     line = (f"recipe {name}: {' '.join(flags)} (docs/experiments.md has the evidence; flags "
             f"given override it, --recipe none gives the classic defaults)")
