@@ -22,6 +22,7 @@ CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
 
 sys.path.insert(0, str(EXPERIMENTS))
 from common import lr_factor, pad_to_multiple  # noqa: E402  (experiments/ is not a package)
+from smp_study import ISBI_TARGET, summarise  # noqa: E402
 from upsample_study import checkerboard_score  # noqa: E402
 
 # ---------------------------------------------------------------- the checkerboard score
@@ -101,6 +102,33 @@ def test_the_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(3, 0.0, 4) == pytest.approx(1.0)
     assert lr_factor(10, 0.5, 4) == pytest.approx(0.5)
     assert lr_factor(10, 1.0, 4) == pytest.approx(0.0, abs=1e-12)
+
+
+def isbi_run(name: str, seed: int, curve: list[tuple[float, float]], final: float) -> dict:
+    """A hand-made library-study run: (CPU seconds, membrane IoU) at each evaluation."""
+    def metrics(membrane):
+        return {"miou": (0.9 + membrane) / 2, "pixel_error": 0.1,
+                "iou": {"cell": 0.9, "membrane": membrane}}
+    return {"dataset": "isbi", "contender": {"name": name}, "seed": seed, "params": 10,
+            "steps": 4, "step_wall_s": 1.0, "recipe": {"seconds": 600.0},
+            "curve": [{"train_cpu_s": s, "metrics": metrics(m)} for s, m in curve],
+            "final": metrics(final)}
+
+
+def test_the_library_summary_spreads_seeds_and_times_the_target():
+    """Hand-computed: seed 0 reaches the target at its second evaluation (250 s), seed 1
+    never; within half the budget (300 s) their best are 0.66 and 0.60."""
+    target = ISBI_TARGET
+    runs = [isbi_run("a", 0, [(100, target - 0.1), (250, target + 0.01), (500, target - 0.02)],
+                     final=0.70),
+            isbi_run("a", 1, [(150, 0.55), (290, 0.60), (590, target - 0.01)], final=0.64)]
+    row, = summarise(runs)
+    assert row["seeds"] == 2
+    assert row["iou_membrane"] == pytest.approx(0.67)
+    assert (row["iou_membrane_min"], row["iou_membrane_max"]) == (0.64, 0.70)
+    assert row["miou_min"] == pytest.approx(0.77) and row["miou_max"] == pytest.approx(0.80)
+    assert row["reached_target"] == "1/2" and row["cpu_s_to_target"] == 250
+    assert row["best_membrane_half_budget"] == pytest.approx((target + 0.01 + 0.60) / 2)
 
 
 # ---------------------------------------------------------------- the studies, end to end
