@@ -4,8 +4,10 @@ Every study trains every contender with `train_contender`: the same datasets
 (`unetseg.data.sources.build_datasets`, so the same crops and augmentation as ``unetseg
 train``), the same seeded batch order, AdamW with weight decay on weights only
 (`unetseg.optim.parameter_groups`), a linear warm-up times a cosine decay, gradient clipping at
-1, fp32 and NCHW, and by default one thread (`Recipe.threads`), so that a contender's time is
-its own and the numbers do not depend on how busy the other core is.
+1, fp32 and NCHW (or, with ``Recipe.precision="bf16"``, unetseg's training fast path for every
+contender alike: channels_last and bf16 autocast), and by default one thread
+(`Recipe.threads`), so that a contender's time is its own and the numbers do not depend on how
+busy the other core is.
 
 A run stops after ``Recipe.steps`` optimiser steps or once it has spent ``Recipe.seconds`` of
 process CPU time training, whichever is given. The schedule's progress is the share of that
@@ -39,18 +41,20 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from unetseg.config import DataConfig
 from unetseg.data.sources import Datasets, build_datasets
 from unetseg.evaluation import predict_labels
+from unetseg.fastpath import optimize_for_training
 from unetseg.losses import make_loss
 from unetseg.metrics import ConfusionMatrix
 from unetseg.model import UNet
 from unetseg.optim import parameter_groups
 
-__all__ = ["ROOT", "DATASETS", "MODELS", "Contender", "Recipe", "load_data", "make_model",
-           "train_contender", "evaluate", "pad_to_multiple", "predict_logits", "machine",
-           "smp_missing", "study_parser", "chosen_datasets"]
+__all__ = ["ROOT", "DATASETS", "MODELS", "PRECISIONS", "Contender", "Recipe", "load_data",
+           "make_model", "train_contender", "evaluate", "pad_to_multiple", "predict_logits",
+           "machine", "smp_missing", "study_parser", "chosen_datasets"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT.parent / "shared" / "datasets"
 MODELS = ("unet", "smp", "monai")
+PRECISIONS = ("fp32", "bf16")
 # "bce" is unetseg's bce_dice with the Dice term weighted 0: plain BCE over counted pixels.
 BINARY_LOSSES = ("bce", "bce_dice")
 PAD_MULTIPLE = 32
@@ -86,6 +90,10 @@ class Recipe:
 
     Give ``steps`` (optimiser steps) or ``seconds`` (process CPU seconds spent training), not
     both. ``val_images`` limits the evaluation to the first N validation images (None: all).
+    ``precision``: ``fp32`` trains the plain network; ``bf16`` trains it through
+    `unetseg.fastpath.optimize_for_training` (channels_last, bf16 autocast, float32 logits into
+    the loss), as ``unetseg train`` does where bf16 is faster. Evaluation is fp32 either way,
+    so the scores are comparable.
     """
 
     batch_size: int
@@ -98,8 +106,11 @@ class Recipe:
     grad_clip: float = 1.0
     threads: int = 1
     val_images: int | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, found {self.precision!r}")
         if (self.steps is None) == (self.seconds is None):
             raise ValueError(f"give steps or seconds, not both nor neither; found steps "
                              f"{self.steps} and seconds {self.seconds}")
@@ -254,6 +265,9 @@ def train_contender(contender: Contender, data: Datasets, recipe: Recipe,
     torch.manual_seed(seed)
     spec = data.spec
     model = make_model(contender, data.in_channels, spec.num_classes)
+    # The fast path wraps the same parameters: the optimiser and evaluation use `model`.
+    network = model if recipe.precision == "fp32" else optimize_for_training(
+        model, precision=recipe.precision, device="cpu")
     criterion = make_criterion(contender, spec.ignore_index)
     optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.lr)
     val = data.val if recipe.val_images is None else Subset(
@@ -269,7 +283,7 @@ def train_contender(contender: Contender, data: Datasets, recipe: Recipe,
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr * lr_factor(step, _progress(recipe, step, clock),
                                                 recipe.warmup_steps)
-        loss_sum += _step(model, criterion, optimizer, images, masks, recipe.grad_clip)
+        loss_sum += _step(network, criterion, optimizer, images, masks, recipe.grad_clip)
         clock.add(time.perf_counter() - wall, time.process_time() - cpu)
         step, loss_count = step + 1, loss_count + 1
         if step % recipe.eval_every == 0 or _progress(recipe, step, clock) >= 1.0:

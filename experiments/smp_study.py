@@ -24,8 +24,11 @@ Full mode (defaults): 1 seed (``--seeds``); isbi: 256 px crops, batch 4, 600 CPU
 per contender, evaluated every 100 steps on the 6 whole validation slices; camvid: 256 px
 crops, batch 4, 900 CPU seconds per contender, evaluated every 200 steps on the first 25 of
 the 101 validation images and at the end on all 101 (``--camvid-val all`` evaluates all 101
-every time). ``--seconds S`` changes the budget of every dataset. ``--quick``: 64 px crops,
-batch 2, 3 CPU seconds per contender, one validation image, base-8 U-Net.
+every time). ``--seconds S`` changes the budget of every dataset. ``--precision bf16`` trains
+every contender through unetseg's fast path (channels_last, bf16 autocast) instead of plain
+fp32: what a user of ``unetseg train`` gets where bf16 is faster, given to all alike.
+``--quick``: 64 px crops, batch 2, 3 CPU seconds per contender, one validation image, base-8
+U-Net.
 
 Needs segmentation_models_pytorch, which only ``.venv-exp`` has; without it the script says
 so and exits with status 2, unless ``--skip-smp`` leaves smp out. ``--resume`` keeps the runs
@@ -46,6 +49,7 @@ from pathlib import Path
 
 # Run as a script, so experiments/ is on sys.path and its modules import by name.
 from common import (
+    PRECISIONS,
     Contender,
     Recipe,
     chosen_datasets,
@@ -99,6 +103,7 @@ def train_all(dataset: str, args, seeds: int, results: dict) -> None:
     config, recipe, base = setup(dataset, args)
     if args.seconds:
         recipe = replace(recipe, seconds=args.seconds)
+    recipe = replace(recipe, precision=args.precision)
     data, results["data"][dataset] = load_data(config)
     chosen = contenders(base, args.skip_smp)
     if dataset == "camvid":
@@ -129,11 +134,13 @@ def resumed(path: Path, fresh: dict) -> tuple[dict, float]:
     if not path.is_file():
         raise SystemExit(f"smp_study: --resume needs {path} from an earlier run")
     earlier = json.loads(path.read_text())
-    if (earlier.get("mode"), earlier.get("overrides", {}).get("seconds")) != (
-            fresh["mode"], fresh["overrides"]["seconds"]):
-        raise SystemExit(f"smp_study: {path} was made with mode {earlier.get('mode')!r} and "
-                         f"--seconds {earlier.get('overrides', {}).get('seconds')}; resume it "
-                         f"with the same ones")
+    made = earlier.get("overrides", {})
+    # Results from before --precision existed were all trained in fp32.
+    if (earlier.get("mode"), made.get("seconds"), made.get("precision", "fp32")) != (
+            fresh["mode"], fresh["overrides"]["seconds"], fresh["overrides"]["precision"]):
+        raise SystemExit(f"smp_study: {path} was made with mode {earlier.get('mode')!r}, "
+                         f"--seconds {made.get('seconds')} and --precision "
+                         f"{made.get('precision', 'fp32')}; resume it with the same ones")
     commands = earlier.get("commands", [earlier["command"]])
     return {**fresh, "data": earlier["data"], "runs": earlier["runs"],
             "commands": [*commands, fresh["command"]]}, earlier.get("wall_s", 0.0)
@@ -285,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camvid-val", choices=("subset", "all"), default="subset",
                         help=f"CamVid images evaluated during a full run: the first "
                              f"{CAMVID_EVAL_IMAGES} (default) or all 101")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (default): every contender trains plainly; bf16: every "
+                             "contender trains through unetseg's fast path (channels_last, bf16 "
+                             "autocast), as `unetseg train` does where bf16 is faster")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs in --out's results.json and train only the missing "
                              "ones (same mode and budget)")
@@ -301,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"study": "smp", "mode": "quick" if args.quick else "full",
                "command": " ".join(sys.argv),
                "overrides": {"seeds": args.seeds, "seconds": args.seconds,
-                             "datasets": args.datasets},
+                             "datasets": args.datasets, "precision": args.precision},
                "data": {}, "runs": []}
     if args.resume:
         results, earlier_wall_s = resumed(args.out / "results.json", results)

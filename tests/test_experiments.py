@@ -21,7 +21,14 @@ ISBI = ROOT.parent / "shared" / "datasets" / "isbi2012-membrane"
 CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
 
 sys.path.insert(0, str(EXPERIMENTS))
-from common import lr_factor, pad_to_multiple  # noqa: E402  (experiments/ is not a package)
+from common import (  # noqa: E402  (experiments/ is not a package)
+    Contender,
+    Recipe,
+    load_data,
+    lr_factor,
+    pad_to_multiple,
+    train_contender,
+)
 from smp_study import ISBI_TARGET, summarise  # noqa: E402
 from upsample_study import checkerboard_score  # noqa: E402
 
@@ -129,6 +136,37 @@ def test_the_library_summary_spreads_seeds_and_times_the_target():
     assert row["miou_min"] == pytest.approx(0.77) and row["miou_max"] == pytest.approx(0.80)
     assert row["reached_target"] == "1/2" and row["cpu_s_to_target"] == 250
     assert row["best_membrane_half_budget"] == pytest.approx((target + 0.01 + 0.60) / 2)
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32),
+                                              ("bf16", torch.bfloat16)])
+def test_the_loop_trains_in_the_recipes_precision_and_scores_in_fp32(precision, dtype):
+    """bf16 runs the training forward pass in bfloat16 (through unetseg's fast path) and
+    still updates the model's own weights; evaluation stays float32 either way."""
+    from unetseg.config import DataConfig
+
+    data, _ = load_data(DataConfig(source="synthetic", size=32, train_samples=4,
+                                   val_samples=1))
+    seen: list[tuple[bool, torch.dtype]] = []
+    original = torch.nn.Conv2d.forward
+
+    def recording(conv, x):             # what each convolution computed in
+        out = original(conv, x)
+        seen.append((conv.training, out.dtype))
+        return out
+
+    recipe = Recipe(batch_size=2, eval_every=1, steps=2, warmup_steps=1, precision=precision)
+    torch.nn.Conv2d.forward = recording
+    try:
+        model, run = train_contender(Contender("tiny", base=4), data, recipe, seed=0)
+    finally:
+        torch.nn.Conv2d.forward = original
+    assert {d for training, d in seen if training} == {dtype}
+    assert {d for training, d in seen if not training} == {torch.float32}
+    assert run["recipe"]["precision"] == precision and run["steps"] == 2
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(ValueError, match="precision"):
+        Recipe(batch_size=2, eval_every=1, steps=2, precision="fp16")
 
 
 # ---------------------------------------------------------------- the studies, end to end
