@@ -85,8 +85,8 @@ def metric_of(name: str) -> Callable[[dict[str, Any]], float]:
 
 def aligned(runs: list[dict[str, Any]], x: str, metric: str) -> dict[str, list[float]]:
     """The seeds' curves matched by evaluation index (truncated to the shortest): ``x`` and
-    the metric's ``mean``, ``low`` and ``high`` over seeds. ``x`` (``step`` or
-    ``train_wall_s``) is the seeds' mean at each index: step budgets evaluate at the same
+    the metric's ``mean``, ``low`` and ``high`` over seeds. ``x`` (``step``, ``train_wall_s``
+    or ``train_cpu_s``) is the seeds' mean at each index: step budgets evaluate at the same
     steps, time budgets at nearly the same seconds. A metric that is None (an absent class)
     counts as NaN."""
     length = min(len(run["curve"]) for run in runs)
@@ -102,9 +102,11 @@ def aligned(runs: list[dict[str, Any]], x: str, metric: str) -> dict[str, list[f
     return {"x": xs, "mean": mean, "low": low, "high": high}
 
 
-def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path, title: str) -> None:
-    """One figure per dataset row: ``metric`` against steps (left) and training wall seconds
-    (right), a line per contender (mean over seeds) with its min-max band."""
+def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path, title: str,
+                clock: str = "train_wall_s") -> None:
+    """One figure per dataset row: ``metric`` against steps (left) and training time (right:
+    ``clock``, wall seconds by default, or ``train_cpu_s`` for a study budgeted in CPU
+    seconds), a line per contender (mean over seeds) with its min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,8 +117,9 @@ def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path, title: str)
     figure, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.6 * len(datasets)),
                                 squeeze=False)
     for row, dataset in enumerate(datasets):
-        for column, (x, label) in enumerate((("step", "optimiser steps"),
-                                             ("train_wall_s", "training wall seconds"))):
+        clock_label = "training CPU seconds" if clock == "train_cpu_s" else \
+            "training wall seconds"
+        for column, (x, label) in enumerate((("step", "optimiser steps"), (clock, clock_label))):
             axis = axes[row][column]
             for (where, name), members in grouped.items():
                 if where != dataset:
