@@ -142,8 +142,11 @@ def resumed(path: Path, fresh: dict) -> tuple[dict, float]:
                          f"--seconds {made.get('seconds')} and --precision "
                          f"{made.get('precision', 'fp32')}; resume it with the same ones")
     commands = earlier.get("commands", [earlier["command"]])
-    return {**fresh, "data": earlier["data"], "runs": earlier["runs"],
-            "commands": [*commands, fresh["command"]]}, earlier.get("wall_s", 0.0)
+    kept = {"data": earlier["data"], "runs": earlier["runs"],
+            "commands": [*commands, fresh["command"]]}
+    if "machine" in earlier:          # where the kept runs were measured, until one trains here
+        kept["machine"] = earlier["machine"]
+    return {**fresh, **kept}, earlier.get("wall_s", 0.0)
 
 
 def mean_final(runs: list[dict], getter) -> float | None:

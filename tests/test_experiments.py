@@ -294,6 +294,10 @@ def test_smp_study_resume_trains_only_the_missing_runs(tmp_path):
     assert len(second["commands"]) == 2 and dropped in done.stdout
     assert second["wall_s"] > first["wall_s"]                # both parts' wall time
 
+    run_study(sys.executable, "smp_study.py", tmp_path, *options, "--resume")   # nothing left
+    third = json.loads(path.read_text())
+    assert third["runs"] == second["runs"] and third["machine"] == second["machine"]
+
     refused = subprocess.run([sys.executable, str(EXPERIMENTS / "smp_study.py"), "--quick",
                               *options, "--out", str(tmp_path), "--resume", "--seconds", "5"],
                              capture_output=True, text=True, timeout=120)
