@@ -26,6 +26,7 @@ from common import (  # noqa: E402  (experiments/ is not a package)
     Recipe,
     load_data,
     lr_factor,
+    make_model,
     pad_to_multiple,
     train_contender,
 )
@@ -155,12 +156,17 @@ def test_the_loop_trains_in_the_recipes_precision_and_scores_in_fp32(precision, 
         seen.append((conv.training, out.dtype))
         return out
 
+    contender = Contender("tiny", base=4)
+    torch.manual_seed(0)                       # train_contender's seed: its initial weights
+    initial = make_model(contender, data.in_channels, data.spec.num_classes).state_dict()
     recipe = Recipe(batch_size=2, eval_every=1, steps=2, warmup_steps=1, precision=precision)
     torch.nn.Conv2d.forward = recording
     try:
-        model, run = train_contender(Contender("tiny", base=4), data, recipe, seed=0)
+        model, run = train_contender(contender, data, recipe, seed=0)
     finally:
         torch.nn.Conv2d.forward = original
+    trained = model.state_dict()
+    assert not torch.equal(trained["head.weight"], initial["head.weight"])
     assert {d for training, d in seen if training} == {dtype}
     assert {d for training, d in seen if not training} == {torch.float32}
     assert run["recipe"]["precision"] == precision and run["steps"] == 2
