@@ -151,9 +151,7 @@ def resumed(path: Path, fresh: dict) -> tuple[dict, float]:
 
 
 def mean_final(runs: list[dict], getter) -> float | None:
-    values = [getter(r["final"]) for r in runs]
-    values = [v for v in values if v is not None]
-    return statistics.mean(values) if values else None
+    return spread(runs, getter)["mean"]
 
 
 def seconds_to(run: dict, getter, target: float) -> float | None:
