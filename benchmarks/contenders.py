@@ -40,8 +40,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from unetseg.config import RunConfig, TrainConfig, UNetConfig
+from unetseg.evaluation import evaluate, validation_loader
 from unetseg.losses import ce_dice_loss
-from unetseg.metrics import ConfusionMatrix
 from unetseg.model import UNet
 from unetseg.optim import parameter_groups
 from unetseg.runtime import tune_malloc
@@ -152,17 +152,11 @@ def epoch_batches(dataset, batch_size: int, epoch: int, seed: int = 0):
 
 
 def validate(model, dataset, num_classes: int, ignore_index: int | None, batch_size: int):
-    """`unetseg.metrics.Scores` of ``model`` over ``dataset``, from one confusion matrix (eval
-    mode, no gradients; an `Accelerated` model runs in its own precision and layout, as
-    ``unetseg evaluate`` runs it)."""
-    matrix = ConfusionMatrix(num_classes, ignore_index)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        for images, masks in DataLoader(dataset, batch_size=batch_size):
-            matrix.update(model(images).argmax(1), masks)
-    model.train(was_training)
-    return matrix.compute()
+    """`unetseg.metrics.Scores` of ``model`` over ``dataset``, scored as ``unetseg evaluate``
+    scores (`unetseg.evaluation.evaluate`: eval mode, no gradients, one confusion matrix); an
+    `Accelerated` model runs in its own precision and layout."""
+    loader = validation_loader(dataset, batch_size)
+    return evaluate(model, loader, num_classes, ignore_index=ignore_index).scores
 
 
 def set_up_process(contender: Contender, threads: int) -> None:

@@ -38,12 +38,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from unetseg import evaluation
 from unetseg.config import DataConfig
 from unetseg.data.sources import Datasets, build_datasets
-from unetseg.evaluation import predict_labels
 from unetseg.fastpath import optimize_for_training
 from unetseg.losses import make_loss
-from unetseg.metrics import ConfusionMatrix
 from unetseg.model import UNet
 from unetseg.optim import parameter_groups
 
@@ -201,19 +200,28 @@ def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+class PaddedToMultiple(nn.Module):
+    """``model`` run on inputs padded to a multiple of 32 (`predict_logits`), so that every
+    contender, smp's encoders included, can be scored through `unetseg.evaluation.evaluate`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return predict_logits(self.model, images)
+
+
 def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, ignore_index: int,
              class_names: list[str], binary: bool) -> dict[str, Any]:
-    """Scores of ``model`` on every image of ``dataset`` (eval mode, whole images, one
-    confusion matrix): ``miou``, ``pixel_accuracy``, ``pixel_error`` and per-class ``iou``
-    (None for a class absent from both truth and prediction); with ``binary`` also
-    ``fg_iou``, the IoU of class 1."""
-    matrix = ConfusionMatrix(num_classes, ignore_index)
-    was_training = model.training
-    model.eval()
-    for image, mask in DataLoader(dataset, batch_size=1):
-        matrix.update(predict_labels(predict_logits(model, image)), mask)
-    model.train(was_training)
-    scores = matrix.compute()
+    """Scores of ``model`` on every image of ``dataset``, read as ``unetseg evaluate`` reads
+    them (`unetseg.evaluation.evaluate`: eval mode, whole images, one confusion matrix):
+    ``miou``, ``pixel_accuracy``, ``pixel_error`` and per-class ``iou`` (None for a class
+    absent from both truth and prediction); with ``binary`` also ``fg_iou``, the IoU of class
+    1."""
+    loader = evaluation.validation_loader(dataset, batch_size=1)
+    scores = evaluation.evaluate(PaddedToMultiple(model), loader, num_classes,
+                                 ignore_index=ignore_index).scores
     result = {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
               "pixel_error": 1.0 - scores.pixel_accuracy,
               "iou": {name: _finite_or_none(scores.iou[c].item())

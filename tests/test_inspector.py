@@ -199,8 +199,8 @@ def test_ignored_pixels_count_nowhere():
 
 def test_labels_outside_the_classes_are_refused_naming_the_image():
     truth = np.zeros((8, 8), dtype=int)
-    with pytest.raises(ValueError, match=r"scan7: labels outside 0..1 .*true values \[\], "
-                                         r"predicted values \[5\]"):
+    with pytest.raises(ValueError, match=r"scan7: labels must lie in \[0, 2\) .*target values "
+                                         r"\[0\] and predicted values \[5\]"):
         inspect_masks([(truth + 5, truth)], ["a", "b"], names=["scan7"])
 
 

@@ -12,14 +12,16 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Subset
 
 from . import distributed
+from .data.protocol import SegmentationDataset
 from .inspector import Inspector
-from .metrics import BoundaryF1, ConfusionMatrix, Scores
+from .metrics import BoundaryF1, ConfusionMatrix, Scores, labels_from_logits
 from .progress import progress as show_progress
 from .runtime import Runtime
 
-__all__ = ["Evaluation", "evaluate", "predict_labels"]
+__all__ = ["Evaluation", "evaluate", "validation_loader"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -54,11 +56,18 @@ class Evaluation:
                 "confusion_matrix": self.scores.matrix.tolist()}
 
 
-def predict_labels(logits: torch.Tensor) -> torch.Tensor:
-    """Class indices (N, H, W): argmax over classes, or logit > 0 for a single binary logit."""
-    if logits.shape[1] == 1:
-        return (logits[:, 0] > 0).long()
-    return logits.argmax(dim=1)
+def validation_loader(dataset: SegmentationDataset, batch_size: int, workers: int = 0,
+                      pin_memory: bool = False) -> DataLoader:
+    """The loader every score is read through (training's validation, `score_split`, the
+    experiments and the benchmarks): whole images in their order, ``batch_size`` at a time
+    when they share one size, else one at a time (images of different sizes cannot share a
+    batch). ``dataset`` may be a `torch.utils.data.Subset` of one (a rank's shard)."""
+    whole = dataset.dataset if isinstance(dataset, Subset) else dataset
+    # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG,
+    # and validating would shift the training's random stream (a resumed run would differ).
+    return DataLoader(dataset, batch_size=batch_size if len(whole.sizes) == 1 else 1,
+                      num_workers=workers, pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(0))
 
 
 @torch.inference_mode()
@@ -89,8 +98,13 @@ def evaluate(
     was_training = model.training
     model.eval()
     device = runtime.device
-    matrix = ConfusionMatrix(num_classes, ignore_index, device)
-    boundary = BoundaryF1(num_classes, ignore_index=ignore_index)
+    # Inspecting, the inspector's own matrix and boundary F1 are the scores: each image is
+    # measured once, and evaluation.json and the report cannot disagree.
+    if inspector is None:
+        matrix = ConfusionMatrix(num_classes, ignore_index, device)
+        boundary = BoundaryF1(num_classes, ignore_index=ignore_index)
+    else:
+        matrix, boundary = inspector.matrix, inspector.boundary
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     batches = 0
     for images, masks in show_progress(loader, "evaluate", progress, unit="batch", leave=False):
@@ -100,12 +114,13 @@ def evaluate(
         if loss_fn is not None:
             loss_sum += loss_fn(logits.float(), masks)
         batches += 1
-        labels = predict_labels(logits)
-        matrix.update(labels, masks)
-        boundary.update(labels, masks)
-        if inspector is not None:
-            for pred, truth in zip(labels.cpu().numpy(), masks.cpu().numpy()):
-                inspector.add(pred, truth, loader.dataset.name(len(inspector.image_names)))
+        labels = labels_from_logits(logits)
+        if inspector is None:
+            matrix.update(labels, masks)
+            boundary.update(labels, masks)
+            continue
+        for pred, truth in zip(labels.cpu().numpy(), masks.cpu().numpy()):
+            inspector.add(pred, truth, loader.dataset.name(len(inspector.image_names)))
     model.train(was_training)
     matrix.all_reduce()
     boundary.all_reduce()

@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import torch
 from scipy import ndimage
 
-from .metrics import BoundaryF1, distances_up_to, within
+from .metrics import BoundaryF1, ConfusionMatrix, Scores, distances_up_to, within
 
 __all__ = ["Inspector", "Inspection", "inspect_masks", "error_breakdown", "error_masks",
            "error_map", "ERROR_MAP_CODES", "boundary_iou",
@@ -239,10 +240,15 @@ class Inspection:
     classes: list[dict[str, Any]]
     image_names: list[str]
     image_miou: list[float]
-    confusion: np.ndarray            # (C, C) pixel counts, rows = truth, columns = prediction
+    scores: Scores                   # the dataset-level scores of `unetseg.metrics`
     settings: dict[str, Any]
     pixels: int = 0                  # every truth pixel seen, ignored ones included
     ignored_pixels: int = 0          # truth pixels equal to ignore_index: counted nowhere
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """(C, C) pixel counts, rows = truth, columns = prediction."""
+        return self.scores.matrix.numpy()
 
     @property
     def ignored_share(self) -> float:
@@ -251,8 +257,7 @@ class Inspection:
 
     @property
     def miou(self) -> float:
-        values = [row["iou"] for row in self.classes if not math.isnan(row["iou"])]
-        return float(np.mean(values)) if values else float("nan")
+        return self.scores.miou
 
     def worst_images(self, k: int = 4) -> list[int]:
         """Indices of the ``k`` images with the lowest mean IoU over their classes."""
@@ -283,7 +288,10 @@ class Inspector:
         self.ignore_index = ignore_index
         self.fixed_thresholds = size_thresholds
         c = len(self.class_names)
-        self.confusion = np.zeros((c, c), dtype=np.int64)
+        # The dataset-level counts and boundary F1 are `unetseg.metrics`'s: `evaluate` reads
+        # them from here when it inspects, so its scores and the inspection's are one.
+        self.matrix = ConfusionMatrix(c, ignore_index)
+        self.boundary = BoundaryF1(c, ignore_index=ignore_index)
         self.breakdown = np.zeros((c, len(ERROR_TYPES) + 1), dtype=np.int64)   # + TP
         self.near_boundary = np.zeros((c, 2), dtype=np.int64)    # errors within b1, b2
         self.errors = np.zeros(c, dtype=np.int64)
@@ -293,7 +301,6 @@ class Inspector:
         self.image_names: list[str] = []
         self.pixels = 0
         self.ignored_pixels = 0
-        self.bf1 = BoundaryF1(c, ignore_index=ignore_index)
 
     def add(self, pred: np.ndarray, truth: np.ndarray, name: str | None = None) -> None:
         """Fold in one image: class-index arrays of the same (H, W)."""
@@ -301,22 +308,19 @@ class Inspector:
         if pred.shape != truth.shape or truth.ndim != 2:
             raise ValueError(f"{name or 'image'}: prediction {pred.shape} and truth "
                              f"{truth.shape} must be the same (H, W)")
-        c = len(self.class_names)
         valid = np.ones(truth.shape, dtype=bool) if self.ignore_index is None \
             else truth != self.ignore_index
-        bad_truth = valid & ((truth < 0) | (truth >= c))
-        bad_pred = valid & ((pred < 0) | (pred >= c))
-        if bad_truth.any() or bad_pred.any():
-            raise ValueError(f"{name or 'image'}: labels outside 0..{c - 1} (and not the ignore "
-                             f"label {self.ignore_index}): true values "
-                             f"{np.unique(truth[bad_truth])[:10].tolist()}, predicted values "
-                             f"{np.unique(pred[bad_pred])[:10].tolist()}")
+        image = ConfusionMatrix(len(self.class_names), self.ignore_index)
+        try:
+            image.update(torch.from_numpy(pred), torch.from_numpy(truth))
+        except ValueError as error:
+            raise ValueError(f"{name or 'image'}: {error}") from None
         height, width = truth.shape
         self.pixels += truth.size
         self.ignored_pixels += truth.size - int(valid.sum())
-        matrix = np.bincount(truth[valid] * c + pred[valid], minlength=c * c).reshape(c, c)
-        self.confusion += matrix
-        self.bf1.update(pred, truth)
+        self.matrix.merge(image)
+        self.boundary.update(pred, truth)
+        matrix = image.matrix.numpy()
         d = error_distance(height, width)
         b_near = (2.0, max(1.0, 0.005 * math.hypot(height, width)))
         band = max(1.0, 0.02 * math.hypot(height, width))        # boundary IoU's d
@@ -335,10 +339,7 @@ class Inspector:
             inter, union = boundary_iou(p, t, label, band, v)
             self.band[label] += (inter, union)
             _objects(p, t, label, v, thresholds, self.objects[label])
-        tp = np.diag(matrix)
-        union = matrix.sum(0) + matrix.sum(1) - tp
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.image_iou.append(np.where(union > 0, tp / union, np.nan))
+        self.image_iou.append(image.compute().iou.numpy())
         self.image_names.append(name or f"image {len(self.image_names)}")
 
     def _near_true_boundary(self, pred, truth, label, valid, b_near) -> None:
@@ -359,7 +360,9 @@ class Inspector:
     def result(self) -> Inspection:
         if not self.image_names:
             raise ValueError("the inspector saw no images")
-        rows = [self._class_row(c) for c in range(len(self.class_names))]
+        scores = self.matrix.compute()
+        boundary_f1 = self.boundary.compute()
+        rows = [self._class_row(c, scores, boundary_f1[c]) for c in range(len(self.class_names))]
         iou = np.vstack(self.image_iou)
         miou = [float(np.nanmean(r)) if not np.isnan(r).all() else float("nan") for r in iou]
         settings = {"error_distance": "1% of the image diagonal (>= 1 px)",
@@ -370,11 +373,11 @@ class Inspector:
                     "ignore_index": self.ignore_index,
                     "rules": [f"{name}: {rule}" for name, rule in VERDICT_RULES],
                     "fine_iou": FINE_IOU}
-        return Inspection(rows, self.image_names, miou, self.confusion.copy(), settings,
+        return Inspection(rows, self.image_names, miou, scores, settings,
                           self.pixels, self.ignored_pixels)
 
-    def _class_row(self, c: int) -> dict[str, Any]:
-        matrix = self.confusion
+    def _class_row(self, c: int, scores: Scores, boundary_f1: float) -> dict[str, Any]:
+        matrix = scores.matrix.numpy()
         tp = int(matrix[c, c])
         fn, fp = int(matrix[c].sum()) - tp, int(matrix[:, c].sum()) - tp
         total = matrix.sum()
@@ -399,13 +402,11 @@ class Inspector:
             "true_share": float(true_share), "pred_share": float(pred_share),
             "share_ratio": float(pred_share / true_share) if true_share else nan,
             "tp": tp, "fp": fp, "fn": fn,
-            "iou": tp / union if union else nan,
-            "dice": 2 * tp / (2 * tp + fp + fn) if union else nan,
-            "precision": tp / (tp + fp) if tp + fp else nan,
-            "recall": tp / (tp + fn) if tp + fn else nan,
+            "iou": scores.iou[c].item(), "dice": scores.dice[c].item(),
+            "precision": scores.precision[c].item(), "recall": scores.recall[c].item(),
             "image_iou_median": float(np.median(image_iou)) if image_iou.size else nan,
             "image_iou_p10": float(np.percentile(image_iou, 10)) if image_iou.size else nan,
-            "boundary_f1": float(self.bf1.compute()[c]),
+            "boundary_f1": float(boundary_f1),
             "errors_near_boundary_2px": (self.near_boundary[c, 0] / self.errors[c]
                                          if self.errors[c] else nan),
             "errors_near_boundary_diag": (self.near_boundary[c, 1] / self.errors[c]

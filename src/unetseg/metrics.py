@@ -28,8 +28,8 @@ import torch
 import torch.distributed as dist
 from scipy import ndimage
 
-__all__ = ["Scores", "ConfusionMatrix", "boundary_f1", "BoundaryF1", "within",
-           "distances_up_to"]
+__all__ = ["Scores", "ConfusionMatrix", "boundary_f1", "BoundaryF1", "labels_from_logits",
+           "scores_from_matrix", "within", "distances_up_to"]
 
 
 @dataclass(frozen=True)
@@ -93,17 +93,27 @@ def scores_from_matrix(matrix: torch.Tensor) -> Scores:
     )
 
 
+def labels_from_logits(scores: torch.Tensor, class_dim: int = 1,
+                       num_classes: int | None = None) -> torch.Tensor:
+    """Class indices from logits or probabilities, the one place they are turned into labels.
+
+    ``scores`` has a class dimension at ``class_dim`` (1 for a batch (N, C, H, W), 0 for one
+    image (C, H, W)); the result drops it. A single channel is a binary model's one logit:
+    class 1 where it is above 0 (an argmax over one channel would call every pixel class 0),
+    unless ``num_classes`` says there is only one class. Otherwise the argmax over the
+    classes (ties go to the lower class, as torch's argmax).
+    """
+    if scores.shape[class_dim] == 1 and num_classes != 1:
+        return (scores.squeeze(class_dim) > 0).long()
+    return scores.argmax(dim=class_dim)
+
+
 def _as_labels(pred_or_logits: torch.Tensor, target: torch.Tensor,
                num_classes: int) -> torch.Tensor:
     """Class indices from indices shaped like the target, or from logits/probabilities with
-    one more dimension: (N, C, H, W) for an (N, H, W) target, (C, H, W) for an (H, W) one.
-    With two classes, a single channel is a binary model's one logit: class 1 where it is
-    above 0 (an argmax over one channel would call every pixel class 0)."""
+    one more dimension: (N, C, H, W) for an (N, H, W) target, (C, H, W) for an (H, W) one."""
     if pred_or_logits.ndim == target.ndim + 1:
-        class_dim = 0 if target.ndim == 2 else 1
-        if pred_or_logits.shape[class_dim] == 1 and num_classes == 2:
-            return (pred_or_logits.squeeze(class_dim) > 0).long()
-        return pred_or_logits.argmax(dim=class_dim)
+        return labels_from_logits(pred_or_logits, 0 if target.ndim == 2 else 1, num_classes)
     return pred_or_logits
 
 
@@ -423,12 +433,11 @@ class BoundaryF1:
     def update(
         self, pred_or_logits: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
     ) -> None:
+        if pred_or_logits.ndim == np.ndim(target) + 1:   # scores: as `ConfusionMatrix` reads them
+            pred_or_logits = _as_labels(torch.as_tensor(pred_or_logits), torch.as_tensor(target),
+                                        self.num_classes)
         target = _to_numpy_labels(target)
         pred = _to_numpy_labels(pred_or_logits)
-        if pred.ndim == target.ndim + 1:          # scores: as `ConfusionMatrix` reads them
-            axis = 1 if target.ndim == 3 else 0
-            binary = pred.shape[axis] == 1 and self.num_classes == 2
-            pred = (pred.squeeze(axis) > 0).astype(np.int64) if binary else pred.argmax(axis)
         if pred.shape != target.shape or target.ndim not in (2, 3):
             raise ValueError(
                 f"boundary F1 expects prediction and target of shape (H, W) or (N, H, W), "

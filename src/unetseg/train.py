@@ -23,10 +23,10 @@ from .budget import check_training_fits
 from .checkpoint import restore_optimizer, unwrap
 from .config import RunConfig
 from .data.sources import Datasets, build_datasets
-from .evaluation import evaluate, predict_labels
+from .evaluation import evaluate, validation_loader
 from .fastpath import Accelerated
 from .losses import class_weights, make_loss
-from .metrics import ConfusionMatrix, scores_from_matrix
+from .metrics import ConfusionMatrix, labels_from_logits, scores_from_matrix
 from .optim import follow_schedule, make_optimizer
 from .plan import TrainingPlan
 from .progress import format_duration, in_terminal, progress
@@ -192,10 +192,7 @@ class Trainer:
                            drop_last=len(data.train) > cfg.batch_size)
         val_set = (Subset(data.val, list(distributed.shard(len(data.val), world)))
                    if world.distributed else data.val)
-        # Validation images of different sizes cannot share a batch.
-        val = DataLoader(val_set, batch_size=cfg.batch_size if len(data.val.sizes) == 1 else 1,
-                         num_workers=cfg.workers, pin_memory=pin,
-                         generator=torch.Generator().manual_seed(epoch))
+        val = validation_loader(val_set, cfg.batch_size, cfg.workers, pin)
         return train, val
 
     # --- the loop -------------------------------------------------------------------------
@@ -336,7 +333,7 @@ class Trainer:
         self.scheduler.step()                  # on time, even when the update was skipped
         self.pending.add(loss.detach(), finite)
         # The masks were checked when the data was built, and argmax lies in range.
-        self.tally.matrix.update(predict_labels(logits.detach()), masks, check=False)
+        self.tally.matrix.update(labels_from_logits(logits.detach()), masks, check=False)
 
     def _read_counts(self) -> None:
         """Move the device's step counts into the tally (one read); stop a diverged run."""

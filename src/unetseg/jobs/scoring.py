@@ -15,15 +15,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..checkpoint import load_model
 from ..config import PRESET_SOURCES, DataConfig, RunConfig
 from ..data.protocol import SegmentationDataset
 from ..data.sources import build_eval_dataset
-from ..evaluation import Evaluation, evaluate, predict_labels
+from ..evaluation import Evaluation, evaluate, validation_loader
 from ..inspector import Inspection, Inspector
 from ..losses import make_loss
+from ..metrics import labels_from_logits
 from ..runtime import Runtime
 
 __all__ = ["ScoredSplit", "score_split", "data_with_overrides"]
@@ -57,7 +57,7 @@ class ScoredSplit:
         with torch.inference_mode(), self.runtime.autocast():
             logits = self.model(self.runtime.images(image[None]))
         return (self.dataset.raw(index), truth.numpy(),
-                predict_labels(logits)[0].cpu().numpy())
+                labels_from_logits(logits)[0].cpu().numpy())
 
 
 def data_with_overrides(data: DataConfig, overrides: dict[str, Any] | None) -> DataConfig:
@@ -144,8 +144,7 @@ def score_split(
     weights = meta.get("class_weights")
     loss_fn = make_loss(run.train.loss, ignore_index, run.train.dice_weight,
                         None if weights is None else torch.tensor(weights)).to(runtime.device)
-    loader = DataLoader(dataset, batch_size=run.data.batch_size if len(dataset.sizes) == 1
-                        else 1, num_workers=run.data.workers)
+    loader = validation_loader(dataset, run.data.batch_size, run.data.workers)
     inspector = Inspector(class_names, ignore_index) if inspect else None
     evaluation = evaluate(model, loader, len(class_names), loss_fn, runtime, ignore_index,
                           inspector, progress)
