@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from unetseg.tuning import cpu_model
+from unetseg.precision import cpu_model
 
 __all__ = ["Timing", "alternate", "machine", "print_table", "peak_rss_mib", "seconds"]
 

@@ -101,10 +101,7 @@ def chosen_precision(model) -> str:
 
     from unetseg import infer
 
-    cpu = torch.device("cpu")
-    if hasattr(infer, "prediction_precision"):
-        return infer.prediction_precision(model, "auto", TILE, TILES_PER_PASS, cpu)
-    return infer.pick_precision("auto", cpu)
+    return infer.prediction_precision(model, "auto", TILE, TILES_PER_PASS, torch.device("cpu"))
 
 
 def monai_runner(model, precision: str | None):

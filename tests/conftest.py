@@ -18,7 +18,7 @@ from unetseg.train import FitResult, fit
 
 
 def pytest_configure(config):
-    """Keep the precision measurements of `unetseg.tuning` out of the user's ~/.cache: one
+    """Keep the precision measurements of `unetseg.precision` out of the user's ~/.cache: one
     cache per test session, shared with the training processes tests start."""
     os.environ.setdefault("UNETSEG_CACHE_DIR", tempfile.mkdtemp(prefix="unetseg-cache-"))
 

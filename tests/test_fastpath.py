@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-import unetseg.tuning as tuning
+import unetseg.precision as precision
 from unetseg import optimize_for_inference, optimize_for_training
 from unetseg.fastpath import Accelerated, fold_batchnorm
 from unetseg.losses import CEDiceLoss
@@ -122,17 +122,17 @@ def test_auto_precision_is_measured_for_inference_and_fp32_without_native_bf16(m
             return {"fp32": 1.0, "bf16": 0.4}[precision]
         return forward
 
-    monkeypatch.setattr(tuning, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     monkeypatch.setattr("unetseg.fastpath.measure_forward", fake_measure)
     fast = optimize_for_inference(trained_unet(), batch_size=4, size=64)
     assert fast.runtime.precision == "bf16" and "bf16" in fast.describe()
-    assert {(b, s) for b, s, _ in measured} == {(tuning.MEASURE_BATCH, 64)}
-    monkeypatch.setattr(tuning, "cpu_has_bf16", lambda: False)
+    assert {(b, s) for b, s, _ in measured} == {(precision.MEASURE_BATCH, 64)}
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     assert optimize_for_inference(trained_unet(), size=64).runtime.precision == "fp32"
 
 
 def test_measuring_a_users_model_never_changes_its_weights(monkeypatch):
-    monkeypatch.setattr(tuning, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     model = trained_unet().train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     fast = optimize_for_training(model, batch_size=2, size=32)     # real timed steps

@@ -19,7 +19,7 @@ from typing import Any
 
 from .losses import LOSS_NAMES, MEDIAN_WEIGHTINGS
 from .model import UNetConfig
-from .runtime import PRECISIONS
+from .precision import PRECISIONS
 
 __all__ = ["DataConfig", "TrainConfig", "RunConfig", "UNetConfig", "SECTIONS", "cli_fields",
            "flag_of", "parse_yaml", "read_config_file", "SCHEDULES",

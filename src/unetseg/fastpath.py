@@ -5,7 +5,7 @@ before it is chosen (``benchmarks/train_step.py`` times them against plain code)
 
 - the channels_last memory layout, in which the CPU's (oneDNN) and the GPU's (cuDNN)
   convolution kernels run without reordering their inputs;
-- the autocast precision: bf16 where it is faster here, which `unetseg.tuning` measures at
+- the autocast precision: bf16 where it is faster here, which `unetseg.precision` measures at
   the model's own shapes instead of trusting a CPU flag (bf16 is 2x faster on one AVX-512-BF16
   CPU and slower on another);
 - for inference, BatchNorm folded into the convolution before it (one pass over memory, not
@@ -26,8 +26,8 @@ import copy
 import torch
 from torch import nn
 
-from .runtime import Runtime, pick_device, pick_precision
-from .tuning import PrecisionChoice, choose_precision, measure_forward, measure_step
+from .precision import PrecisionChoice, decide_precision, measure_forward, measure_step
+from .runtime import Runtime, pick_device
 
 __all__ = ["Accelerated", "optimize_for_training", "optimize_for_inference", "fold_batchnorm"]
 
@@ -79,13 +79,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
-def _precision(model: nn.Module, requested: str, batch_size: int, size: int,
-               device: torch.device, measure) -> PrecisionChoice:
-    if requested != "auto":
-        return PrecisionChoice(pick_precision(requested, device), reason="as requested")
-    return choose_precision(model, batch_size, size, device, measure)
-
-
 def optimize_for_training(model: nn.Module, *, batch_size: int = 8, size: int = 256,
                           device: torch.device | str | None = None, precision: str = "auto",
                           channels_last: bool = True, compile: bool = False) -> Accelerated:
@@ -98,7 +91,7 @@ def optimize_for_training(model: nn.Module, *, batch_size: int = 8, size: int = 
     (they are the original's); save ``result.module``.
     """
     device = pick_device(device) if not isinstance(device, torch.device) else device
-    choice = _precision(model, precision, batch_size, size, device, measure_step)
+    choice = decide_precision(precision, device, model, batch_size, size, measure_step)
     runtime = Runtime(device, choice.precision, channels_last)
     return Accelerated(model.train(), runtime, compile, choice)
 
@@ -116,6 +109,6 @@ def optimize_for_inference(model: nn.Module, *, batch_size: int = 1, size: int =
     network = fold_batchnorm(model) if fold else copy.deepcopy(model).eval()
     runtime = Runtime(device, "fp32", channels_last)
     network = runtime.model(network)
-    choice = _precision(network, precision, batch_size, size, device, measure_forward)
+    choice = decide_precision(precision, device, network, batch_size, size, measure_forward)
     return Accelerated(network, Runtime(device, choice.precision, channels_last), compile,
                        choice)

@@ -28,9 +28,9 @@ from .budget import check_fits, prediction_estimate
 from .checkpoint import load_model
 from .data.io import scale_to_unit
 from .fastpath import fold_batchnorm
+from .precision import decide_precision, measure_forward
 from .progress import in_terminal
-from .runtime import autocast, pick_device, pick_precision
-from .tuning import choose_precision, measure_forward
+from .runtime import autocast, pick_device
 
 __all__ = ["Segmenter", "load_segmenter", "fold_batchnorm", "tile_starts", "importance_map",
            "predict", "prediction_precision", "Prediction", "BLENDS"]
@@ -241,12 +241,10 @@ def predict(
 
 def prediction_precision(model, requested: str, tile: int | None, batch_size: int,
                          device: torch.device) -> str:
-    """``requested``, with ``"auto"`` resolved by timing fp32 and bf16 forward passes of the
-    model on ``batch_size`` tiles (`unetseg.tuning`, cached) where the CPU has native bf16: the
-    flag alone does not say which is faster. A whole image is timed at 256 x 256."""
-    if requested != "auto" or device.type != "cpu" or not isinstance(model, nn.Module):
-        return pick_precision(requested, device)
-    return choose_precision(model, batch_size if tile else 1, tile or 256, device,
+    """`unetseg.precision.decide_precision` for prediction: forward passes of the model timed
+    on ``batch_size`` tiles (a whole image at 256 x 256) where ``"auto"`` needs measuring."""
+    network = model if isinstance(model, nn.Module) else None
+    return decide_precision(requested, device, network, batch_size if tile else 1, tile or 256,
                             measure_forward).precision
 
 

@@ -1,8 +1,9 @@
 """Where and how fast to run: device, mixed precision, memory layout, and the C allocator.
 
 `Runtime` bundles the three choices every forward pass makes (device, autocast precision,
-memory layout), so training, evaluation and scoring run a model the same way. `tune_malloc`
-changes the whole process: only the command-line entry point calls it, never a library call.
+memory layout), so training, evaluation and scoring run a model the same way; which precision
+is `unetseg.precision`'s decision. `tune_malloc` changes the whole process: only the
+command-line entry point calls it, never a library call.
 """
 
 from __future__ import annotations
@@ -12,14 +13,10 @@ import ctypes
 import ctypes.util
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-__all__ = ["PRECISIONS", "Runtime", "pick_device", "cpu_has_bf16", "pick_precision",
-           "autocast", "tune_malloc"]
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+__all__ = ["Runtime", "pick_device", "autocast", "tune_malloc"]
 
 _malloc_tuned = False
 
@@ -48,30 +45,6 @@ def pick_device(name: str | None = None) -> torch.device:
     return device
 
 
-def cpu_has_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (AVX-512 BF16 or AMX), where bf16 autocast is
-    faster than fp32; elsewhere CPU bf16 is emulated and slower, so it stays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def pick_precision(requested: str, device: torch.device) -> str:
-    """Resolve ``"auto"``: bf16 on CUDA devices that support it, else fp16 on CUDA; bf16 on a
-    CPU with native bf16; fp32 otherwise. An explicit choice is kept (fp16 only on CUDA)."""
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, found {requested!r}")
-    if requested == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs a CUDA device; use bf16 or fp32 on the CPU")
-    if requested != "auto":
-        return requested
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
-
-
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The autocast context for a resolved precision (a no-op for fp32)."""
     if precision == "fp32":
@@ -88,13 +61,6 @@ class Runtime:
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"
     channels_last: bool = False
-
-    @classmethod
-    def resolve(cls, device: str | torch.device | None = None, precision: str = "auto",
-                channels_last: bool = False) -> Runtime:
-        """Pick the device (default: CUDA if available) and resolve ``"auto"`` precision."""
-        chosen = device if isinstance(device, torch.device) else pick_device(device)
-        return cls(chosen, pick_precision(precision, chosen), channels_last)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.precision)

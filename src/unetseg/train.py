@@ -29,11 +29,11 @@ from .losses import class_weights, make_loss
 from .metrics import ConfusionMatrix, labels_from_logits, scores_from_matrix
 from .optim import follow_schedule, make_optimizer
 from .plan import TrainingPlan
+from .precision import PrecisionChoice, decide_precision
 from .progress import format_duration, in_terminal, progress
 from .rundir import EpochTally, RunDir, RunState, epoch_row
 from .runtime import Runtime
 from .signals import StopSignals, TrainingInterrupted
-from .tuning import PrecisionChoice, training_precision
 
 __all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "Trainer", "fit"]
 
@@ -124,9 +124,12 @@ class Trainer:
             print(message, flush=True)
 
     def _choose_precision(self, device: torch.device, resume: bool) -> PrecisionChoice:
-        """`unetseg.tuning.training_precision`, agreed over ranks (fp32 if any rank says so)."""
-        choice = training_precision(self.config, self.config.data.batch_size // self.world.size,
-                                    device, self.run_dir.record("runtime") if resume else None)
+        """`unetseg.precision.decide_precision` at the run's shapes, agreed over ranks (fp32
+        if any rank says so)."""
+        config = self.config
+        choice = decide_precision(config.train.precision, device, config.model,
+                                  config.data.batch_size // self.world.size, config.data.size,
+                                  recorded=self.run_dir.record("runtime") if resume else None)
         if distributed.any_rank(choice.precision == "fp32", self.world, device):
             choice = PrecisionChoice("fp32", choice.seconds, choice.reason)
         self.say(choice.describe())

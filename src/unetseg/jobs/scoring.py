@@ -24,7 +24,8 @@ from ..evaluation import Evaluation, evaluate, validation_loader
 from ..inspector import Inspection, Inspector
 from ..losses import make_loss
 from ..metrics import labels_from_logits
-from ..runtime import Runtime
+from ..precision import replayed_precision
+from ..runtime import Runtime, pick_device
 
 __all__ = ["ScoredSplit", "score_split", "data_with_overrides"]
 
@@ -136,10 +137,9 @@ def score_split(
     dataset, spec = build_eval_dataset(data_config, tuple(norm["mean"]), tuple(norm["std"]),
                                        split, class_names=class_names)
     dataset = _in_checkpoint_labels(dataset, spec, class_names, ignore_index, checkpoint)
-    precision = meta.get("precision", "fp32")
-    runtime = Runtime.resolve(device, precision, bool(meta.get("channels_last", False)))
-    if runtime.device.type != "cuda" and precision == "fp16":
-        runtime = replace(runtime, precision="fp32")       # fp16 autocast is CUDA-only
+    chosen = pick_device(device)
+    runtime = Runtime(chosen, replayed_precision(meta.get("precision", "fp32"), chosen),
+                      bool(meta.get("channels_last", False)))
     model = runtime.model(model)
     weights = meta.get("class_weights")
     loss_fn = make_loss(run.train.loss, ignore_index, run.train.dice_weight,

@@ -1,4 +1,5 @@
-"""`--precision auto` measures: the faster of fp32 and bf16 on this CPU, cached, kept on resume."""
+"""The one precision decision: `--precision auto` measures the faster of fp32 and bf16 on this
+CPU, caches it and keeps it on resume; an explicit choice is kept; fp16 needs CUDA."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import pytest
 import torch
 import yaml
 
-import unetseg.tuning as tuning
+import unetseg.precision as precision
 from unetseg.cli import main
 from unetseg.model import UNetConfig
-from unetseg.tuning import choose_precision, measure_step
+from unetseg.precision import decide_precision, replayed_precision
 
 CONFIG = UNetConfig(3, 3, base=4)
+CPU = torch.device("cpu")
 
 
 def fake_steps(seconds: dict[str, float], calls: list):
@@ -29,7 +31,7 @@ def fake_steps(seconds: dict[str, float], calls: list):
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("UNETSEG_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(tuning, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
 
 
 @pytest.mark.parametrize("seconds,expected", [({"fp32": 1.0, "bf16": 0.5}, "bf16"),
@@ -37,31 +39,31 @@ def own_cache(tmp_path, monkeypatch):
                                               ({"fp32": 1.0, "bf16": 0.97}, "fp32")])
 def test_the_faster_precision_is_chosen_and_a_tie_is_fp32(seconds, expected):
     calls: list = []
-    choice = choose_precision(CONFIG, 8, 64, torch.device("cpu"), fake_steps(seconds, calls))
+    choice = decide_precision("auto", CPU, CONFIG, 8, 64, fake_steps(seconds, calls))
     assert choice.precision == expected
     assert choice.seconds == seconds
     # Warm-up once each, then alternated: a busy moment slows both candidates alike.
-    assert calls == ["fp32", "bf16"] + ["fp32", "bf16"] * tuning.ROUNDS
+    assert calls == ["fp32", "bf16"] + ["fp32", "bf16"] * precision.ROUNDS
 
 
 def test_the_choice_is_cached_per_cpu_torch_and_shapes(tmp_path):
     calls: list = []
     measure = fake_steps({"fp32": 1.0, "bf16": 0.5}, calls)
-    choose_precision(CONFIG, 8, 64, torch.device("cpu"), measure)
+    decide_precision("auto", CPU, CONFIG, 8, 64, measure)
     measured = len(calls)
-    again = choose_precision(CONFIG, 8, 64, torch.device("cpu"), measure)
+    again = decide_precision("auto", CPU, CONFIG, 8, 64, measure)
     assert len(calls) == measured and again.precision == "bf16"
     assert "cached" in again.reason
-    choose_precision(CONFIG, 8, 128, torch.device("cpu"), measure)         # other shapes
+    decide_precision("auto", CPU, CONFIG, 8, 128, measure)         # other shapes
     assert len(calls) > measured
     cache = json.loads((tmp_path / "cache" / "precision.json").read_text())
     assert len(cache) == 2
 
 
 def test_a_cpu_without_native_bf16_is_not_measured(monkeypatch):
-    monkeypatch.setattr(tuning, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     calls: list = []
-    choice = choose_precision(CONFIG, 8, 64, torch.device("cpu"), fake_steps({}, calls))
+    choice = decide_precision("auto", CPU, CONFIG, 8, 64, fake_steps({}, calls))
     assert choice.precision == "fp32" and calls == []
 
 
@@ -69,7 +71,7 @@ def test_measuring_leaves_the_random_stream_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    choose_precision(CONFIG, 2, 32, torch.device("cpu"))                    # real steps
+    decide_precision("auto", CPU, CONFIG, 2, 32)                    # real steps
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -89,16 +91,29 @@ def test_a_resumed_run_keeps_the_precision_it_started_with(tmp_path, capsys):
     assert yaml.safe_load((run / "config.yaml").read_text())["runtime"]["precision"] == started
 
 
-@pytest.mark.slow
-def test_auto_is_never_slower_than_fp32_beyond_the_noise():
-    """Measured for real: the chosen precision, timed again alternately with fp32, is not
-    slower than fp32 by more than a quarter (the noise of a shared 2-core machine)."""
-    config = UNetConfig(3, 3, base=8)
-    choice = choose_precision(config, 2, 64, torch.device("cpu"))
-    chosen, fp32 = (measure_step(config, 2, 64, p) for p in (choice.precision, "fp32"))
-    chosen(), fp32()
-    times = {"chosen": [], "fp32": []}
-    for _ in range(5):
-        times["chosen"].append(chosen())
-        times["fp32"].append(fp32())
-    assert min(times["chosen"]) <= 1.25 * min(times["fp32"])
+def test_an_explicit_precision_is_kept_without_measuring():
+    calls: list = []
+    for requested in ("fp32", "bf16"):
+        choice = decide_precision(requested, CPU, CONFIG, 8, 64, fake_steps({}, calls))
+        assert choice.precision == requested and calls == []
+
+
+@pytest.mark.parametrize("requested,match", [("fp16", "fp16 autocast needs a CUDA device"),
+                                             ("fp8", "--precision must be one of")])
+def test_a_precision_the_cpu_cannot_run_is_refused_naming_the_flag(requested, match):
+    with pytest.raises(ValueError, match=match):
+        decide_precision(requested, CPU, CONFIG)
+
+
+def test_a_recorded_choice_is_kept_and_a_cpu_without_a_model_runs_fp32():
+    calls: list = []
+    recorded = {"precision": "bf16", "seconds": {"fp32": 2.0, "bf16": 1.0}}
+    kept = decide_precision("auto", CPU, CONFIG, 8, 64, fake_steps({}, calls), recorded)
+    assert kept.precision == "bf16" and kept.reason == "as when the run started" and not calls
+    assert decide_precision("auto", CPU).precision == "fp32"
+
+
+def test_a_checkpoint_is_scored_in_its_own_precision_fp16_only_on_a_gpu():
+    assert replayed_precision("bf16", CPU) == "bf16"
+    assert replayed_precision("fp16", CPU) == "fp32"
+    assert replayed_precision("fp16", torch.device("cuda")) == "fp16"

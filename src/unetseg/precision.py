@@ -1,15 +1,19 @@
-"""Which precision runs fastest here: measured, not guessed from a CPU flag.
+"""The one precision decision: which autocast precision a model trains, predicts and is
+scored in, on which device, and why.
 
-A CPU that advertises bf16 instructions is not always faster in bf16: on the AMD EPYC this
-project was developed on, bf16 autocast trained a base-32 U-Net about 2x faster than fp32; on
-an Intel Xeon with the same AVX-512 BF16 flag it was slower. So ``--precision auto`` on such a
-CPU times a few real optimiser steps of each candidate at the run's own shapes (model, batch,
-crop), alternating them so that a busy machine slows both alike, and keeps the faster. The
-answer is cached per CPU model, PyTorch version and shapes (`cache_dir`), so a run pays for the
-measurement once; a resumed run keeps the precision it started with. Prediction does the same
-with forward passes (`measure_forward`) at its tile size: inference and training can differ.
-
-GPUs are not measured: bf16 (or fp16 where bf16 is missing) is always the faster there.
+- An explicit ``--precision`` (fp32, bf16, fp16) is kept; fp16 autocast needs a CUDA device.
+- A resumed run keeps the precision it started with (``recorded``); a checkpoint is scored in
+  the precision it recorded (`replayed_precision`), fp32 where that was CUDA-only fp16.
+- ``auto`` on a GPU is bf16 (fp16 where bf16 is missing): always the faster there.
+- ``auto`` on a CPU is *measured*, not guessed from a CPU flag. A CPU that advertises bf16
+  instructions is not always faster in bf16: on the AMD EPYC this project was developed on,
+  bf16 autocast trained a base-32 U-Net about 2x faster than fp32; on an Intel Xeon with the
+  same AVX-512 BF16 flag it was slower. So a few real optimiser steps (`measure_step`), or
+  forward passes for prediction (`measure_forward`), of each candidate are timed at the run's
+  own shapes (model, batch, crop), alternating them so that a busy machine slows both alike,
+  and the faster is kept. The answer is cached per CPU model, PyTorch version and shapes
+  (`unetseg.files.cache_dir`), so a run pays for the measurement once. The flag is necessary
+  but not sufficient: without it bf16 is emulated, always slower, and nothing is measured.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ from .architectures import build_model
 from .files import atomic_write_text, cache_dir
 from .losses import CEDiceLoss
 from .model import UNetConfig
-from .runtime import autocast, cpu_has_bf16, pick_precision
+from .runtime import autocast
 
-__all__ = ["PrecisionChoice", "training_precision", "choose_precision", "measure_step",
-           "measure_forward", "describe_model", "cache_dir", "cpu_model", "ROUNDS"]
+__all__ = ["PRECISIONS", "PrecisionChoice", "decide_precision", "replayed_precision",
+           "measure_step", "measure_forward", "describe_model", "cpu_model", "cpu_has_bf16",
+           "ROUNDS"]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Timed steps per candidate, after one warm-up step each; alternated A B A B ..., and the
 # fastest of each kept (interference from other work only ever adds time).
@@ -60,6 +67,17 @@ class PrecisionChoice:
 
     def to_dict(self) -> dict:
         return {"precision": self.precision, "seconds": self.seconds, "reason": self.reason}
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX-512 BF16 or AMX). Without it bf16 is
+    emulated and slower than fp32; with it, it may still be slower (see the module docstring),
+    so ``auto`` then measures."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def cpu_model() -> str:
@@ -138,30 +156,48 @@ def measure_forward(model: nn.Module | UNetConfig, batch: int, size: int, precis
     return forward
 
 
-def training_precision(config, batch: int, device: torch.device,
-                       recorded: dict | None = None) -> PrecisionChoice:
-    """The precision a run (a `RunConfig` whose model section has its data shapes) trains in:
-    its ``--precision``; for ``auto``, the one ``recorded`` when a resumed run started, else
-    `choose_precision` at the run's crop size and this process's ``batch``."""
-    requested = config.train.precision
+def decide_precision(requested: str, device: torch.device,
+                     model: nn.Module | UNetConfig | None = None, batch: int = 1,
+                     size: int = 256, measure: Callable | None = None,
+                     recorded: dict | None = None) -> PrecisionChoice:
+    """The precision ``model`` runs in on ``device``: ``requested`` (fp32, bf16, fp16) as
+    given; for ``"auto"``, the one ``recorded`` when a resumed run started, else bf16 (or fp16)
+    on a GPU, else on a CPU with native bf16 the faster of fp32 and bf16 timed with ``measure``
+    (`measure_step` for training, the default; `measure_forward` for prediction) on ``batch``
+    images of ``size`` x ``size``, else fp32. Without a ``model`` to time, a CPU runs fp32.
+
+    Raises ValueError, naming the flag, for an unknown precision and for fp16 off CUDA.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, found "
+                         f"{requested!r}")
+    if requested == "fp16" and device.type != "cuda":
+        raise ValueError("--precision fp16: fp16 autocast needs a CUDA device; use bf16 or "
+                         "fp32 on the CPU")
     if requested != "auto":
-        return PrecisionChoice(pick_precision(requested, device), reason="--precision")
+        return PrecisionChoice(requested, reason="as requested")
     if recorded:
         return PrecisionChoice(recorded["precision"], recorded.get("seconds", {}),
                                "as when the run started")
-    return choose_precision(config.model, batch, config.data.size, device)
-
-
-def choose_precision(model: nn.Module | UNetConfig, batch: int, size: int,
-                     device: torch.device, measure: Callable = measure_step) -> PrecisionChoice:
-    """The precision ``--precision auto`` runs ``model`` in on ``device``; see the module
-    docstring. ``measure`` is `measure_step` for training, `measure_forward` for inference (a
-    test may pass a stand-in)."""
     if device.type == "cuda":
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return PrecisionChoice(precision, reason="a GPU")
     if device.type != "cpu" or not cpu_has_bf16():
         return PrecisionChoice("fp32", reason="no native bf16 on this CPU")
+    if model is None:
+        return PrecisionChoice("fp32", reason="no model to time")
+    return _measured(model, batch, size, measure or measure_step)
+
+
+def replayed_precision(recorded: str, device: torch.device) -> str:
+    """The precision a checkpoint recorded, to score it as it ran in training: fp16 autocast
+    is CUDA-only, so a GPU's fp16 run is scored in fp32 on a CPU."""
+    return "fp32" if recorded == "fp16" and device.type != "cuda" else recorded
+
+
+def _measured(model: nn.Module | UNetConfig, batch: int, size: int,
+              measure: Callable) -> PrecisionChoice:
+    """The faster of fp32 and bf16 on this CPU, timed with ``measure`` (or cached)."""
     task = "inference" if measure is measure_forward else "training"
     key = f"{cpu_model()} | torch {torch.__version__} | {describe_model(model)} | {task} | " \
           f"batch {batch} | {size}x{size} | {torch.get_num_threads()} threads"
