@@ -21,7 +21,6 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .architectures import size_multiple
 from .budget import check_fits, prediction_estimate
@@ -29,7 +28,7 @@ from .checkpoint import load_model
 from .data.io import scale_to_unit
 from .fastpath import fold_batchnorm
 from .precision import decide_precision, measure_forward
-from .progress import in_terminal
+from .progress import counter
 from .runtime import autocast, pick_device
 
 __all__ = ["Segmenter", "load_segmenter", "fold_batchnorm", "tile_starts", "importance_map",
@@ -292,8 +291,9 @@ def _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device, 
     out_probs = None
     # The accumulators cover one band of `tile` rows starting at the current tile row.
     acc = weight_sum = None
-    bar = tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", leave=False,
-               disable=not (progress and in_terminal()))      # a bar per image: never in logs
+    # A bar per image in a terminal; never lines in a log (predict logs per image).
+    bar = counter(len(rows) * len(cols), "tiles", progress, unit="tile", lines=False,
+                  leave=False)
     for r, top in enumerate(rows):
         if acc is not None:                       # move the band down to start at `top`
             shift = top - rows[r - 1]
