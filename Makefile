@@ -7,15 +7,16 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench exp-env experiments clean
+.PHONY: demo test docs bench exp-env experiments clean
 
 demo: $(STAMP)
 	$(BIN)/unetseg demo
 
-# The linter first (rules in pyproject.toml), then the suite. The HTML report is checked in
-# headless Chromium; where apt-get cannot install it (no root, no Debian), that one test says
-# why it is skipped. `make test PYTEST_ARGS="-m 'not slow'"` leaves out the slow tests.
-test: $(STAMP)
+# The docs build first (a few seconds; see docs below), then the linter (rules in
+# pyproject.toml), then the suite. The HTML report is checked in headless Chromium; where
+# apt-get cannot install it (no root, no Debian), that one test says why it is skipped.
+# `make test PYTEST_ARGS="-m 'not slow'"` leaves out the slow tests.
+test: $(STAMP) docs
 	$(BIN)/ruff check src tests benchmarks experiments
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq \
 		chromium) >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
@@ -26,6 +27,13 @@ test: $(STAMP)
 	else \
 		echo "no $(EXP) (make exp-env builds it): the smp tests were skipped"; \
 	fi
+
+# The documentation site into site/ (git-ignored). --strict turns every warning into a
+# failure: a broken link or anchor, a page left out of the nav, a docstring mkdocstrings cannot
+# read. The CLI reference is generated from the argument parser during the build
+# (docs/gen_cli_reference.py, a mkdocs hook), so it cannot drift from --help.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Timings, not tests: each script prints Markdown tables of medians and ranges, and ratios
 # measured in the same run (docs/benchmarks.md holds the figures). smp's rows need .venv-exp
