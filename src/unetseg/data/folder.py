@@ -13,7 +13,6 @@ files (another DDP rank, a resumed run) reads none of them.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .index import FolderIndex, FolderIndexes
-from .io import IMAGE_SUFFIXES, read_image
+from .io import IMAGE_SUFFIXES, images_by_stem, read_image
 from .spec import DATASET_FILES, DatasetSpec, default_colours, find_spec_file, read_spec_file
 from .tensors import ChannelStats, to_tensors
 
@@ -33,36 +32,9 @@ __all__ = ["FolderDataset", "FolderScan", "PairScan", "match_pairs", "raw_mask_v
            "read_split_file", "split_by_ratio", "DatasetSpec", "default_colours",
            "find_spec_file", "read_spec_file", "DATASET_FILES"]
 
-# Files that operating systems drop into folders; never images, whatever their suffix.
-JUNK_FILES = ("thumbs.db", "desktop.ini")
-
 Pairs = list[tuple[Path, Path]]
 # (image HWC float32, mask HW int64, seed) -> (image, mask): a joint augmentation.
 JointTransform = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
-
-def _is_junk(path: Path) -> bool:
-    """Not an image: a dot-file (.DS_Store, macOS's ._0001.png), an OS file, another suffix."""
-    return (path.name.startswith(".") or path.name.lower() in JUNK_FILES
-            or path.suffix.lower() not in IMAGE_SUFFIXES)
-
-
-def _files_by_stem(folder: Path) -> tuple[dict[str, Path], list[str]]:
-    """The image files of ``folder`` by stem, and the names of the other files left out."""
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: expected a folder of images")
-    files: dict[str, Path] = {}
-    junk: list[str] = []
-    # scandir knows which entries are folders without a stat per file (10,000 images: 0.3 s).
-    with os.scandir(folder) as listing:
-        names = sorted(entry.name for entry in listing if not entry.is_dir())
-    for path in (folder / name for name in names):
-        if _is_junk(path):
-            junk.append(path.name)
-            continue
-        if path.stem in files:
-            raise ValueError(f"{path} and {files[path.stem]} share the stem {path.stem!r}")
-        files[path.stem] = path
-    return files, junk
 
 
 def _junk_notice(folder: Path, junk: list[str]) -> str:
@@ -77,8 +49,8 @@ def match_pairs(image_dir: Path, mask_dir: Path, notices: list[str] | None = Non
     Non-image files are left out; ``notices``, when given, gets one line per folder that had
     some (so a user sees that ``scan.tif.bak`` was not used).
     """
-    images, image_junk = _files_by_stem(image_dir)
-    masks, mask_junk = _files_by_stem(mask_dir)
+    images, image_junk = images_by_stem(image_dir)
+    masks, mask_junk = images_by_stem(mask_dir)
     skipped = [_junk_notice(folder, junk) for folder, junk in
                ((image_dir, image_junk), (mask_dir, mask_junk)) if junk]
     # A lonely image is often explained by a mask saved under a suffix we do not read.

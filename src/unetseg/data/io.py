@@ -1,4 +1,8 @@
-"""Reading images and masks from disk, with errors that name the file.
+"""Finding and reading images and masks on disk, with errors that name the file.
+
+`list_images` is the one way a folder's images are found (training data, ``check``,
+``inspect``, ``predict``): one set of suffixes, dot-files and the files operating systems drop
+into folders left out, sorted by name.
 
 Images become float32 (H, W, C) arrays in [0, 1] (8-bit divided by 255, 16-bit by 65535; float
 TIFFs are kept as stored). Masks become int64 (H, W) arrays of raw values: the value of a mode L
@@ -9,21 +13,72 @@ grey: alpha carries no image content.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "read_image", "read_raw_image", "scale_to_unit", "read_mask",
+__all__ = ["IMAGE_SUFFIXES", "JUNK_FILES", "ImageListing", "is_image_name", "list_images",
+           "images_by_stem", "read_image", "read_raw_image", "scale_to_unit", "read_mask",
            "image_size", "image_header", "no_pixel_limit"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
+# Files that operating systems drop into folders; never images, whatever their suffix.
+JUNK_FILES = ("thumbs.db", "desktop.ini")
 # Pillow modes an image keeps as one grey channel (LA too: its alpha is dropped); any other
 # mode (palette, RGBA, CMYK, 1-bit) is read as RGB.
 GREY_MODES = ("L", "LA", "I", "I;16", "F")
+
+
+class ImageListing(NamedTuple):
+    images: list[Path]             # the image files, sorted by name
+    skipped: list[str]             # the names of the other files (not folders), sorted
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file called ``name`` is read as an image: one of `IMAGE_SUFFIXES` (any case),
+    not a dot-file (.DS_Store, macOS's ._0001.png twins) and not one of `JUNK_FILES`."""
+    return (not name.startswith(".") and name.lower() not in JUNK_FILES
+            and Path(name).suffix.lower() in IMAGE_SUFFIXES)
+
+
+def list_images(folder: str | Path) -> ImageListing:
+    """The image files of ``folder`` (`is_image_name`), not recursing, and the other files.
+
+    Raises:
+        ValueError: ``folder`` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: expected a folder of images")
+    # scandir knows which entries are folders without a stat per file (10,000 images: 0.3 s).
+    with os.scandir(folder) as listing:
+        names = sorted(entry.name for entry in listing if not entry.is_dir())
+    return ImageListing([folder / name for name in names if is_image_name(name)],
+                        [name for name in names if not is_image_name(name)])
+
+
+def images_by_stem(folder: str | Path) -> tuple[dict[str, Path], list[str]]:
+    """`list_images` by file stem, the way images and masks are matched, and the names of the
+    other files.
+
+    Raises:
+        ValueError: ``folder`` is not a folder, or two images share a stem (``a.png`` and
+            ``a.jpg``): which one pairs with ``a``'s mask would be a guess.
+    """
+    images, skipped = list_images(folder)
+    files: dict[str, Path] = {}
+    for path in images:
+        if path.stem in files:
+            raise ValueError(f"{path} and {files[path.stem]} share the stem {path.stem!r}; "
+                             f"keep one of them (files are matched by stem)")
+        files[path.stem] = path
+    return files, skipped
 
 
 @contextmanager
