@@ -40,7 +40,7 @@ docs: $(STAMP)
 # (`make exp-env` builds it) and are skipped without it. The precision guard and the ISBI race
 # run with `.venv/bin/python benchmarks/time_to_accuracy.py` (--full for the long caps).
 BENCHMARKS := "train_step.py --rounds 2" "time_to_accuracy.py --skip guard,isbi" tiled_predict.py \
-	metrics_speed.py data_speed.py startup.py folder_startup.py inspector_speed.py
+	metrics_speed.py data_speed.py startup.py folder_startup.py inspector_speed.py precision_choice.py
 bench: $(STAMP)
 	@for script in $(BENCHMARKS); do \
 		echo "== benchmarks/$$script"; \

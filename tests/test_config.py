@@ -3,14 +3,23 @@ command-line flags generated from the dataclasses."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 import yaml
 
 from unetseg.cli import build_parser, main
-from unetseg.config import SECTIONS, DataConfig, RunConfig, TrainConfig, cli_fields, flag_of
+from unetseg.config import (
+    SECTIONS,
+    DataConfig,
+    RunConfig,
+    TrainConfig,
+    cli_fields,
+    flag_of,
+    layered_settings,
+)
 from unetseg.model import UNet, UNetConfig
+from unetseg.train import fit
 
 
 def test_there_is_one_model_config_and_one_default_width():
@@ -44,6 +53,62 @@ def test_there_is_one_model_config_and_one_default_width():
 def test_bad_values_are_refused_on_construction_naming_the_flag(values, message):
     with pytest.raises(ValueError, match=message):
         RunConfig.from_dict(values)
+
+
+def test_yaml_values_take_their_fields_type_and_a_wrong_type_names_the_key(tmp_path):
+    # YAML 1.1 reads 3e-3 (no dot) as a string: it is the number it reads as.
+    file = tmp_path / "c.yaml"
+    file.write_text("train:\n  lr: 3e-3\n  epochs: '4'\ndata:\n  augment: false\n")
+    config = RunConfig.from_yaml(file)
+    assert (config.train.lr, config.train.epochs, config.data.augment) == (0.003, 4, False)
+    for text, message in (("train:\n  lr: fast\n", r"c.yaml: train.lr must be a number, "
+                                                     r"found 'fast'"),
+                          ("data:\n  size: big\n", r"c.yaml: data.size must be a whole "
+                                                     r"number, found 'big'"),
+                          ("data:\n  augment: maybe\n", r"c.yaml: data.augment must be true "
+                                                          r"or false, found 'maybe'"),
+                          ("train:\n  lr: [1, 2]\n", r"c.yaml: train.lr must be a number")):
+        file.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            RunConfig.from_yaml(file)
+    with pytest.raises(ValueError, match="--lr must be a number, found 'fast'"):
+        TrainConfig(lr="fast")
+    assert TrainConfig(lr="1e-3").lr == 0.001
+
+
+def test_train_with_a_string_lr_in_the_config_file_trains_and_a_bad_one_is_refused(
+        tmp_path, capsys):
+    file = tmp_path / "c.yaml"
+    file.write_text("train:\n  lr: 3e-3\n")
+    flags = ["train", "--config", str(file), "--size", "32", "--train-samples", "16",
+             "--val-samples", "4", "--base", "4", "--batch-size", "8", "--epochs", "1",
+             "--precision", "fp32", "--quiet"]
+    assert main([*flags, "--out", str(tmp_path / "run")]) == 0
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["lr"] == 0.003
+    file.write_text("train:\n  lr: fast\n")
+    assert main([*flags, "--out", str(tmp_path / "other")]) == 2
+    assert "train.lr must be a number, found 'fast'" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
+def test_the_layers_are_recipe_then_file_then_flags_and_a_given_length_replaces_the_recipes():
+    recipe = {"train": {"max_steps": 500, "lr": 1e-3}, "model": {"base": 16}}
+    layered = layered_settings(recipe, {"model": {"base": 8}}, {"train": {"lr": 2e-3}})
+    assert layered == {"train": {"max_steps": 500, "lr": 2e-3}, "model": {"base": 8}}
+    timed = layered_settings(recipe, {}, {"train": {"time_budget": 5.0}})
+    assert timed["train"] == {"lr": 1e-3, "time_budget": 5.0}
+
+
+def test_fit_refuses_on_resume_what_the_command_line_refuses(tiny_run):
+    """`fit(config, resume=True)` from Python enforces the resume rules: only when, where and
+    how long a run trains may change."""
+    config, _ = tiny_run
+    longer = replace(config, train=replace(config.train, epochs=config.train.epochs + 1,
+                                           lr=config.train.lr * 2))
+    with pytest.raises(ValueError, match=r"--lr \(recorded .*\) cannot change when resuming"):
+        fit(longer, resume=True)
+    with pytest.raises(ValueError, match=r"--base \(recorded 8, given 16\) cannot change"):
+        fit(replace(config, model=replace(config.model, base=16)), resume=True)
 
 
 def test_a_bad_flag_fails_before_any_data_is_read(tmp_path, capsys):

@@ -53,13 +53,13 @@ def test_public_names_resolve_lazily():
         unetseg.nothing  # noqa: B018
 
 
-def test_the_readme_layout_names_every_module_once():
-    """The README's Layout section is the architecture map: every module and package under
-    src/unetseg, and nothing that is not there."""
+def test_the_architecture_page_names_every_module_once():
+    """The Layout section of docs/architecture.md is the architecture map: every module and
+    package under src/unetseg, and nothing that is not there."""
     package = ROOT / "src" / "unetseg"
     present = {str(path.relative_to(package)) for path in package.rglob("*.py")
                if "__pycache__" not in path.parts}
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "architecture.md").read_text()
     section = text[text.index("## Layout"):]
     section = section[:section.index("\n## ", 4)] if "\n## " in section[4:] else section
     listed = re.findall(r"^\s*(?:src/unetseg/)?([\w/]+\.py)\s", section, flags=re.MULTILINE)

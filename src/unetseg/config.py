@@ -3,8 +3,14 @@
 Each field's ``metadata`` holds its command-line help (and its flag, where the flag is not
 ``--field-name``), so ``unetseg train --help`` is generated from these classes and cannot drift
 from them. Every section checks its values on construction, before any data is read, and an
-error names the flag to fix. The model section is `unetseg.model.UNetConfig` itself: one model
-configuration for the CLI, the YAML file, the checkpoint and the Python API.
+error names the flag to fix. Values are typed by the field: ``lr: 3e-3`` in a YAML file, which
+PyYAML reads as a string, becomes the number 0.003; ``lr: fast`` is refused naming the key.
+The model section is `unetseg.model.UNetConfig` itself: one model configuration for the CLI,
+the YAML file, the checkpoint and the Python API.
+
+The rules of a run's settings live here, so that ``fit`` from Python enforces what the command
+line enforces: how the layers combine (`layered_settings`: recipe < ``--config`` file < flags)
+and what a resumed run may change (`check_resume_changes`).
 
 A run's resolved configuration is written beside it (``config.yaml``) and inside every
 checkpoint, so a run can be read, repeated and resumed from its folder alone.
@@ -22,7 +28,8 @@ from .model import UNetConfig
 from .precision import PRECISIONS
 
 __all__ = ["DataConfig", "TrainConfig", "RunConfig", "UNetConfig", "SECTIONS", "cli_fields",
-           "flag_of", "parse_yaml", "read_config_file", "SCHEDULES",
+           "flag_of", "parse_yaml", "read_config_file", "layered_settings",
+           "check_resume_changes", "RESUMABLE_CHANGES", "LENGTH_FIELDS", "SCHEDULES",
            "SYNTHETIC_SOURCES", "PRESET_SOURCES"]
 
 SCHEDULES = ("cosine", "onecycle")
@@ -43,6 +50,43 @@ def flag_of(config_class: type, name: str) -> str:
         if item.name == name:
             return item.metadata.get("flag", "--" + name.replace("_", "-"))
     raise KeyError(name)
+
+
+def typed(annotation: str, value: Any) -> Any:
+    """``value`` as the field's annotated type: a whole number for ``int``, a number for
+    ``float`` (from a string too: YAML 1.1 reads ``3e-3``, without a dot, as a string), true
+    or false for ``bool``; None where the annotation allows it. Anything else (names, paths,
+    tuples) is returned as it is, for the section's own checks. Raises ValueError saying what
+    was expected."""
+    kind = str(annotation).split("|")[0].strip()
+    if value is None and "None" in str(annotation):
+        return None
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, found {value!r}")
+        return value
+    if kind not in ("int", "float"):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"must be {'a whole number' if kind == 'int' else 'a number'}, found "
+                         f"{value!r}")
+    try:
+        number = float(value) if kind == "float" else int(value) if isinstance(value, str) \
+            else value
+    except ValueError:
+        raise ValueError(f"must be {'a whole number' if kind == 'int' else 'a number'}, found "
+                         f"{value!r}") from None
+    return number
+
+
+def _typed_fields(config: Any) -> None:
+    """Give each field of a frozen section its annotated type (`typed`), naming the flag."""
+    for item in fields(config):
+        try:
+            value = typed(item.type, getattr(config, item.name))
+        except ValueError as error:
+            raise ValueError(f"{flag_of(type(config), item.name)} {error}") from None
+        object.__setattr__(config, item.name, value)
 
 
 def _require(config: Any, name: str, ok: bool, expected: str) -> None:
@@ -87,6 +131,7 @@ class DataConfig:
     std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        _typed_fields(self)
         if isinstance(self.classes, str):          # "a, b" from a flag or a YAML string
             object.__setattr__(self, "classes",
                                tuple(name.strip() for name in self.classes.split(",")))
@@ -182,6 +227,7 @@ class TrainConfig:
     progress: bool = option(True, "no progress bars (default: shown)", flag="--quiet")
 
     def __post_init__(self) -> None:
+        _typed_fields(self)
         _require(self, "epochs", _is_int(self.epochs) and self.epochs >= 1,
                  "a whole number >= 1")
         for name in ("lr", "weight_decay", "warmup_epochs", "dice_weight", "grad_clip"):
@@ -258,11 +304,17 @@ class RunConfig:
             if not isinstance(section, dict):
                 raise ValueError(f"{source}: section {name} must be a mapping of settings, "
                                  f"found {section!r}")
-            known = {f.name for f in fields(kind)}
-            if set(section) - known:
+            known = {f.name: f for f in fields(kind)}
+            if set(section) - set(known):
                 raise ValueError(f"{source}: unknown {name} settings "
-                                 f"{sorted(set(section) - known)}; known: {sorted(known)}")
-            parts[name] = kind(**section)
+                                 f"{sorted(set(section) - set(known))}; known: {sorted(known)}")
+            settings = {}
+            for key, value in section.items():
+                try:
+                    settings[key] = typed(known[key].type, value)
+                except ValueError as error:
+                    raise ValueError(f"{source}: {name}.{key} {error}") from None
+            parts[name] = kind(**settings)
         return cls(**parts)
 
     @classmethod
@@ -279,6 +331,58 @@ class RunConfig:
             assert name in RECORD_SECTIONS, name
             values[name] = record
         return yaml.safe_dump(values, sort_keys=False)
+
+
+# --- the rules of a run's settings ---------------------------------------------------------
+
+# What a resumed run may change: when, where and how long it runs, not what it trains.
+RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.time_budget",
+                     "train.val_every", "train.patience", "train.progress", "train.device",
+                     "train.max_nonfinite", "train.checkpoint_every", "train.tensorboard",
+                     "data.workers"}
+# The run folder names the run; the model's channels and classes are set from the data.
+NOT_COMPARED_ON_RESUME = {"train.out", "model.in_channels", "model.num_classes"}
+# The fields that set how long a run trains (`unetseg.plan`).
+LENGTH_FIELDS = ("epochs", "max_steps", "time_budget")
+
+
+def layered_settings(recipe: dict, from_file: dict, flags: dict) -> dict:
+    """The settings of a new run: a recipe's, then a ``--config`` file's, then the flags'
+    (each a nested ``{section: {name: value}}``; later layers win, sections merge).
+
+    A length the file or the flags give (epochs, max_steps or time_budget) replaces the
+    recipe's whole: the recipe's max_steps would otherwise silently override their epochs.
+    """
+    values = {section: dict(settings or {}) for section, settings in recipe.items()}
+    given = {*(from_file.get("train") or {}), *(flags.get("train") or {})}
+    if given & set(LENGTH_FIELDS):
+        for name in LENGTH_FIELDS:
+            values.get("train", {}).pop(name, None)
+    for layer in (from_file, flags):
+        for section, settings in layer.items():
+            values.setdefault(section, {}).update(settings or {})
+    return values
+
+
+def check_resume_changes(recorded: RunConfig, requested: RunConfig, where: str) -> None:
+    """Refuse a resumed run's settings that differ from the ``recorded`` ones (read from
+    ``where``) in anything but `RESUMABLE_CHANGES`, naming each flag with both values. The
+    run folder (``train.out``) names the run, and the model's channels and classes are set
+    from the data: none of them is compared."""
+    changed = []
+    for section, kind in SECTIONS.items():
+        for item in fields(kind):
+            key = f"{section}.{item.name}"
+            before = getattr(getattr(recorded, section), item.name)
+            after = getattr(getattr(requested, section), item.name)
+            if after != before and key not in RESUMABLE_CHANGES | NOT_COMPARED_ON_RESUME:
+                changed.append(f"{flag_of(kind, item.name)} (recorded {before!r}, given "
+                               f"{after!r})")
+    if changed:
+        allowed = sorted(flag_of(SECTIONS[key.split(".")[0]], key.split(".")[1])
+                         for key in RESUMABLE_CHANGES)
+        raise ValueError(f"{', '.join(changed)} cannot change when resuming (the checkpoint "
+                         f"was trained with {where}); only {', '.join(allowed)} may")
 
 
 def cli_fields(config_class: type) -> list:

@@ -21,7 +21,7 @@ from . import distributed
 from .architectures import build_model
 from .budget import check_training_fits
 from .checkpoint import restore_optimizer, unwrap
-from .config import RunConfig
+from .config import RunConfig, check_resume_changes
 from .data.sources import Datasets, build_datasets
 from .evaluation import evaluate, validation_loader
 from .fastpath import Accelerated
@@ -75,6 +75,9 @@ class Trainer:
         self.world, device = distributed.setup(config.train.device)
         self.run_dir = RunDir(config.train.out, self.world.is_main)
         starts_over = self.run_dir.check(resume, overwrite)
+        if resume:                             # what may change, before any data is read
+            check_resume_changes(RunConfig.from_yaml(self.run_dir.path / "config.yaml"),
+                                 config, str(self.run_dir.path / "config.yaml"))
         cfg = config.train
         self.data = build_datasets(config.data)
         if self.data.skipped:

@@ -1,6 +1,7 @@
 """``unetseg train`` on the command line: its flags, generated from the configuration
 dataclasses (`unetseg.config`), so the help, the defaults and the YAML keys are one thing; the
-rules of ``--resume``; and the relaunch under torchrun for ``--nproc``."""
+layers of settings and ``--resume``, by the rules `unetseg.config` owns; and the relaunch under
+torchrun for ``--nproc``."""
 
 from __future__ import annotations
 
@@ -10,16 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["add_train_flags", "add_config_flags", "config_from_args", "train_command",
-           "RESUMABLE_CHANGES"]
-
-# What a resumed run may change: when, where and how long it runs, not what it trains.
-RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.time_budget",
-                     "train.val_every", "train.patience", "train.progress", "train.device",
-                     "train.max_nonfinite", "train.checkpoint_every", "train.tensorboard",
-                     "data.workers"}
-# The fields that set how long a run trains (`unetseg.plan`).
-LENGTH_FIELDS = {"epochs", "max_steps", "time_budget"}
+__all__ = ["add_train_flags", "add_config_flags", "config_from_args", "train_command"]
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -89,40 +81,26 @@ def config_from_args(args: argparse.Namespace):
 def _configure(args: argparse.Namespace):
     """`config_from_args`'s configuration, with the recipe it started from: ``(config, recipe
     name or None, recipe settings)``; no recipe when resuming (the run's own file is the base)."""
-    from ..config import RunConfig
+    from ..config import RunConfig, layered_settings
 
-    resuming = bool(getattr(args, "resume", None))
-    recipe_name, recipe = None, {}
-    if resuming:
-        recorded = RunConfig.from_yaml(Path(args.resume) / "config.yaml")
-        values = recorded.to_dict()
-    else:
+    flags: dict = {}
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".")
+            flags.setdefault(section, {})[name] = value
+    if not getattr(args, "resume", None):
         from_file = _file_settings(args)
         recipe_name, recipe = chosen_recipe(args, from_file)
-        values = _recipe_then_file(args, recipe, from_file)
-    given = {key: value for key, value in vars(args).items() if "." in key}
-    for key, value in given.items():
-        section, name = key.split(".")
-        values.setdefault(section, {})[name] = value
-    if resuming:
-        _check_resumed_flags(given, recorded, RunConfig.from_dict(values), Path(args.resume))
-        values["train"]["out"] = args.resume
-    return RunConfig.from_dict(values), recipe_name, recipe
-
-
-def _recipe_then_file(args: argparse.Namespace, recipe: dict, from_file: dict) -> dict:
-    """The recipe's settings with the ``--config`` file's laid over them (sections merged)."""
-    values = {section: dict(settings) for section, settings in recipe.items()}
-    # A length the user gives (--epochs, --max-steps or --time-budget) replaces the recipe's
-    # whole: its --max-steps would otherwise silently override their --epochs.
-    given = set((from_file.get("train") or {})) | {key.split(".")[1] for key in vars(args)
-                                                    if key.startswith("train.")}
-    if given & LENGTH_FIELDS:
-        for name in LENGTH_FIELDS:
-            values.get("train", {}).pop(name, None)
-    for section, settings in from_file.items():
-        values.setdefault(section, {}).update(settings or {})
-    return values
+        values = layered_settings(recipe, from_file, flags)
+        return RunConfig.from_dict(values), recipe_name, recipe
+    run = Path(args.resume)
+    recorded = RunConfig.from_yaml(run / "config.yaml")
+    given_out = flags.get("train", {}).get("out")
+    if given_out is not None and Path(given_out).resolve() != run.resolve():
+        raise ValueError(f"--out {given_out} and --resume {run} name different runs; drop --out")
+    values = layered_settings({}, recorded.to_dict(), flags)     # no recipe: the run's own
+    values["train"]["out"] = args.resume
+    return RunConfig.from_dict(values), None, {}     # `fit` checks what may change
 
 
 def _file_settings(args: argparse.Namespace) -> dict:
@@ -146,29 +124,6 @@ def chosen_recipe(args: argparse.Namespace, from_file: dict):
     source = (getattr(args, "data.source", None)
               or (from_file.get("data") or {}).get("source") or DataConfig.source)
     return recipe_for(getattr(args, "recipe", "auto"), source)
-
-
-def _check_resumed_flags(given: dict, recorded, requested, run: Path) -> None:
-    from ..config import SECTIONS, flag_of
-
-    changed = []
-    for key in given:
-        section, name = key.split(".")
-        before = getattr(getattr(recorded, section), name)
-        after = getattr(getattr(requested, section), name)
-        if key == "train.out":
-            if Path(after).resolve() != run.resolve():
-                raise ValueError(f"--out {after} and --resume {run} name different runs; "
-                                 f"drop --out")
-        elif after != before and key not in RESUMABLE_CHANGES:
-            changed.append(f"{flag_of(SECTIONS[section], name)} (recorded {before!r}, "
-                           f"given {after!r})")
-    if changed:
-        allowed = sorted(flag_of(SECTIONS[k.split('.')[0]], k.split('.')[1])
-                         for k in RESUMABLE_CHANGES)
-        raise ValueError(f"{', '.join(changed)} cannot change when resuming (the checkpoint "
-                         f"was trained with {run / 'config.yaml'}); only {', '.join(allowed)} "
-                         f"may")
 
 
 def _relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
