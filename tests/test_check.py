@@ -353,3 +353,47 @@ def test_junk_files_and_overlapping_split_files(tmp_path):
     report = check_data(DataConfig(source=str(root), train_list="train.txt",
                                    val_list="val.txt"))
     assert report.status == 2 and "both name 1 image(s)" in format_report(report)
+
+
+# ---------------------------------------------------------------- check --json FILE
+
+def check_json(root: Path, path: Path, *flags: str) -> int:
+    from unetseg.cli import main
+
+    return main(["check", str(root), "--quiet", "--json", str(path), *flags])
+
+
+def test_check_json_writes_the_report_it_prints(tmp_path, capsys):
+    root = clean_folder(tmp_path / "data")
+    assert check_json(root, tmp_path / "report.json") == 0
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert DataReport.from_dict(written) == check_data(DataConfig(source=str(root)))
+
+
+def test_check_json_refuses_an_existing_file(tmp_path, capsys):
+    root = clean_folder(tmp_path / "data")
+    (tmp_path / "report.json").write_text("keep me")
+    assert check_json(root, tmp_path / "report.json") == 2
+    err = capsys.readouterr().err
+    assert f"--json {tmp_path / 'report.json'} exists; choose another --json, or pass " \
+           f"--overwrite to replace it" in err
+    assert "status" not in err and (tmp_path / "report.json").read_text() == "keep me"
+    assert check_json(root, tmp_path / "report.json", "--overwrite") == 0
+    assert json.loads((tmp_path / "report.json").read_text())["status"] == 0
+
+
+@pytest.mark.parametrize("inside", ["report.json", "images/report.json", "val/masks/r.json",
+                                    "dataset.json"])
+def test_check_json_refuses_a_path_inside_the_data(tmp_path, capsys, inside):
+    """Even with --overwrite: a dataset.json there would be read as the dataset file."""
+    root = clean_folder(tmp_path / "data")
+    assert check_json(root, root / inside, "--overwrite") == 2
+    assert f"--json {root / inside} is inside the data folder" in capsys.readouterr().err
+    assert not (root / inside).exists() and (root / "dataset.yaml").is_file()
+
+
+def test_check_json_refuses_a_folder(tmp_path, capsys):
+    root = clean_folder(tmp_path / "data")
+    (tmp_path / "reports").mkdir()
+    assert check_json(root, tmp_path / "reports", "--overwrite") == 2
+    assert "is a folder; expected a file name" in capsys.readouterr().err

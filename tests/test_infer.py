@@ -303,7 +303,7 @@ def test_onnx_logits_match_pytorch(checkpoint, onnx_model, shape):
 def test_export_refuses_to_overwrite(checkpoint, onnx_model, capsys):
     before = onnx_model.read_bytes()
     assert main(["export", str(checkpoint), "--out", str(onnx_model)]) == 2
-    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert "exists; choose another --out, or pass --overwrite" in capsys.readouterr().err
     assert onnx_model.read_bytes() == before
 
 
@@ -358,7 +358,8 @@ def test_predict_never_overwrites_without_the_flag(checkpoint, images, tmp_path,
     assert main(["predict", str(checkpoint), one, "--out", str(out), "--quiet"]) == 0
     (out / "im0.png").write_bytes(b"keep me")
     assert main(["predict", str(checkpoint), one, "--out", str(out), "--quiet"]) == 2
-    assert "exist" in capsys.readouterr().err and (out / "im0.png").read_bytes() == b"keep me"
+    assert "already holds 2 of its outputs (im0.png, im0_overlay.png)" in capsys.readouterr().err
+    assert (out / "im0.png").read_bytes() == b"keep me"
     assert main(["predict", str(checkpoint), one, "--out", str(out), "--quiet",
                  "--overwrite"]) == 0
     assert (out / "im0.png").read_bytes() != b"keep me"

@@ -120,8 +120,8 @@ def no_scoring(*args, **kwargs):
 def test_evaluate_refuses_to_replace_an_existing_output(tmp_path, monkeypatch, existing):
     (tmp_path / existing).write_text("keep me")
     monkeypatch.setattr(evaluate_job, "score_split", no_scoring)
-    with pytest.raises(ValueError, match=rf"1 output file\(s\) exist \(.*{existing}\); pass "
-                                         r"--overwrite to replace them"):
+    with pytest.raises(ValueError, match=rf"--out .* already holds {existing}; choose another "
+                                         r"--out, or pass --overwrite to replace it"):
         evaluate_checkpoint(tmp_path / "best.safetensors", tmp_path)
     assert (tmp_path / existing).read_text() == "keep me"
 
@@ -130,12 +130,12 @@ def test_inspect_refuses_to_replace_an_existing_report(tmp_path, monkeypatch):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "report.html").write_text("keep me")
     monkeypatch.setattr(inspect_job, "score_split", no_scoring)
-    with pytest.raises(ValueError, match="report.html.*pass --overwrite to replace them"):
+    with pytest.raises(ValueError, match="already holds report.html.*pass --overwrite to replace"):
         inspect_checkpoint(tmp_path / "best.safetensors", tmp_path / "out")
     masks = box_masks(1)
     save(tmp_path / "pred", "m0.png", masks[0])
     save(tmp_path / "truth", "m0.png", masks[0])
-    with pytest.raises(ValueError, match="report.html.*pass --overwrite to replace them"):
+    with pytest.raises(ValueError, match="already holds report.html.*pass --overwrite to replace"):
         inspect_folders(tmp_path / "pred", tmp_path / "truth", tmp_path / "out", "a,b")
     inspect_folders(tmp_path / "pred", tmp_path / "truth", tmp_path / "out", "a,b",
                     overwrite=True)

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import atomic_write_bytes, check_output_folder
+from .files import atomic_write_bytes
 from .infer import load_segmenter
+from .outputs import claim_file
 
 __all__ = ["export_onnx", "OnnxSegmenter", "load_predictor", "METADATA_KEY"]
 
@@ -35,13 +36,13 @@ def _require(module: str):
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Write ``checkpoint`` as an ONNX model with dynamic batch, height and width."""
+    """Write ``checkpoint`` as an ONNX model with dynamic batch, height and width.
+
+    Its output policy (`unetseg.outputs`): an existing ``out`` is refused unless ``overwrite``.
+    """
     onnx = _require("onnx")
     _require("onnxscript")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ValueError(f"{out} exists; pass --overwrite to replace it")
-    check_output_folder(out.parent, "--out")
+    out = claim_file(out, overwrite, "--out")
     segmenter = load_segmenter(checkpoint).to(memory_format=torch.contiguous_format)
     example = torch.rand(1, segmenter.in_channels, 64, 64)
     batch, height, width = (torch.export.Dim(name) for name in ("batch", "height", "width"))

@@ -2,20 +2,33 @@
 
 Every file the toolkit writes (checkpoints, metrics, plots, reports, predictions) goes to a
 temporary file in the destination folder, is fsynced, then renamed over the target: a crash, a
-kill or a full disk leaves either the old file or the new one, never a mix.
+kill or a full disk leaves either the old file or the new one, never a mix. Tables, records
+and configurations are written by `write_csv`, `write_json`, `write_jsonl` and `write_yaml`,
+so every CSV, JSON and YAML file has one dialect: CSV quoted by the `csv` module, JSON
+without NaN, YAML in the order it was given.
+
+Whether a file may be written at all (an existing report, a folder of data) is
+`unetseg.outputs`' business.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "cache_dir",
-           "check_output_folder", "refuse_existing_outputs", "json_ready"]
+# Re-exported while report.inspection still imports them from here; the policy is outputs'.
+from .outputs import check_output_folder, refuse_existing_outputs
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "write_csv", "write_json",
+           "write_jsonl", "write_yaml", "yaml_text", "json_ready", "cache_dir",
+           "check_output_folder", "refuse_existing_outputs"]
 
 
 def _new_temporary(path: Path) -> Path:
@@ -77,17 +90,37 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def check_output_folder(path: str | Path, flag: str) -> Path:
-    """``path`` as a Path, after checking it can be an output folder: missing (to be created) or
-    a folder. ``flag`` names the option it came from, for the message.
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A table as CSV (``\\n`` line ends), quoted by the `csv` module: a class name with a
+    comma or a quote stays one field. Values are written as ``str`` gives them."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
-    Raises:
-        ValueError: ``path`` exists and is not a folder.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{flag} {path} is a file; expected a folder")
-    return path
+
+def write_json(path: str | Path, value: Any, indent: int | None = 2) -> None:
+    """``value`` as JSON, undefined numbers (NaN) as null (`json_ready`)."""
+    atomic_write_text(path, json.dumps(json_ready(value), indent=indent))
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
+    """One JSON line per row, NaN as null, rewritten whole (a log that grows by rows)."""
+    atomic_write_text(path, "".join(json.dumps(json_ready(row)) + "\n" for row in rows))
+
+
+def yaml_text(value: Any) -> str:
+    """``value`` (plain dicts, lists, numbers, strings) as YAML, keys in the order given, so a
+    configuration reads in the order its sections are declared."""
+    import yaml
+
+    return yaml.safe_dump(value, sort_keys=False)
+
+
+def write_yaml(path: str | Path, value: Any) -> None:
+    """``value`` as YAML (`yaml_text`)."""
+    atomic_write_text(path, yaml_text(value))
 
 
 def json_ready(value: Any) -> Any:
@@ -100,20 +133,6 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_ready(v) for v in value]
     return value
-
-
-def refuse_existing_outputs(paths: Iterable[Path]) -> None:
-    """Raise ValueError naming the ``paths`` that exist (up to three, and how many in all).
-
-    Every job calls it on all its outputs before doing any work, so that a refusal costs
-    nothing and an accepted run never stops half-way over a file it may not replace.
-    """
-    existing = [path for path in paths if path.exists()]
-    if existing:
-        listed = ", ".join(str(path) for path in existing[:3])
-        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
-        raise ValueError(f"{len(existing)} output file(s) exist ({listed}{more}); pass "
-                         f"--overwrite to replace them, or choose another --out")
 
 
 def cache_dir() -> Path:

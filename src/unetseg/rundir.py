@@ -18,7 +18,6 @@ two processes ever rename the same file. Every file is written atomically (`unet
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -26,20 +25,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import RECORD_SECTIONS
+from .config import RECORD_SECTIONS, RunConfig, read_config_file
 from .evaluation import Evaluation
-from .files import atomic_write_text, check_output_folder, json_ready
+from .files import atomic_write_text, write_csv, write_jsonl, write_yaml
 from .metrics import ConfusionMatrix
+from .outputs import check_output_folder, refusal, refuse_inside
 from .report.figures import plot_curves
 
-__all__ = ["RunDir", "RunState", "EpochTally", "LOG_COLUMNS", "epoch_row"]
+__all__ = ["RunDir", "RunState", "EpochTally", "LOG_COLUMNS", "epoch_row", "read_run_config",
+           "load_run_config", "CONFIG_FILE"]
 
+CONFIG_FILE = "config.yaml"
 # The files a run writes (and `--overwrite` replaces); other files in the folder are left alone.
-RUN_FILES = ("config.yaml", "last.safetensors", "previous.safetensors", "best.safetensors",
+RUN_FILES = (CONFIG_FILE, "last.safetensors", "previous.safetensors", "best.safetensors",
              ".staged-last.safetensors", "metrics.jsonl", "metrics.csv", "curves.png",
              "tensorboard")
 LOG_COLUMNS = ["epoch", "step", "train_loss", "train_miou", "val_loss", "val_miou", "val_mdice",
@@ -82,6 +83,24 @@ class RunState:
         return cls(**values)
 
 
+def read_run_config(run: str | Path) -> dict[str, Any]:
+    """The sections a run's config.yaml holds, as written: the settings (data, model, train)
+    and the records (`RECORD_SECTIONS`). The one reader of that file: resuming, the run
+    folder's checks and the recorded precision all go through it.
+
+    Raises:
+        OSError: the file cannot be read (a folder that holds no run).
+        ValueError: it is not YAML, or not a mapping of sections (the message names the file).
+    """
+    return read_config_file(Path(run) / CONFIG_FILE)
+
+
+def load_run_config(run: str | Path) -> RunConfig:
+    """The configuration a run was trained with (`read_run_config`, records left out), as
+    resuming reads it; errors name the file."""
+    return RunConfig.from_dict(read_run_config(run), str(Path(run) / CONFIG_FILE))
+
+
 def epoch_row(epoch: int, step: int, train_loss: float, train_miou: float, val: Evaluation,
               lr: float, seconds: float) -> dict:
     """One line of metrics.jsonl (and, through `LOG_COLUMNS`, of metrics.csv) for 0-based
@@ -121,11 +140,16 @@ class RunDir:
             return False
         present = sorted(p.name for p in self.path.iterdir()) if self.path.is_dir() else []
         if present and not overwrite and not self._only_an_unstarted_run(present):
-            what = (f"a run ({self.last.name}); pass --resume to continue it, " if exists
-                    else f"files ({', '.join(present[:3])}{', ...' if len(present) > 3 else ''})"
-                         f" but no run to resume; ")
-            raise ValueError(f"--out {self.path} already holds {what}choose another --out, or "
-                             f"pass --overwrite to start a new run there")
+            # The refuse policy (`unetseg.outputs`), with every file of the folder counted:
+            # a run folder belongs to its run.
+            if exists:
+                raise refusal("--out", self.path, f"already holds a run ({self.last.name})",
+                              also="pass --resume to continue it, ",
+                              overwrite_does="start a new run there")
+            shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
+            raise refusal("--out", self.path,
+                          f"already holds files ({shown}) but no run to resume",
+                          overwrite_does="start a new run there")
         return bool(present)
 
     def _only_an_unstarted_run(self, present: list[str]) -> bool:
@@ -135,28 +159,24 @@ class RunDir:
                               "tensorboard", ".staged-last.safetensors"}
         if not set(name for name in present if not name.endswith(".tmp")) <= before_checkpoints:
             return False
-        try:
-            recorded = yaml.safe_load((self.path / "config.yaml").read_text())
-        except (OSError, yaml.YAMLError):
-            return False
-        return isinstance(recorded, dict) and RECORD_SECTIONS[0] in recorded
+        return RECORD_SECTIONS[0] in self._recorded()
 
     def record(self, name: str) -> dict | None:
         """A record (one of `RECORD_SECTIONS`) that config.yaml holds, or None."""
+        return self._recorded().get(name)
+
+    def _recorded(self) -> dict[str, Any]:
+        """What config.yaml holds; nothing when there is no readable one (someone's own file,
+        a run killed while writing it)."""
         try:
-            recorded = yaml.safe_load((self.path / "config.yaml").read_text())
-        except (OSError, yaml.YAMLError):
-            return None
-        return recorded.get(name) if isinstance(recorded, dict) else None
+            return read_run_config(self.path)
+        except (OSError, ValueError):
+            return {}
 
     def refuse_inside(self, folders: set[Path]) -> None:
         """Refuse a run folder inside one of the data's folders (images/, masks/): the run's
         files would land among the data, and later be read as data."""
-        inside = self.path.resolve()
-        for folder in sorted(folders):
-            if inside == folder.resolve() or folder.resolve() in inside.parents:
-                raise ValueError(f"--out {self.path} is inside the data folder {folder}; choose "
-                                 f"an --out outside the dataset")
+        refuse_inside(self.path, folders, "--out")
 
     def clear(self) -> None:
         """Remove the files an earlier run wrote (for ``--overwrite``), so nothing of it, a
@@ -170,10 +190,15 @@ class RunDir:
             else:
                 path.unlink(missing_ok=True)
 
-    def write_config(self, yaml_text: str) -> None:
-        if self.is_main:
-            self.path.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path / "config.yaml", yaml_text)
+    def write_config(self, config: str | dict[str, Any]) -> None:
+        """config.yaml: the YAML text of `RunConfig.to_yaml`, or the sections as values."""
+        if not self.is_main:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        if isinstance(config, str):
+            atomic_write_text(self.path / CONFIG_FILE, config)
+        else:
+            write_yaml(self.path / CONFIG_FILE, config)
 
     # --- checkpoints ----------------------------------------------------------------------
 
@@ -215,13 +240,9 @@ class RunDir:
         """metrics.jsonl, metrics.csv and curves.png, rewritten whole from ``history``."""
         if not self.is_main:
             return
-        atomic_write_text(self.path / "metrics.jsonl",
-                          "".join(json.dumps(json_ready(row)) + "\n" for row in history))
-        lines = [",".join(LOG_COLUMNS + [f"iou_{name}" for name in class_names])]
-        for row in history:
-            lines.append(",".join([str(row[c]) for c in LOG_COLUMNS]
-                                  + [str(v) for v in row["val_iou"]]))
-        atomic_write_text(self.path / "metrics.csv", "\n".join(lines) + "\n")
+        write_jsonl(self.path / "metrics.jsonl", history)
+        write_csv(self.path / "metrics.csv", LOG_COLUMNS + [f"iou_{name}" for name in class_names],
+                  ([row[c] for c in LOG_COLUMNS] + list(row["val_iou"]) for row in history))
         plot_curves(history, class_names, self.path / "curves.png")
 
     def open_tensorboard(self) -> None:

@@ -135,8 +135,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         add_config_flags(check, "data", CHECK_FIELDS)
     check.add_argument("--strict", action="store_true", help="count warnings as errors: exit "
                                                              "2 instead of 1 (default: off)")
-    check.add_argument("--json", metavar="FILE", help="also write the report as JSON "
-                                                      "(default: none)")
+    check.add_argument("--json", metavar="FILE", help="also write the report as JSON; never "
+                                                      "inside the data's folders (default: "
+                                                      "none)")
+    check.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --json file (default: refuse)")
     check.add_argument("--quiet", action="store_true", help="no progress bars "
                                                             "(default: shown)")
     check.set_defaults(run=check_command)

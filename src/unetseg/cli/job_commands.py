@@ -90,19 +90,18 @@ CHECK_FIELDS = ("root", "val", "spec", "classes", "val_ratio", "train_list", "va
 
 
 def check_command(args: argparse.Namespace) -> int:
-    import json
-
     from ..config import DataConfig
-    from ..files import atomic_write_text
-    from ..jobs.check import check_data, format_report
+    from ..jobs.check import check_data, claim_report_file, format_report, write_report
 
     settings = {name: getattr(args, f"data.{name}") for name in CHECK_FIELDS
                 if hasattr(args, f"data.{name}")}
-    report = check_data(DataConfig(source=args.data, **settings), progress=not args.quiet,
-                        strict=args.strict)
+    config = DataConfig(source=args.data, **settings)
+    # Refused before the data is read, not after minutes of reading it.
+    json_path = claim_report_file(args.json, config, args.overwrite) if args.json else None
+    report = check_data(config, progress=not args.quiet, strict=args.strict)
     print(format_report(report))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2))
+    if json_path is not None:
+        write_report(report, json_path)
     return report.status
 
 

@@ -16,6 +16,10 @@ Every bad pair is listed, not only the first: the datasets are built with ``skip
 each pair it leaves out becomes an error (or, when the user asked for ``--skip-bad``, a
 warning), so one run of ``check`` names every file to fix. Errors (status 2) stop training;
 warnings (status 1) are worth reading first; ``strict`` counts warnings as errors.
+
+``--json FILE`` also writes the report (`write_report`). Its output policy
+(`unetseg.outputs`): refuse an existing file unless ``--overwrite``, and a file inside the
+data's own folders always (a ``dataset.json`` there would be read as the dataset file).
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ from PIL import Image
 
 from ..config import DataConfig
 from ..data.folder import DatasetSpec
-from ..data.io import IMAGE_SUFFIXES, read_raw_image, scale_to_unit
+from ..data.io import list_images, read_raw_image, scale_to_unit
 from ..data.sources import Datasets, build_datasets
+from ..files import write_json
+from ..outputs import claim_file
 from ..progress import progress as progress_bar
 
 __all__ = ["DataReport", "ClassRow", "ValueRow", "SizeRow", "NearDuplicate", "check_data",
-           "format_report", "difference_hash", "near_duplicates", "DUPLICATE_DISTANCE"]
+           "format_report", "difference_hash", "near_duplicates", "DUPLICATE_DISTANCE",
+           "data_folders", "claim_report_file", "write_report"]
 
 # Measured on CamVid: a re-encoded or lightly noised copy moves a hash by 0-4 bits, frames
 # 1/15 s apart differ by about 3, 1/3 s apart by about 7; the closest unrelated training
@@ -211,14 +218,34 @@ def _pair_folders(config: DataConfig) -> list[tuple[Path, Path]]:
     return [(folder / "images", folder / "masks") for folder in roots]
 
 
+def data_folders(config: DataConfig) -> set[Path]:
+    """The folders the data lives in: the dataset folder (a separate validation folder too)
+    and its image and mask folders; none for built-in data."""
+    if config.synthetic:
+        return set()
+    roots = [config.root] if config.root else [config.source, config.val]
+    return ({Path(root) for root in roots if root}
+            | {folder for pair in _pair_folders(config) for folder in pair})
+
+
+def claim_report_file(path: str | Path, config: DataConfig, overwrite: bool) -> Path:
+    """``--json``'s file, checked before any data is read: never inside `data_folders`, and
+    not an existing file unless ``overwrite``."""
+    return claim_file(path, overwrite, "--json", data_folders(config))
+
+
+def write_report(report: DataReport, path: str | Path) -> None:
+    """The report as JSON (`DataReport.to_dict`), atomically; claim the path first
+    (`claim_report_file`)."""
+    write_json(path, report.to_dict())
+
+
 def _image_stems(folder: Path) -> dict[str, Path]:
-    """Image files by stem, leaving out what the loader leaves out (dot-files, other
-    suffixes); an absent folder has none (the build names it)."""
+    """Image files by stem, as the loader finds them; an absent folder has none, and of two
+    files with one stem the last counts (the build names both)."""
     if not folder.is_dir():
         return {}
-    return {path.stem: path for path in sorted(folder.iterdir())
-            if path.is_file() and not path.name.startswith(".")
-            and path.suffix.lower() in IMAGE_SUFFIXES}
+    return {path.stem: path for path in list_images(folder).images}
 
 
 def _find_unpaired(report: DataReport, config: DataConfig) -> None:

@@ -1,6 +1,9 @@
 """The demo: train on synthetic shapes, score the best checkpoint on held-out shapes, draw
 overlays (image | truth | prediction) and write the mask inspector's report. It needs no
 download and runs in a few minutes on a CPU.
+
+Its output policy (`unetseg.outputs`): numbered. An earlier demo is never replaced; a new one
+goes to the first free ``runs/demo-2``, ``runs/demo-3``, ...
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 
 from ..config import DataConfig, RunConfig, TrainConfig, UNetConfig
 from ..files import atomic_write_bytes
+from ..outputs import numbered_folder
 from ..report.images import colourise, side_by_side, to_rgb8
 from ..report.inspection import write_inspection_report
 from ..train import fit
@@ -26,14 +30,8 @@ class DemoResult:
     seconds: float
 
 
-def free_run_dir(out: str | Path) -> Path:
-    """``out`` if it does not exist yet, else the first free ``out-2``, ``out-3``, ..."""
-    out = Path(out)
-    candidate, number = out, 2
-    while candidate.exists():
-        candidate = out.with_name(f"{out.name}-{number}")
-        number += 1
-    return candidate
+# The demo's folder: `numbered_folder`, under the name tests and callers know.
+free_run_dir = numbered_folder
 
 
 def run_demo(

@@ -1,22 +1,17 @@
 """The job behind ``unetseg evaluate``: score a checkpoint on a split and write the results.
 
 Writes ``evaluation.json`` (scores, per-class rows, confusion matrix), ``confusion.png`` and
-the mask inspector's ``report.json`` and ``report.html`` into the output folder; existing ones
-are not replaced unless ``overwrite``.
+the mask inspector's ``report.json`` and ``report.html`` into the output folder. Its output
+policy (`unetseg.outputs`): refuse, unless ``overwrite``, to replace any of them.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..files import (
-    atomic_write_text,
-    check_output_folder,
-    json_ready,
-    refuse_existing_outputs,
-)
+from ..files import write_json
+from ..outputs import claim_folder
 from ..report.figures import plot_confusion
 from ..report.inspection import REPORT_FILES, write_inspection_report
 from .scoring import ScoredSplit, score_split
@@ -37,14 +32,12 @@ def evaluate_checkpoint(
     Raises ValueError before scoring when ``out`` is a file, or holds any of
     `EVALUATION_FILES` and ``overwrite`` is off.
     """
-    out = check_output_folder(out, "--out")
-    if not overwrite:
-        refuse_existing_outputs(out / name for name in EVALUATION_FILES)
+    out = claim_folder(out, EVALUATION_FILES, overwrite)
     scored = score_split(checkpoint, split, data, device, inspect=inspect, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     numbers = {"images": scored.images, "split": scored.split,
                **scored.evaluation.to_dict(scored.class_names)}
-    atomic_write_text(out / "evaluation.json", json.dumps(json_ready(numbers), indent=2))
+    write_json(out / "evaluation.json", numbers)
     plot_confusion(scored.evaluation.scores.matrix.numpy(), scored.class_names,
                    out / "confusion.png")
     if inspect:

@@ -4,7 +4,8 @@ inspect that.
 
 Predicted masks are read as the class indices they hold (what ``unetseg predict`` writes);
 the dataset file's value remap and RGB colours describe how the *true* masks are stored, so
-they apply to those only.
+they apply to those only. The output policy (`unetseg.outputs`): refuse, unless ``overwrite``,
+to replace a report in the output folder.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..data.folder import DatasetSpec
-from ..data.io import IMAGE_SUFFIXES, read_image, read_mask
-from ..files import check_output_folder, refuse_existing_outputs
+from ..data.io import IMAGE_SUFFIXES, images_by_stem, list_images, read_image, read_mask
 from ..inspector import Inspection, Inspector
+from ..outputs import claim_folder
 from ..report.inspection import REPORT_FILES, write_inspection_report
 from .scoring import score_split
 
@@ -36,14 +37,6 @@ def class_spec(classes: str | None, num_labels: int | None = None) -> DatasetSpe
     return DatasetSpec(class_names=tuple(f"class {i}" for i in range(num_labels)))
 
 
-def _check_report_folder(out: str | Path, overwrite: bool) -> Path:
-    """``out`` as a folder the report may be written into; checked before any work."""
-    out = check_output_folder(out, "--out")
-    if not overwrite:
-        refuse_existing_outputs(out / name for name in REPORT_FILES)
-    return out
-
-
 # --- folders of masks ---------------------------------------------------------------------------
 
 def _mask_files(folder: Path, flag: str, predictions: bool) -> dict[str, Path]:
@@ -55,15 +48,7 @@ def _mask_files(folder: Path, flag: str, predictions: bool) -> dict[str, Path]:
     """
     if not folder.is_dir():
         raise ValueError(f"{flag} {folder}: expected a folder of masks")
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if (path.name.startswith(".") or not path.is_file()
-                or path.suffix.lower() not in IMAGE_SUFFIXES):
-            continue
-        if path.stem in files:
-            raise ValueError(f"{path} and {files[path.stem]} in {flag} share the stem "
-                             f"{path.stem!r}; keep one mask per image")
-        files[path.stem] = path
+    files = images_by_stem(folder)[0]
     if predictions:
         files = {stem: path for stem, path in files.items()
                  if not (stem.endswith("_overlay") and stem[:-len("_overlay")] in files)}
@@ -121,7 +106,7 @@ def inspect_folders(
     Raises ValueError before reading any mask when ``out`` holds a report and ``overwrite``
     is off.
     """
-    out = _check_report_folder(out, overwrite)
+    out = claim_folder(out, REPORT_FILES, overwrite)
     pairs = _pair_masks(Path(pred_dir), Path(truth_dir))
     spec = (class_spec(classes) if classes else         # else name the labels found
             class_spec(None, _found_labels(pairs)))
@@ -139,8 +124,7 @@ def inspect_folders(
     for index, (_, truth_path) in enumerate(pairs):
         inspector.add(*read_pair(index), truth_path.name)
     inspection = inspector.result()
-    images = ({p.stem: p for p in Path(images_dir).iterdir() if p.is_file()}
-              if images_dir is not None else None)
+    images = _images_by_stem(images_dir) if images_dir is not None else None
 
     def sample(index: int):
         image = images.get(pairs[index][1].stem)
@@ -152,6 +136,14 @@ def inspect_folders(
                             title=f"Mask inspection: {Path(pred_dir).name} vs "
                                   f"{Path(truth_dir).name}", ignore_index=spec.ignore_index)
     return inspection
+
+
+def _images_by_stem(folder: str | Path) -> dict[str, Path]:
+    """The --images folder's images by stem, for the worst-images section; of two with one
+    stem the last is shown."""
+    if not Path(folder).is_dir():
+        raise ValueError(f"--images {folder}: expected a folder of images")
+    return {path.stem: path for path in list_images(folder).images}
 
 
 # --- a checkpoint on a dataset split ------------------------------------------------------------
@@ -166,7 +158,7 @@ def inspect_checkpoint(
 
     Raises ValueError before scoring when ``out`` holds a report and ``overwrite`` is off.
     """
-    out = _check_report_folder(out, overwrite)
+    out = claim_folder(out, REPORT_FILES, overwrite)
     scored = score_split(checkpoint, split, data, device, inspect=True, progress=progress)
     write_inspection_report(scored.inspection, out, scored.colours, scored.sample,
                             title=f"Mask inspection: {Path(checkpoint).name}",

@@ -12,10 +12,11 @@ earlier runs into the same folder), the inputs that failed, and, when the run st
 ``"interrupted": true`` with the inputs not reached under ``"remaining"``.
 
 Before anything is written, every planned output is checked: two inputs that would write the
-same file (``a.png`` and ``a.jpg``, or ``a.png``'s overlay and an input ``a_overlay.png``), an
-output that is an input, and, unless ``overwrite``, an output that exists, are refused. An image
-that cannot be read is reported by name and skipped; the others still finish. The first Ctrl-C
-stops after the image in hand (its outputs and summary.json are written); a second aborts.
+same file (``a.png`` and ``a.jpg``, or ``a.png``'s overlay and an input ``a_overlay.png``) and
+an output that is an input are refused; so, unless ``overwrite``, is an output that exists (the
+refuse policy of `unetseg.outputs`). An image that cannot be read is reported by name and
+skipped; the others still finish. The first Ctrl-C stops after the image in hand (its outputs
+and summary.json are written; `unetseg.signals.StopSignals`); a second aborts.
 """
 
 from __future__ import annotations
@@ -24,25 +25,19 @@ import glob
 import json
 import os
 import signal
-import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ..data.io import IMAGE_SUFFIXES, no_pixel_limit, read_raw_image
-from ..files import (
-    atomic_write_bytes,
-    atomic_write_text,
-    check_output_folder,
-    refuse_existing_outputs,
-)
+from ..data.io import list_images, no_pixel_limit, read_raw_image
+from ..files import atomic_write_bytes, write_json
 from ..infer import predict
-from ..progress import progress
+from ..outputs import check_output_folder, refuse_existing_outputs
+from ..progress import progress, say
 from ..report.images import overlay, palette_png, png_bytes
+from ..signals import StopSignals
 
 __all__ = ["expand_inputs", "output_paths", "PredictOptions", "PredictReport", "predict_files"]
 
@@ -79,8 +74,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     for entry in inputs:
         path = Path(entry)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir()
-                             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            matches = list_images(path).images
         elif path.is_file():
             matches = [path]
         else:
@@ -124,53 +118,6 @@ def _check_outputs(paths: list[Path], out_dir: Path, options: PredictOptions) ->
     if not options.overwrite:
         refuse_existing_outputs(p for path in paths
                                 for p in output_paths(path, out_dir, options.probs))
-
-
-# --- stopping cleanly -----------------------------------------------------------------------------
-
-def _say_now(message: str) -> None:
-    """Write ``message`` to stderr from a signal handler: to the descriptor itself where there
-    is one, because the buffered stream may be in the middle of a write (a progress bar's)
-    and would refuse a reentrant one."""
-    try:
-        descriptor = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):    # no descriptor: a notebook, a capture
-        sys.stderr.write(message)
-        sys.stderr.flush()
-        return
-    os.write(descriptor, message.encode())
-
-
-class _StopAfterThisImage:
-    """While active, the first Ctrl-C only asks the loop to stop after the image in hand, so
-    that image's outputs and summary.json are written; a second Ctrl-C aborts at once.
-
-    The handler is installed for the block only, and only in the main thread (the only one
-    that may); elsewhere Ctrl-C keeps its usual meaning.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._installed = False
-        self._previous: Any = None
-
-    def _handle(self, number, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        _say_now("\nstopping after this image; Ctrl-C again to abort\n")
-
-    def __enter__(self) -> _StopAfterThisImage:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._installed:
-            # None: the earlier handler was not set from Python and cannot be put back.
-            signal.signal(signal.SIGINT, signal.SIG_DFL if self._previous is None
-                          else self._previous)
 
 
 # --- the work -----------------------------------------------------------------------------------
@@ -219,7 +166,7 @@ def _predict_into(report: PredictReport, predictor, path: Path, out_dir: Path,
         entry = _predict_one(predictor, path, out_dir, options)
     except ValueError as error:                 # unreadable or unusable input: name it, go on
         report.failed[str(path)] = str(error)
-        tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+        say(f"skipped {path}: {error}")
         return
     report.summary["images"][path.stem] = entry
     report.written.extend(Path(p) for p in entry["outputs"])
@@ -231,7 +178,7 @@ def _write_summary(path: Path, report: PredictReport, remaining: list[Path]) -> 
     report.summary["failed"] = report.failed
     report.summary["interrupted"] = bool(remaining)
     report.summary["remaining"] = [str(p) for p in remaining]
-    atomic_write_text(path, json.dumps(report.summary, indent=2))
+    write_json(path, report.summary)
 
 
 def predict_files(predictor, inputs: list[str], out_dir: str | Path,
@@ -251,7 +198,8 @@ def predict_files(predictor, inputs: list[str], out_dir: str | Path,
     report = PredictReport()
     report.summary = (json.loads(summary_path.read_text()) if summary_path.is_file() else {})
     report.summary.setdefault("images", {})
-    with _StopAfterThisImage() as stop:
+    # Ctrl-C only: a SIGTERM (a pre-empted job) still ends predict at once, as it always has.
+    with StopSignals(signals=(signal.SIGINT,), when="after this image") as stop:
         finished = 0
         try:
             # A bar in a terminal (for one image, its tiles' bar is enough), a plain line

@@ -1,0 +1,68 @@
+"""The run folder (`unetseg.rundir`): its logs, its one config.yaml reader, its refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from unetseg.rundir import LOG_COLUMNS, RunDir, load_run_config, read_run_config
+
+
+def history(epochs: int, classes: int) -> list[dict]:
+    """metrics.jsonl rows as training writes them (`epoch_row`), with made-up numbers."""
+    return [{**{column: 0.5 + epoch for column in LOG_COLUMNS}, "epoch": epoch + 1,
+             "val_iou": [0.25 * c + epoch for c in range(classes)],
+             "val_bf1": [math.nan] * classes} for epoch in range(epochs)]
+
+
+def test_metrics_csv_keeps_a_class_name_with_a_comma_and_a_quote_in_one_field(tmp_path):
+    """It was built with ",".join: a class called 'car, parked' shifted every column after it."""
+    names = ["background", 'car, parked', 'the "sky"']
+    RunDir(tmp_path).write_logs(history(2, len(names)), names)
+    with open(tmp_path / "metrics.csv", newline="") as table:
+        rows = list(csv.reader(table))
+    assert rows[0] == LOG_COLUMNS + ["iou_background", "iou_car, parked", 'iou_the "sky"']
+    assert len(rows) == 3 and all(len(row) == len(rows[0]) for row in rows)
+    assert float(rows[2][rows[0].index('iou_the "sky"')]) == 1.5
+    assert float(rows[2][rows[0].index("val_miou")]) == 1.5
+
+
+def test_metrics_jsonl_has_null_where_a_score_is_undefined(tmp_path):
+    RunDir(tmp_path).write_logs(history(1, 2), ["a", "b"])
+    row = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert row["val_bf1"] == [None, None] and row["val_iou"] == [0.0, 0.25]
+
+
+def test_config_yaml_is_read_back_with_its_records(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config({"data": {"size": 32}, "runtime": {"precision": "bf16"}})
+    assert read_run_config(run.path) == {"data": {"size": 32},
+                                         "runtime": {"precision": "bf16"}}
+    assert run.record("runtime") == {"precision": "bf16"} and run.record("data_check") is None
+
+
+def test_an_unreadable_config_yaml_is_no_record_but_an_error_to_resume_from(tmp_path):
+    (tmp_path / "config.yaml").write_text("data: [unclosed\n")
+    assert RunDir(tmp_path).record("runtime") is None
+    with pytest.raises(ValueError, match=r"config\.yaml: not valid YAML at line"):
+        read_run_config(tmp_path)
+
+
+def test_an_unstarted_run_is_started_again_but_someones_files_are_not_replaced(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config({"data": {}, "data_check": {"classes": {}}})
+    assert run.check(resume=False) is True                  # only what a run writes first
+    (run.path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"--out .*run already holds files \(config\.yaml, "
+                                         r"notes\.txt\) but no run to resume; choose another "
+                                         r"--out, or pass --overwrite to start a new run there"):
+        run.check(resume=False)
+
+
+def test_a_runs_configuration_is_loaded_as_it_was_written(tmp_path, make_tiny_config):
+    config = make_tiny_config(tmp_path / "run")
+    RunDir(tmp_path / "run").write_config(config.to_yaml({"runtime": {"precision": "fp32"}}))
+    assert load_run_config(tmp_path / "run") == config
