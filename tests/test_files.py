@@ -1,10 +1,14 @@
 """Atomic writes: the target holds the old contents or the new, never a mix and never a leftover
-temporary file; new files get the permissions the umask gives; the umask itself is left alone."""
+temporary file; new files get the permissions the umask gives; the umask itself is left alone.
+And the one CSV, JSON and YAML dialect every file the package writes goes through."""
 
 from __future__ import annotations
 
+import csv
 import errno
 import importlib
+import json
+import math
 import os
 from pathlib import Path
 
@@ -15,7 +19,10 @@ from unetseg.files import (
     atomic_write,
     atomic_write_bytes,
     atomic_write_text,
-    check_output_folder,
+    write_csv,
+    write_json,
+    write_jsonl,
+    write_yaml,
 )
 
 
@@ -126,17 +133,31 @@ def test_atomic_write_replaces_an_existing_file(tmp_path):
     assert names(tmp_path) == ["summary.json"]
 
 
-# --- output folders ------------------------------------------------------------------------------
+# --- the one CSV, JSON and YAML dialect ---------------------------------------------------------
 
-def test_check_output_folder_refuses_a_file_naming_the_flag(tmp_path):
-    afile = tmp_path / "runs.txt"
-    afile.write_text("")
-    with pytest.raises(ValueError, match=rf"--out {afile} is a file; expected a folder"):
-        check_output_folder(afile, "--out")
+def test_csv_fields_with_commas_quotes_and_newlines_read_back_whole(tmp_path):
+    rows = [["car, parked", 'the "sky"', 0.5], ["two\nlines", "", math.nan]]
+    write_csv(tmp_path / "t.csv", ["name", "other", "value"], rows)
+    with open(tmp_path / "t.csv", newline="") as table:
+        assert list(csv.reader(table)) == [["name", "other", "value"],
+                                           ["car, parked", 'the "sky"', "0.5"],
+                                           ["two\nlines", "", "nan"]]
+    assert names(tmp_path) == ["t.csv"]
 
 
-def test_check_output_folder_accepts_a_folder_or_a_missing_path(tmp_path):
-    assert check_output_folder(str(tmp_path), "--out") == tmp_path
-    missing = tmp_path / "not" / "yet"
-    assert check_output_folder(missing, "--out") == missing
-    assert not missing.exists()                        # checking creates nothing
+def test_json_has_null_for_nan_and_a_compact_form_for_caches(tmp_path):
+    write_json(tmp_path / "a.json", {"iou": [0.5, math.nan], "n": 2})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"iou": [0.5, None], "n": 2}
+    write_json(tmp_path / "c.json", {"a": [1, 2]}, indent=None)
+    assert (tmp_path / "c.json").read_text() == '{"a":[1,2]}'
+    write_jsonl(tmp_path / "l.jsonl", [{"x": math.nan}, {"x": 1}])
+    assert (tmp_path / "l.jsonl").read_text() == '{"x": null}\n{"x": 1}\n'
+
+
+def test_yaml_keeps_the_order_it_was_given(tmp_path):
+    import yaml
+
+    write_yaml(tmp_path / "c.yaml", {"train": {"lr": 0.003}, "data": {"size": 32}})
+    text = (tmp_path / "c.yaml").read_text()
+    assert text.index("train") < text.index("data")
+    assert yaml.safe_load(text) == {"train": {"lr": 0.003}, "data": {"size": 32}}

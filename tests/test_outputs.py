@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from unetseg.outputs import (
+    check_output_folder,
     claim_file,
     claim_folder,
     numbered_folder,
@@ -71,3 +72,17 @@ def test_the_numbered_policy_never_touches_what_exists(tmp_path):
     (tmp_path / "demo-2").write_text("a file takes the number too")
     assert numbered_folder(tmp_path / "demo") == tmp_path / "demo-3"
     assert numbered_folder(str(tmp_path / "other")) == tmp_path / "other"
+
+
+def test_check_output_folder_refuses_a_file_naming_the_flag(tmp_path):
+    afile = tmp_path / "runs.txt"
+    afile.write_text("")
+    with pytest.raises(ValueError, match=rf"--out {afile} is a file; expected a folder"):
+        check_output_folder(afile, "--out")
+
+
+def test_check_output_folder_accepts_a_folder_or_a_missing_path(tmp_path):
+    assert check_output_folder(str(tmp_path), "--out") == tmp_path
+    missing = tmp_path / "not" / "yet"
+    assert check_output_folder(missing, "--out") == missing
+    assert not missing.exists()                        # checking creates nothing

@@ -101,8 +101,10 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[A
 
 
 def write_json(path: str | Path, value: Any, indent: int | None = 2) -> None:
-    """``value`` as JSON, undefined numbers (NaN) as null (`json_ready`)."""
-    atomic_write_text(path, json.dumps(json_ready(value), indent=indent))
+    """``value`` as JSON, undefined numbers (NaN) as null (`json_ready`); ``indent`` None
+    writes one compact line (a cache no one reads by eye)."""
+    separators = (",", ":") if indent is None else None
+    atomic_write_text(path, json.dumps(json_ready(value), indent=indent, separators=separators))
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
