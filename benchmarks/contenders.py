@@ -2,7 +2,7 @@
 
 A contender is a network and the way its users train it:
 
-- ``ours``: `unetseg.UNet` trained by `unetseg.train.Trainer`'s own step, as ``unetseg train``
+- ``ours``: `unetseg.UNet` trained by `unetseg.train.train_step`, as ``unetseg train``
   runs it (tuned malloc, channels_last, measured precision, CE + Dice, gradient clipping, fused
   AdamW, the default schedule). Its switches (``malloc``, ``channels_last``, ``precision``,
   ``fused``) turn single levers off, to show what each one gives;
@@ -40,12 +40,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from unetseg.config import RunConfig, TrainConfig, UNetConfig
+from unetseg.data.sources import build_datasets
 from unetseg.evaluation import evaluate, validation_loader
 from unetseg.losses import ce_dice_loss
 from unetseg.model import UNet
 from unetseg.optim import parameter_groups
 from unetseg.runtime import tune_malloc
-from unetseg.train import Trainer
+from unetseg.train import TrainingParts, train_step, training_parts, with_data_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_PYTHON = ROOT / ".venv-exp" / "bin" / "python"
@@ -125,19 +126,45 @@ def plain_step(model, optimizer, images, masks) -> float:
     return loss.item()
 
 
-def our_trainer(contender: Contender, data, out: str, epochs: int = 20):
-    """`unetseg.train.Trainer` for ``data`` (a `DataConfig`) with the contender's switches and
-    otherwise the defaults of ``unetseg train``; it writes only into ``out``."""
-    train = TrainConfig(out=out, epochs=epochs, precision=contender.precision,
+@dataclass
+class OurTraining:
+    """What ``unetseg train`` trains a contender with (`unetseg.train.training_parts`), and
+    its step: `unetseg.train.train_step`, then the schedule's step, as the training loop
+    takes them."""
+
+    data: object                     # unetseg.data.sources.Datasets
+    parts: TrainingParts
+    grad_clip: float
+
+    @property
+    def model(self):
+        return self.parts.model
+
+    @property
+    def precision(self):
+        return self.parts.precision
+
+    def step(self, images, masks) -> None:
+        parts = self.parts
+        train_step(parts.model, parts.loss_fn, parts.optimizer, images,
+                   masks.to(parts.runtime.device), self.grad_clip, parts.scaler)
+        parts.scheduler.step()
+
+
+def our_trainer(contender: Contender, data, epochs: int = 20) -> OurTraining:
+    """`OurTraining` for ``data`` (a `DataConfig`) with the contender's switches and otherwise
+    the defaults of ``unetseg train``; it writes nothing."""
+    train = TrainConfig(epochs=epochs, precision=contender.precision,
                         channels_last=contender.channels_last, progress=False)
-    trainer = Trainer(RunConfig(data=data, model=UNetConfig(base=contender.base), train=train),
-                      resume=False, overwrite=True)
-    if not contender.fused:       # torch's default AdamW; Trainer._step then skips on the host
-        trainer.optimizer = torch.optim.AdamW(parameter_groups(trainer.model, train.weight_decay),
-                                              lr=train.lr)
-        trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer,
-                                                              lambda step: 1.0)
-    return trainer
+    datasets = build_datasets(data)
+    config = with_data_shapes(RunConfig(data=data, model=UNetConfig(base=contender.base),
+                                        train=train), datasets)
+    parts = training_parts(config, datasets)
+    if not contender.fused:       # torch's default AdamW; train_step then skips on the host
+        parts.optimizer = torch.optim.AdamW(parameter_groups(parts.model, train.weight_decay),
+                                            lr=train.lr)
+        parts.scheduler = torch.optim.lr_scheduler.LambdaLR(parts.optimizer, lambda step: 1.0)
+    return OurTraining(datasets, parts, train.grad_clip)
 
 
 def epoch_batches(dataset, batch_size: int, epoch: int, seed: int = 0):

@@ -6,7 +6,7 @@ rivals after a warm-up:
 
 1. one training step (forward, CE + Dice, backward, AdamW; channels_last) on a fixed batch,
    in fp32 and under bf16 autocast: the faster is the precision used below;
-2. the training DataLoader alone over a whole epoch, built as `Trainer` builds it (a new
+2. the training DataLoader alone over a whole epoch, built as `fit` builds it (a new
    loader each epoch, so worker start-up counts), with ``workers`` = 0, 1 and 2;
 3. ``--fed-batches`` training steps fed by a new loader with ``workers`` = 0, 1 and 2, and the
    same steps on the fixed batch (no loading at all): on a 2-core machine workers take CPU
@@ -59,7 +59,7 @@ def training_step(num_classes: int, precision: str, ignore_index: int):
 
 
 def loader(dataset, batch_size: int, workers: int, epoch: int) -> DataLoader:
-    """The training loader as `Trainer._loaders` builds it on the CPU."""
+    """The training loader as `unetseg.train` builds it on the CPU."""
     dataset.set_epoch(epoch)
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=True,
                       generator=torch.Generator().manual_seed(epoch), drop_last=True)
@@ -102,7 +102,7 @@ def main() -> None:
                  for p, t in alone.items()])
     step = steps[precision]
 
-    # 2. The loader alone over a whole epoch. A new loader per run, as Trainer makes one per
+    # 2. The loader alone over a whole epoch. A new loader per run, as `fit` makes one per
     # epoch, so worker start-up counts. The files are in the page cache: build_datasets read
     # every one of them.
     epochs = itertools.count(1)

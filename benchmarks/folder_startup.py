@@ -11,8 +11,8 @@ changed in the seconds before a scan). Then, each in a child process of its own:
   (another DDP rank, a resumed run, the next run);
 - ``first step, empty cache`` / ``first step, cached``: the real ``unetseg train --data FOLDER``
   (base-8 U-Net, 64 px crops, batch 8, fp32, no workers) from the start of the process until its
-  first optimiser step returns (``Trainer._step`` is wrapped to exit there): Python and torch
-  imports, the data check, the model, the first batch.
+  first optimiser step returns (``unetseg.train.train_step`` is wrapped to exit there):
+  Python and torch imports, the data check, the model, the first batch.
 
 "Pillow opens" counts the files the child opened (header reads included); "seconds" of a build
 is the call alone, of a first step the whole process. Contenders take turns (A B C D A B C D).
@@ -98,17 +98,17 @@ def child_train(folder: str, out: str) -> None:
     from unetseg import train
     from unetseg.cli import main
 
-    if not hasattr(train.Trainer, "_step"):
-        raise SystemExit("unetseg.train.Trainer has no _step any more: update this benchmark")
+    if not hasattr(train, "train_step"):
+        raise SystemExit("unetseg.train has no train_step any more: update this benchmark")
     opened = count_opens()
-    step = train.Trainer._step
+    step = train.train_step
 
-    def first_step(self, *args, **kwargs):
-        step(self, *args, **kwargs)
+    def first_step(*args, **kwargs):
+        step(*args, **kwargs)
         print(json.dumps({"opened": opened[0]}), flush=True)
         os._exit(0)                                       # no epoch, no teardown: timed here
 
-    train.Trainer._step = first_step
+    train.train_step = first_step
     sys.exit(main(["train", "--data", folder, "--classes", CLASSES, "--size", "64",
                    "--batch-size", "8", "--base", "8", "--epochs", "1", "--precision", "fp32",
                    "--out", out, "--overwrite", "--quiet"]))

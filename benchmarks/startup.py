@@ -7,11 +7,12 @@ training step of ``unetseg train --data camvid``.
    Target: ``unetseg --help`` and ``import unetseg`` under 1 s. Then ``python -X importtime``
    of both help commands: the top-level imports that cost most.
 2. ``unetseg train --data camvid --root ROOT`` with every other setting at its default, in a
-   child process, until the first ``Trainer._step`` returns (the child exits there), with
-   ``$UNETSEG_CACHE_DIR`` empty (a first run: every mask decoded, fp32 and bf16 timed where the
-   CPU has native bf16) and then kept (the next run). Phases come from wrapping the Trainer's
-   steps: interpreter and imports, data construction, precision choice, model, the rest of
-   the set-up, the first batch and the first step. Skipped, saying why, without CamVid.
+   child process, until the first ``unetseg.train.train_step`` returns (the child exits
+   there), with ``$UNETSEG_CACHE_DIR`` empty (a first run: every mask decoded, fp32 and bf16
+   timed where the CPU has native bf16) and then kept (the next run). Phases come from
+   wrapping the functions `fit` calls: interpreter and imports, data construction, precision
+   choice, model, the rest of the set-up, the first batch and the first step. Skipped,
+   saying why, without CamVid.
 
     .venv/bin/python benchmarks/startup.py [--quick] [--repeats 5] [--train-repeats 2]
         [--root ../shared/datasets/camvid]
@@ -99,23 +100,23 @@ def child_train(root: str, out: str) -> None:
 
         setattr(owner, name, wrapper)
 
-    if not hasattr(train.Trainer, "_step"):
-        raise SystemExit("unetseg.train.Trainer has no _step any more: update this benchmark")
+    if not hasattr(train, "train_step"):
+        raise SystemExit("unetseg.train has no train_step any more: update this benchmark")
     timed(train, "build_datasets", "data")
-    timed(train.Trainer, "_choose_precision", "precision")
-    timed(train.Trainer, "_model", "model")
-    timed(train.Trainer, "run", "run")
-    step = train.Trainer._step
+    timed(train, "decide_precision", "precision")
+    timed(train, "build_model", "model")
+    timed(train, "progress", "run")                # the loop's first epoch starts
+    step = train.train_step
 
-    def first_step(self, *args, **kwargs):
+    def first_step(*args, **kwargs):
         stamps["step start"] = time.time()
-        step(self, *args, **kwargs)
+        step(*args, **kwargs)
         stamps["step end"] = time.time()
-        stamps["precision"] = self.runtime.precision
+        stamps["precision"] = args[0].runtime.precision     # the Accelerated model's
         print(json.dumps(stamps), flush=True)
         os._exit(0)                                # no epoch, no teardown: timed to here
 
-    train.Trainer._step = first_step
+    train.train_step = first_step
     stamps["main"] = time.time()                   # torch and unetseg.train are imported
     sys.exit(main(["train", "--data", "camvid", "--root", root, "--out", out, "--overwrite",
                    "--quiet"]))

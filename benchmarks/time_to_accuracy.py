@@ -7,7 +7,7 @@ the reason when absent) with the README's recipe (256 x 256 crops, batch 4, its 
 Every contender (`contenders.py`) reads the same batches in the same order from the same
 datasets and minimises the same CE + Dice:
 
-- ours: `unetseg.train.Trainer`'s own step with every default of ``unetseg train`` (base 32,
+- ours: `unetseg.train.train_step` with every default of ``unetseg train`` (base 32,
   AdamW at lr 3e-3 with warm-up and cosine decay over the default epochs, 30 for ISBI as in
   the README, fused, clipped, channels_last, measured precision, tuned malloc);
 - the seed's U-Net, MONAI ``BasicUNet`` and smp ``Unet(resnet34)``: the tutorials' plain loop
@@ -39,7 +39,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,9 +103,8 @@ class TrainingRun:
         config = DataConfig(**spec["data"])
         torch.manual_seed(0)
         if contender.kind == "ours":
-            self.folder = tempfile.TemporaryDirectory()
-            trainer = our_trainer(contender, config, self.folder.name, epochs=spec["epochs"])
-            self.data, self.model, self.step = trainer.data, trainer.model, trainer._step
+            trainer = our_trainer(contender, config, epochs=spec["epochs"])
+            self.data, self.model, self.step = trainer.data, trainer.model, trainer.step
             self.precision = trainer.precision.precision
         else:
             self.data = build_datasets(config)

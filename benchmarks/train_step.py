@@ -3,7 +3,7 @@
 Training: one step (forward, CE + Dice, backward, AdamW) on 8 random 256 x 256 RGB images, 3
 classes: img/s, the achieved GFLOP/s (``torch.utils.flop_counter`` counts the convolutions and
 matrix products of a step) and the worker's peak resident memory. Contenders (`contenders.py`):
-our U-Net at base 16, 32 and 64 stepped by `unetseg.train.Trainer` as ``unetseg train`` steps
+our U-Net at base 16, 32 and 64 stepped by `unetseg.train.train_step` as ``unetseg train`` steps
 it; the seed's plain U-Net and ``train_step`` (fp32, NCHW, default allocator); MONAI
 ``BasicUNet`` and smp ``Unet(resnet34)`` trained the tutorials' way (smp in ``.venv-exp``, or
 skipped with the reason). For our base 32 it also times each speed lever on its own, from
@@ -71,6 +71,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from unetseg.checkpoint import unwrap
 from unetseg.config import DataConfig
 from unetseg.fastpath import optimize_for_inference
+from unetseg.metrics import labels_from_logits
 
 SCRIPT = Path(__file__).resolve()
 CLASSES = 3                     # the synthetic shapes' background, circle and square
@@ -154,12 +155,11 @@ class TrainingSession(Session):
         masks = torch.randint(0, CLASSES, (self.batch, self.size, self.size))
         self.precision = "fp32"
         if contender.kind == "ours":
-            self.folder = tempfile.TemporaryDirectory()
             data = DataConfig(size=self.size, batch_size=self.batch, train_samples=self.batch,
                               val_samples=1)
-            trainer = our_trainer(contender, data, self.folder.name)
+            trainer = our_trainer(contender, data)
             self.precision = trainer.precision.precision
-            self.call = lambda: trainer._step(images, masks)
+            self.call = lambda: trainer.step(images, masks)
         else:
             model = network(contender, 3, CLASSES).train()
             optimizer = torch.optim.AdamW(model.parameters())
@@ -251,16 +251,16 @@ class InferenceSession(Session):
         the precision, layout and folded weights chosen for the timed batch), to ``out``."""
         batch = torch.load(images, weights_only=True)
         with self.mode():
-            labels = self.forward(batch).argmax(1)
+            labels = labels_from_logits(self.forward(batch))
         np.save(out, labels.numpy().astype(np.uint8))
         return {}
 
 
 class PretrainSession:
-    """Our base-32 U-Net trained by the Trainer on synthetic 64 x 64 shapes for a fixed number
-    of epochs (the default schedule, shortened), so the masks compared have real margins; the
-    validation images (not tiled to the timed size: the seams between tiles are edges the
-    model never saw) are saved for the comparison."""
+    """Our base-32 U-Net trained by `unetseg.train.train_step` on synthetic 64 x 64 shapes for
+    a fixed number of epochs (the default schedule, shortened), so the masks compared have
+    real margins; the validation images (not tiled to the timed size: the seams between
+    tiles are edges the model never saw) are saved for the comparison."""
 
     def __init__(self, spec: dict) -> None:
         set_up_process(spec["contender"], spec["threads"])
@@ -271,18 +271,17 @@ class PretrainSession:
 
     def train(self, epochs: int, samples: int, weights: str, images: str) -> dict:
         data = DataConfig(size=TILE, train_samples=samples, val_samples=max(16, samples // 10))
-        with tempfile.TemporaryDirectory() as folder:
-            trainer = our_trainer(self.spec["contender"], data, folder, epochs=epochs)
-            steps = 0
-            for epoch in range(epochs):
-                for batch_images, batch_masks in epoch_batches(trainer.data.train,
-                                                               data.batch_size, epoch):
-                    trainer._step(batch_images, batch_masks)
-                    steps += 1
-            scores = validate(trainer.model, trainer.data.val, CLASSES, 255, 16)
-            torch.save(unwrap(trainer.model).state_dict(), weights)
-            val = trainer.data.val
-            pairs = [val[i] for i in range(len(val))]
+        trainer = our_trainer(self.spec["contender"], data, epochs=epochs)
+        steps = 0
+        for epoch in range(epochs):
+            for batch_images, batch_masks in epoch_batches(trainer.data.train, data.batch_size,
+                                                           epoch):
+                trainer.step(batch_images, batch_masks)
+                steps += 1
+        scores = validate(trainer.model, trainer.data.val, CLASSES, 255, 16)
+        torch.save(unwrap(trainer.model).state_dict(), weights)
+        val = trainer.data.val
+        pairs = [val[i] for i in range(len(val))]
         torch.save(torch.stack([image for image, _ in pairs]), images)
         np.save(images + ".truth.npy", torch.stack([mask for _, mask in pairs]).numpy())
         return {"steps": steps, "miou": scores.miou}

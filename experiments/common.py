@@ -1,6 +1,8 @@
-"""The one training loop of the studies, and what it needs: contenders, data, evaluation.
+"""The studies' training loop, and what it needs: contenders, data, evaluation.
 
-Every study trains every contender with `train_contender`: the same datasets
+Every study trains every contender with `train_contender`, whose every step is
+`unetseg.train.train_step` (the step ``unetseg train`` takes) and whose scores come from
+`unetseg.evaluation.evaluate`: the same datasets
 (`unetseg.data.sources.build_datasets`, so the same crops and augmentation as ``unetseg
 train``), the same seeded batch order, AdamW with weight decay on weights only
 (`unetseg.optim.parameter_groups`), a linear warm-up times a cosine decay, gradient clipping at
@@ -45,6 +47,7 @@ from unetseg.fastpath import optimize_for_training
 from unetseg.losses import make_loss
 from unetseg.model import UNet
 from unetseg.optim import parameter_groups
+from unetseg.train import train_step
 
 __all__ = ["ROOT", "DATASETS", "MODELS", "PRECISIONS", "Contender", "Recipe", "load_data",
            "make_model", "train_contender", "evaluate", "pad_to_multiple", "predict_logits",
@@ -252,16 +255,6 @@ def _progress(recipe: Recipe, step: int, clock: Clock) -> float:
     return clock.cpu / recipe.seconds
 
 
-def _step(model, criterion, optimizer, images, masks, grad_clip: float) -> torch.Tensor:
-    loss = criterion(model(images), masks)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return loss.detach()
-
-
 def train_contender(contender: Contender, data: Datasets, recipe: Recipe,
                     seed: int) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``contender`` on ``data`` with ``recipe`` from seed ``seed`` (initial weights and
@@ -291,7 +284,8 @@ def train_contender(contender: Contender, data: Datasets, recipe: Recipe,
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr * lr_factor(step, _progress(recipe, step, clock),
                                                 recipe.warmup_steps)
-        loss_sum += _step(network, criterion, optimizer, images, masks, recipe.grad_clip)
+        loss_sum += train_step(network, criterion, optimizer, images, masks,
+                               recipe.grad_clip).loss
         clock.add(time.perf_counter() - wall, time.process_time() - cpu)
         step, loss_count = step + 1, loss_count + 1
         if step % recipe.eval_every == 0 or _progress(recipe, step, clock) >= 1.0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -115,7 +116,8 @@ def interrupt_after(monkeypatch, epochs: int) -> None:
     monkeypatch.setattr(RunDir, "save_resume", save_then_stop)
 
 
-def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, capsys):
+def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="unetseg")
     whole = fit(config(tmp_path / "whole"))
     cfg = config(tmp_path / "run")
     interrupt_after(monkeypatch, 2)
@@ -127,7 +129,7 @@ def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, monk
     with pytest.raises(ValueError, match=r"last.safetensors is not a readable safetensors"):
         load_checkpoint(last)
     fit(cfg, resume=True)
-    assert "resuming from previous.safetensors" in capsys.readouterr().out
+    assert "resuming from previous.safetensors" in caplog.text
     assert_same_weights(whole.run_dir / "last.safetensors", last)
 
 
@@ -191,10 +193,11 @@ def nan_loss_on(monkeypatch, bad_steps) -> None:
                         lambda *args, **kwargs: NaNOnSteps(real(*args, **kwargs), bad_steps))
 
 
-def test_non_finite_losses_are_skipped_and_counted(tmp_path, monkeypatch, capsys):
+def test_non_finite_losses_are_skipped_and_counted(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="unetseg")
     nan_loss_on(monkeypatch, lambda n: n in (2, 3, 8))
     result = fit(config(tmp_path / "run", epochs=2))
-    assert "3 non-finite steps skipped so far" in capsys.readouterr().out
+    assert "3 non-finite steps skipped so far" in caplog.text
     model, _ = load_model(result.run_dir / "last.safetensors")
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -208,7 +211,7 @@ def test_too_many_non_finite_losses_in_a_row_stop_the_run_keeping_the_good_check
     err = capsys.readouterr().err
     assert "not finite for 4 steps in a row (epoch 2)" in err and str(run) in err
     state = load_checkpoint(run / "last.safetensors").metadata["training"]
-    assert state["epoch"] == 1
+    assert state["progress"]["epoch"] == 1
     with pytest.raises(TrainingDiverged):
         fit(replace(config(tmp_path / "again"), train=replace(config(tmp_path).train,
                                                               out=str(tmp_path / "again"),
@@ -302,7 +305,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint_exactly(tm
         fit(run)
     monkeypatch.undo()
     state = load_checkpoint(tmp_path / "run" / "last.safetensors").metadata["training"]
-    assert state["in_epoch"]["batches"] > 0                   # really stopped inside an epoch
+    assert state["progress"]["batch"] > 0                     # really stopped inside an epoch
     resumed = fit(run, resume=True)
     assert_same_weights(whole.run_dir / "last.safetensors", resumed.run_dir / "last.safetensors")
     def strip(history):

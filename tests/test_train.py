@@ -6,6 +6,7 @@ demo and the real-data runs in the README show the same loop at full size.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 
@@ -159,7 +160,8 @@ def test_resume_without_a_checkpoint_and_out_that_is_a_file_are_refused(make_tin
 
 
 def test_early_stopping_ends_the_run_after_patience_epochs(make_tiny_config, tmp_path,
-                                                           capsys):
+                                                           caplog):
+    caplog.set_level(logging.INFO, logger="unetseg")
     # With lr 0 only BatchNorm's running statistics move, so validation mIoU soon stalls.
     config = make_tiny_config(tmp_path / "flat", epochs=6, lr=0.0, patience=1)
     result = fit(config)
@@ -167,7 +169,7 @@ def test_early_stopping_ends_the_run_after_patience_epochs(make_tiny_config, tmp
     best = max(range(len(mious)), key=mious.__getitem__)
     assert len(mious) == best + 1 + 1 < 6            # stopped one epoch after the best
     assert result.best_epoch == best + 1
-    assert "early stop: no better validation mIoU in 1 validations" in capsys.readouterr().out
+    assert "early stop: no better validation mIoU in 1 validations" in caplog.text
 
 
 def test_class_weights_are_checked_against_the_class_count(make_tiny_config, tmp_path):
@@ -220,10 +222,11 @@ def test_bce_dice_refuses_more_than_two_classes(make_tiny_config, tmp_path):
         fit(make_tiny_config(tmp_path / "b", loss="bce_dice"))
 
 
-def test_missing_tensorboard_is_reported_and_training_goes_on(make_tiny_config, tmp_path, capsys,
+def test_missing_tensorboard_is_reported_and_training_goes_on(make_tiny_config, tmp_path, caplog,
                                                               monkeypatch):
     import builtins
 
+    caplog.set_level(logging.INFO, logger="unetseg")
     real_import = builtins.__import__
 
     def no_tensorboard(name, *args, **kwargs):
@@ -233,7 +236,7 @@ def test_missing_tensorboard_is_reported_and_training_goes_on(make_tiny_config, 
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
     fit(make_tiny_config(tmp_path / "tb", epochs=1, tensorboard=True))
-    assert "tensorboard package is not installed" in capsys.readouterr().out
+    assert "tensorboard package is not installed" in caplog.text
     assert (tmp_path / "tb" / "last.safetensors").is_file()
 
 
@@ -279,7 +282,7 @@ def test_validation_loss_is_the_training_objective(make_tiny_config, tmp_path):
     loader = DataLoader(build_datasets(config.data).val, batch_size=config.data.batch_size)
     weights = torch.tensor([1.0, 2.0, 3.0])
     ce = evaluate(model, loader, 3, make_loss("ce", class_weights=weights),
-                  Runtime.resolve("cpu", meta["precision"], True))      # as the run did
+                  Runtime(torch.device("cpu"), meta["precision"], True))   # as the run did
     assert result.history[0]["val_loss"] == pytest.approx(ce.loss, rel=1e-6)
 
 
@@ -313,7 +316,8 @@ def test_val_every_validates_every_n_epochs_and_after_the_last(make_tiny_config,
                                                                       (5, 60)]
     # Each row's seconds cover the epochs since the previous row; none is lost.
     state = load_model(result.run_dir / "last.safetensors")[1]["training"]
-    assert sum(row["seconds"] for row in result.history) == pytest.approx(state["seconds"],
+    assert sum(row["seconds"] for row in result.history) == pytest.approx(
+        state["progress"]["seconds"],
                                                                           abs=0.05)
 
 

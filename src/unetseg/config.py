@@ -324,13 +324,13 @@ class RunConfig:
     def to_yaml(self, records: dict[str, Any] | None = None) -> str:
         """The YAML of ``--config``; ``records`` (keys of `RECORD_SECTIONS`) are added after
         the settings, as records that reading the file back skips."""
-        import yaml
+        from .files import yaml_text
 
         values = self.to_dict()
         for name, record in (records or {}).items():
             assert name in RECORD_SECTIONS, name
             values[name] = record
-        return yaml.safe_dump(values, sort_keys=False)
+        return yaml_text(values)
 
 
 # --- the rules of a run's settings ---------------------------------------------------------

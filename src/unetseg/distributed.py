@@ -9,6 +9,7 @@ plain ``unetseg train`` is a world of one, and every function here is then a che
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from dataclasses import dataclass
 
@@ -17,7 +18,8 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 __all__ = ["World", "setup", "shutdown", "shard", "EpochOrder", "all_sum",
-           "all_sum_if_initialised", "any_rank"]
+           "all_sum_if_initialised", "any_rank", "launched_by_torchrun", "is_main_process",
+           "MainProcessOnly"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,24 @@ class World:
     @property
     def distributed(self) -> bool:
         return self.size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of a torchrun launch (torchrun sets WORLD_SIZE)."""
+    return "WORLD_SIZE" in os.environ
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0, read from torchrun's environment (a process not
+    launched by torchrun is): it holds before any process group is joined."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+class MainProcessOnly(logging.Filter):
+    """A logging filter that passes records on rank 0 only: one log for the whole job."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return is_main_process()
 
 
 def setup(device_name: str | None = None) -> tuple[World, torch.device]:

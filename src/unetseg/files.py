@@ -23,12 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-# Re-exported while report.inspection still imports them from here; the policy is outputs'.
-from .outputs import check_output_folder, refuse_existing_outputs
-
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "write_csv", "write_json",
-           "write_jsonl", "write_yaml", "yaml_text", "json_ready", "cache_dir",
-           "check_output_folder", "refuse_existing_outputs"]
+           "write_jsonl", "write_yaml", "yaml_text", "json_ready", "cache_dir"]
 
 
 def _new_temporary(path: Path) -> Path:

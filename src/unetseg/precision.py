@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .architectures import build_model
-from .files import atomic_write_text, cache_dir
+from .files import cache_dir, write_json
 from .losses import CEDiceLoss
 from .model import UNetConfig
 from .runtime import autocast
@@ -222,7 +222,7 @@ def _measured(model: nn.Module | UNetConfig, batch: int, size: int,
     choice = PrecisionChoice(faster, seconds, f"the faster here, cached in {cache}")
     known[key] = choice.to_dict()
     try:
-        atomic_write_text(cache, json.dumps(known, indent=1))
+        write_json(cache, known, indent=1)
     except OSError:                       # a read-only home: measure again next time
         pass
     return choice

@@ -18,6 +18,7 @@ two processes ever rename the same file. Every file is written atomically (`unet
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -35,8 +36,10 @@ from .metrics import ConfusionMatrix
 from .outputs import check_output_folder, refusal, refuse_inside
 from .report.figures import plot_curves
 
-__all__ = ["RunDir", "RunState", "EpochTally", "LOG_COLUMNS", "epoch_row", "read_run_config",
-           "load_run_config", "CONFIG_FILE"]
+__all__ = ["RunDir", "RunState", "Progress", "EpochTally", "LOG_COLUMNS", "epoch_row",
+           "read_run_config", "load_run_config", "CONFIG_FILE"]
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 # The files a run writes (and `--overwrite` replaces); other files in the folder are left alone.
@@ -48,39 +51,79 @@ LOG_COLUMNS = ["epoch", "step", "train_loss", "train_miou", "val_loss", "val_mio
 
 
 @dataclass
+class Progress:
+    """How far a run is: the one record the training loop reads ("how far along?") and every
+    resume checkpoint saves. ``step`` is the learning-rate schedule's position too."""
+
+    step: int = 0                # optimiser steps taken, skipped non-finite ones included
+    epoch: int = 0               # epochs finished
+    batch: int = 0               # batches of the current epoch taken
+    seconds: float = 0.0         # wall time so far, validation included (the time budget's)
+    skipped: int = 0             # non-finite steps skipped so far
+
+
+@dataclass
 class EpochTally:
-    """How far the current epoch got: kept in mid-epoch checkpoints, so that a resumed epoch
-    reports the same training loss and mIoU as one never interrupted."""
+    """The current epoch's training scores so far: kept in mid-epoch checkpoints, so that a
+    resumed epoch reports the same training loss and mIoU as one never interrupted."""
 
     matrix: ConfusionMatrix          # training predictions against their masks
     loss_sum: float = 0.0
-    steps: int = 0                   # optimiser steps taken
-    batches: int = 0                 # batches consumed, skipped non-finite ones included
+    steps: int = 0                   # steps whose loss counted (finite ones)
 
     def to_json(self) -> dict:
-        return {"loss_sum": self.loss_sum, "steps": self.steps, "batches": self.batches}
+        return {"loss_sum": self.loss_sum, "steps": self.steps}
 
 
 @dataclass
 class RunState:
-    """The run's bookkeeping between epochs, saved as JSON in every resume checkpoint."""
+    """The run's bookkeeping, saved as JSON in every resume checkpoint: its `Progress`, the
+    best validation so far, the metrics history and, mid-epoch, the epoch's `EpochTally`
+    (whose matrix the checkpoint holds as a tensor)."""
 
-    epoch: int = 0                           # epochs finished
+    progress: Progress = field(default_factory=Progress)
     best_miou: float = -1.0
     best_epoch: int = 0
     bad_epochs: int = 0                      # validations since the best one
     history: list[dict] = field(default_factory=list)    # one metrics.jsonl row per epoch
-    in_epoch: dict | None = None             # `EpochTally.to_json` of a mid-epoch checkpoint
-    scheduler: dict | None = None
-    scaler: dict | None = None
-    seconds: float = 0.0                     # wall time of the epochs finished (time budgets)
+    tally: EpochTally | None = None
+
+    def record(self, row: dict, miou: float, epoch: int) -> bool:
+        """Add a validated epoch's ``row`` to the history; returns whether its ``miou`` is the
+        best so far (``epoch`` 1-based)."""
+        self.history.append(row)
+        improved = miou > self.best_miou
+        if improved:
+            self.best_miou, self.best_epoch, self.bad_epochs = miou, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"progress": asdict(self.progress), "best_miou": self.best_miou,
+                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                "history": self.history,
+                "tally": None if self.tally is None else self.tally.to_json()}
 
     @classmethod
-    def from_json(cls, values: dict[str, Any]) -> RunState:
-        return cls(**values)
+    def from_json(cls, values: dict[str, Any], num_classes: int,
+                  ignore_index: int | None) -> RunState:
+        """The state a checkpoint saved, with an empty matrix in a mid-epoch tally (the
+        checkpoint's ``train.matrix`` tensor fills it). Checkpoints written before the
+        progress record (epoch, seconds and in_epoch at the top level) are read too."""
+        progress = values.get("progress")
+        tally = values.get("tally")
+        if progress is None:                       # the earlier layout
+            in_epoch = values.get("in_epoch") or {}
+            progress = {"step": (values.get("scheduler") or {}).get("last_epoch", 0),
+                        "epoch": values["epoch"], "batch": in_epoch.get("batches", 0),
+                        "seconds": values.get("seconds", 0.0)}
+            tally = ({"loss_sum": in_epoch["loss_sum"], "steps": in_epoch["steps"]}
+                     if in_epoch else None)
+        return cls(Progress(**progress), values["best_miou"], values["best_epoch"],
+                   values["bad_epochs"], values["history"],
+                   None if tally is None else EpochTally(
+                       ConfusionMatrix(num_classes, ignore_index), **tally))
 
 
 def read_run_config(run: str | Path) -> dict[str, Any]:
@@ -212,7 +255,8 @@ class RunDir:
                 raise
             checkpoint = load_checkpoint(self.previous)
             if self.is_main:
-                print(f"{self.last} is unusable ({error}); resuming from {self.previous.name}")
+                log.warning(f"{self.last} is unusable ({error}); resuming from "
+                            f"{self.previous.name}")
                 if self.last.exists():          # kept for inspection, out of the rotation
                     os.replace(self.last, self.last.with_name(self.last.name + ".corrupt"))
             return checkpoint
@@ -252,7 +296,7 @@ class RunDir:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            print("--tensorboard: the tensorboard package is not installed (pip install "
+            log.warning("--tensorboard: the tensorboard package is not installed (pip install "
                   "tensorboard); logging to metrics.jsonl/csv and curves.png only")
             return
         self._tensorboard = SummaryWriter(log_dir=str(self.path / "tensorboard"))

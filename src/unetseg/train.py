@@ -1,17 +1,27 @@
-"""Training: `fit` runs epochs of optimiser steps, validates after each and keeps checkpoints.
+"""Training: `fit` runs optimiser steps epoch after epoch, validates and keeps checkpoints.
 
-Read top to bottom: `fit`, then `Trainer`, whose set-up builds the data, model, loss and
-optimiser, and whose methods follow one epoch: `run` -> `_epoch` -> `_train_batches` ->
-`_step`, then validation and `_record`. What the run folder holds, and how a run is resumed
-from it, is `unetseg.rundir`'s business; the optimiser and schedule are `unetseg.optim`'s.
+Read `fit` top to bottom: it sets the run up in the order its side effects must happen (the
+folder is checked, the data read and checked, the folder cleared, the parts built, a resumed
+run restored, config.yaml written), then runs one loop. Each batch is one `train_step`; every
+`READ_EVERY` batches the device's counts are read once; at the end of an epoch the run is
+validated, logged and checkpointed. How far the run is lives in one record,
+`unetseg.rundir.Progress` (steps, epochs, the batch within the epoch, seconds, skipped steps),
+which every resume checkpoint saves.
+
+`training_parts` and `train_step` are the pieces the benchmarks and the studies train with,
+so a figure measured there is the step ``unetseg train`` takes. What the run folder holds is
+`unetseg.rundir`'s business; how long a run trains, `unetseg.plan`'s; the optimiser and its
+schedule, `unetseg.optim`'s; which precision, `unetseg.precision`'s.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -31,11 +41,22 @@ from .optim import follow_schedule, make_optimizer
 from .plan import TrainingPlan
 from .precision import PrecisionChoice, decide_precision
 from .progress import format_duration, in_terminal, progress
-from .rundir import EpochTally, RunDir, RunState, epoch_row
+from .rundir import (
+    CONFIG_FILE,
+    EpochTally,
+    Progress,
+    RunDir,
+    RunState,
+    epoch_row,
+    load_run_config,
+)
 from .runtime import Runtime
 from .signals import StopSignals, TrainingInterrupted
 
-__all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "Trainer", "fit"]
+__all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "TrainingParts", "fit",
+           "training_parts", "train_step", "with_data_shapes"]
+
+log = logging.getLogger(__name__)
 
 # A first epoch of many batches gets a resume checkpoint after this many, so a run killed
 # early (out of memory, pre-empted) loses minutes, not the whole epoch.
@@ -60,383 +81,248 @@ class FitResult:
 
 def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> FitResult:
     """Train a U-Net as ``config`` says; with ``resume``, continue the run in ``config.train.out``
-    from its ``last.safetensors`` (model, optimiser, schedule, scaler, RNG, epoch, history).
+    from its ``last.safetensors`` (model, optimiser, schedule, scaler, RNG, progress, history),
+    refusing settings a resumed run may not change (`unetseg.config.check_resume_changes`).
     A new run refuses an ``out`` folder that holds files unless ``overwrite``.
 
-    Changes no process-wide setting: the CLI tunes the allocator (`runtime.tune_malloc`).
+    Logs through `logging` (the ``unetseg`` logger; the CLI prints it, rank 0 only) and
+    changes no process-wide setting: the CLI tunes the allocator (`runtime.tune_malloc`).
     """
-    return Trainer(config, resume, overwrite).run()
+    # --- set-up, in the order its side effects must happen ---------------------------------
+    world, device = distributed.setup(config.train.device)
+    run_dir = RunDir(config.train.out, world.is_main)
+    starts_over = run_dir.check(resume, overwrite)
+    if resume:                                 # what may change, before any data is read
+        check_resume_changes(load_run_config(run_dir.path), config,
+                             str(run_dir.path / CONFIG_FILE))
+    data = build_datasets(config.data)
+    for notice in [*_skipped_pairs(data.skipped), *data.notices]:
+        log.info(notice)                       # what the data check found, before any step
+    run_dir.refuse_inside(_data_folders(data))
+    if starts_over:
+        run_dir.clear()
+    config = with_data_shapes(config, data)
+    cfg, spec = config.train, data.spec
+    parts = training_parts(config, data, world, device,
+                           run_dir.record("runtime") if resume else None)
+    state = _restore(run_dir, parts, spec) if resume else RunState()
+    done = state.progress                      # the one record of how far the run is
+    plan = parts.plan
+    plan.estimate(done.step, done.seconds)     # a resumed timed run re-plans from its pace
+    follow_schedule(parts.scheduler)
+    # A resumed run may run longer now; the data check's findings and the precision chosen
+    # are recorded beside the settings.
+    run_dir.write_config(config.to_yaml({"data_check": data.summary,
+                                         "runtime": parts.precision.to_dict()}))
+    if cfg.tensorboard:
+        run_dir.open_tensorboard()
+    if plan.finished(done.step):
+        log.info(f"nothing to train: the run has taken the {done.step} steps it plans; a "
+                 f"larger --epochs, --max-steps or --time-budget continues it")
 
-
-class Trainer:
-    """One training run: the objects it trains with, and its bookkeeping between epochs."""
-
-    def __init__(self, config: RunConfig, resume: bool, overwrite: bool = False) -> None:
-        self.world, device = distributed.setup(config.train.device)
-        self.run_dir = RunDir(config.train.out, self.world.is_main)
-        starts_over = self.run_dir.check(resume, overwrite)
-        if resume:                             # what may change, before any data is read
-            check_resume_changes(RunConfig.from_yaml(self.run_dir.path / "config.yaml"),
-                                 config, str(self.run_dir.path / "config.yaml"))
-        cfg = config.train
-        self.data = build_datasets(config.data)
-        if self.data.skipped:
-            self.say(_skipped_pairs(self.data.skipped))
-        for notice in self.data.notices:       # what the data check found, before any epoch
-            self.say(notice)
-        self.run_dir.refuse_inside(_data_folders(self.data))
-        if starts_over:
-            self.run_dir.clear()
-        self.config = config = _with_data_shapes(config, self.data)
-        self.class_weights = class_weights(cfg.class_weights, self.data.spec.num_classes,
-                                           self.data.class_pixels)
-        self.loss_fn = make_loss(cfg.loss, self.data.spec.ignore_index, cfg.dice_weight,
-                                 self.class_weights).to(device)
-        warning = check_training_fits(config, self.world.size, Runtime(device))
-        if warning:                            # refused (ValueError) if it cannot fit at all
-            self.say(warning)
-        self.precision = self._choose_precision(device, resume)
-        self.runtime = Runtime(device, self.precision.precision, cfg.channels_last)
-        torch.manual_seed(cfg.seed)            # the same initial weights on every rank
-        self.model = self._model(pretrained=not resume)
-        self.steps_per_epoch = len(self._loaders(0)[0])
-        self.plan = TrainingPlan.from_config(cfg, self.steps_per_epoch)
-        self.optimizer, self.scheduler = make_optimizer(self.model, cfg, self.plan)
-        self.scaler = torch.amp.GradScaler(device.type,
-                                           enabled=self.runtime.precision == "fp16")
-        self.tally = self._new_tally()
-        self.state = self._restore() if resume else RunState()
-        self.plan.estimate(self.steps_taken, self.state.seconds)     # a resumed timed run
-        follow_schedule(self.scheduler)
-        # A resumed run may run longer now; what the data check found and the precision chosen
-        # are recorded beside the settings.
-        self.run_dir.write_config(config.to_yaml({"data_check": self.data.summary,
-                                                  "runtime": self.precision.to_dict()}))
-        self.epoch = self.state.epoch
-        self.epoch_start = time.perf_counter()
-        self.unlogged_seconds = 0.0            # epochs trained since the last metrics row
-        self.pending = StepCounts(device)
-        self.skipped = 0                                  # non-finite steps so far
-        self.read_every = min(READ_EVERY, cfg.max_nonfinite)
-        self.stop = StopSignals(announce=self.world.is_main)
-
-    # --- set-up ---------------------------------------------------------------------------
-
-    def say(self, message: str) -> None:
-        if self.world.is_main:                 # one log from rank 0
-            print(message, flush=True)
-
-    def _choose_precision(self, device: torch.device, resume: bool) -> PrecisionChoice:
-        """`unetseg.precision.decide_precision` at the run's shapes, agreed over ranks (fp32
-        if any rank says so)."""
-        config = self.config
-        choice = decide_precision(config.train.precision, device, config.model,
-                                  config.data.batch_size // self.world.size, config.data.size,
-                                  recorded=self.run_dir.record("runtime") if resume else None)
-        if distributed.any_rank(choice.precision == "fp32", self.world, device):
-            choice = PrecisionChoice("fp32", choice.seconds, choice.reason)
-        self.say(choice.describe())
-        return choice
-
-    @property
-    def progress_bars(self) -> bool:
-        """Live bars in a terminal only: a log gets the one line per epoch instead."""
-        return self.config.train.progress and self.world.is_main and in_terminal()
-
-    def _model(self, pretrained: bool) -> nn.Module:
-        """The model (`unetseg.architectures`) on its fast path (`unetseg.fastpath`: device,
-        layout, precision), wrapped for DDP when there are several processes. ``pretrained``:
-        an smp encoder starts from its configured weights (a resumed run loads its own)."""
-        model = build_model(self.config.model, pretrained)
-        if self.world.distributed and self.config.train.sync_batchnorm:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        fast = Accelerated(model, self.runtime, self.config.train.compile, self.precision)
-        if not self.world.distributed:
-            return fast
-        device = self.runtime.device
-        return nn.parallel.DistributedDataParallel(
-            fast, device_ids=[device.index] if device.type == "cuda" else None)
-
-    def _new_tally(self) -> EpochTally:
-        spec = self.data.spec
-        return EpochTally(ConfusionMatrix(spec.num_classes, spec.ignore_index,
-                                          self.runtime.device))
-
-    def _restore(self) -> RunState:
-        checkpoint = self.run_dir.load_resume()
-        unwrap(self.model).load_state_dict(checkpoint.section("model"))
-        restore_optimizer(checkpoint, self.optimizer)
-        state = RunState.from_json(checkpoint.metadata["training"])
-        self.scheduler.load_state_dict(state.scheduler)
-        if state.scaler:
-            self.scaler.load_state_dict(state.scaler)
-        torch.set_rng_state(checkpoint.tensors["rng.torch"])
-        if state.in_epoch:
-            self.tally = EpochTally(self.tally.matrix, **state.in_epoch)
-            self.tally.matrix.matrix = checkpoint.tensors["train.matrix"].to(self.runtime.device)
-        self.say(f"resuming {self.run_dir.path} at epoch {state.epoch + 1}, batch "
-                 f"{self.tally.batches + 1}")
-        return state
-
-    def _loaders(self, epoch: int, skip_batches: int = 0) -> tuple[DataLoader, DataLoader]:
-        """The epoch's loaders: training without its first ``skip_batches`` batches, and this
-        rank's shard of the validation set (every image exactly once over the ranks)."""
-        cfg, data, world = self.config.data, self.data, self.world
-        if cfg.batch_size % world.size:
-            raise ValueError(f"--batch-size {cfg.batch_size} is the global batch and must "
-                             f"divide among {world.size} processes")
-        per_rank = cfg.batch_size // world.size
-        data.train.set_epoch(epoch)
-        pin = self.runtime.device.type == "cuda"
-        seed = self.config.train.seed * 100_003 + epoch
-        # Their own generators: a DataLoader otherwise draws its worker seed from the global
-        # RNG, which would shift every later dropout mask after a mid-epoch resume.
-        train = DataLoader(data.train, batch_size=per_rank, num_workers=cfg.workers,
-                           sampler=distributed.EpochOrder(len(data.train), seed, per_rank,
-                                                          world, skip_batches),
-                           pin_memory=pin, generator=torch.Generator().manual_seed(seed),
-                           drop_last=len(data.train) > cfg.batch_size)
-        val_set = (Subset(data.val, list(distributed.shard(len(data.val), world)))
-                   if world.distributed else data.val)
-        val = validation_loader(val_set, cfg.batch_size, cfg.workers, pin)
-        return train, val
-
-    # --- the loop -------------------------------------------------------------------------
-
-    def run(self) -> FitResult:
-        cfg = self.config.train
-        if cfg.tensorboard:
-            self.run_dir.open_tensorboard()
-        if self.plan.finished(self.steps_taken):
-            self.say(f"nothing to train: the run has taken the {self.steps_taken} steps it "
-                     f"plans; a larger --epochs, --max-steps or --time-budget continues it")
-        try:
-            with self.stop:
-                while not self.plan.finished(self.steps_taken):
-                    self._epoch()
-                    self.epoch += 1
-                    if cfg.patience and self.state.bad_epochs >= cfg.patience:
-                        self.say(f"early stop: no better validation mIoU in {cfg.patience} "
-                                 f"validations")
+    # --- the loop ------------------------------------------------------------------------
+    device = parts.runtime.device
+    tally = state.tally or EpochTally(ConfusionMatrix(spec.num_classes, spec.ignore_index,
+                                                      device))
+    counts = StepCounts(device)
+    clock = Clock(done)
+    read_every = min(READ_EVERY, cfg.max_nonfinite)
+    bars = cfg.progress and world.is_main and in_terminal()
+    stop = StopSignals(announce=world.is_main)
+    try:
+        with stop:
+            while not plan.finished(done.step):
+                title = f"epoch {done.epoch + 1}/{plan.epochs}"
+                batches = _train_loader(config, data, world, parts.runtime, done)
+                bar = progress(batches, title, bars, total=done.batch + len(batches),
+                               lines=False, leave=False, initial=done.batch)
+                parts.model.train()
+                for images, masks in bar:
+                    masks = masks.to(device, non_blocking=True)
+                    step = train_step(parts.model, parts.loss_fn, parts.optimizer, images,
+                                      masks, cfg.grad_clip, parts.scaler)
+                    parts.scheduler.step()     # on time, even when the update was skipped
+                    counts.add(step.loss, step.finite)
+                    # The masks were checked when the data was built; labels lie in range.
+                    tally.matrix.update(labels_from_logits(step.logits), masks, check=False)
+                    done.step, done.batch = done.step + 1, done.batch + 1
+                    if done.batch % read_every == 0:
+                        _read(counts, tally, done, cfg)
+                        _replan(plan, parts.scheduler, clock, world, device)
+                        if tally.steps and hasattr(bar, "set_postfix"):
+                            bar.set_postfix(loss=f"{tally.loss_sum / tally.steps:.4f}",
+                                            miou=f"{tally.matrix.compute().miou:.3f}")
+                    # Agreeing on a signal across processes takes a collective: only every
+                    # few batches. A signal at an epoch's last batch waits for its checkpoint.
+                    stopping = ((not world.distributed or done.batch % read_every == 0)
+                                and _stopping(stop, world, device))
+                    unfinished = done.batch < plan.steps_per_epoch
+                    if unfinished and (stopping or _checkpoint_due(done, plan, cfg)):
+                        _read(counts, tally, done, cfg)
+                        clock.tick()
+                        state.tally = tally
+                        run_dir.save_resume(parts.model, _metadata(config, data, parts, state),
+                                            parts.optimizer, _resume_tensors(tally))
+                    if stopping and unfinished:
+                        raise stop.interrupted(run_dir.path, f"{title}, batch {done.batch}")
+                    if plan.finished(done.step):     # --max-steps or the time budget
                         break
-                    # Every rank must make the same decision, or one would wait for the
-                    # others in the next epoch's first collective forever.
-                    if self._stopping() and not self.plan.finished(self.steps_taken):
-                        raise self.stop.interrupted(self.run_dir.path, f"epoch {self.epoch}")
-        finally:
-            self.run_dir.close()
-        if self.data.skipped:
-            self.say(_skipped_pairs(self.data.skipped))
-        # DDP's reducer keeps the process group alive; dropped only at interpreter exit, gloo's
-        # worker threads can then be torn down mid-finalisation and abort the process. Release
-        # the wrapper first, so the group is destroyed here, while everything is alive.
-        self.model = unwrap(self.model)
-        distributed.shutdown(self.world)
-        state = self.state
-        return FitResult(self.run_dir.path, state.history, state.best_miou, state.best_epoch)
+                _read(counts, tally, done, cfg)
+                _replan(plan, parts.scheduler, clock, world, device)
+                train_loss, train_miou = _training_scores(tally, world, device)
+                tally = EpochTally(ConfusionMatrix(spec.num_classes, spec.ignore_index, device))
+                state.tally, done.epoch, done.batch = None, done.epoch + 1, 0
+                heading = f"{title}  train loss {train_loss:.4f}"
+                if not plan.finished(done.step) and done.epoch % cfg.val_every:
+                    log.info(f"{heading}  ({_time_note(clock.lap(), plan, done)})")
+                    continue
+                # The plain module: DDP's forward would sync buffers, and ranks' shards may
+                # differ in length. evaluate() sums the counts over ranks once, after its loop.
+                val = evaluate(unwrap(parts.model), _val_loader(config, data, world, device),
+                               spec.num_classes, parts.loss_fn, parts.runtime,
+                               spec.ignore_index, progress=bars)
+                seconds = clock.lap()
+                row = epoch_row(done.epoch - 1, done.step, train_loss, train_miou, val,
+                                parts.optimizer.param_groups[0]["lr"], clock.since_logged())
+                improved = state.record(row, val.scores.miou, done.epoch)
+                # The resume checkpoint goes last: it is the commit point. Killed before it,
+                # the epoch is redone and best and the logs are rewritten.
+                if improved:
+                    run_dir.save_best(parts.model, _metadata(config, data, parts, state))
+                run_dir.write_logs(state.history, spec.class_names)
+                run_dir.log_tensorboard(row, spec.class_names)
+                run_dir.save_resume(parts.model, _metadata(config, data, parts, state),
+                                    parts.optimizer, _resume_tensors(None))
+                skipped = (f"  ({done.skipped} non-finite steps skipped so far)"
+                           if done.skipped else "")
+                log.info(f"{heading}  val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
+                         f"pixel acc {val.scores.pixel_accuracy:.4f}  "
+                         f"({_time_note(seconds, plan, done)})"
+                         + ("  *best*" if improved else "") + skipped)
+                if cfg.patience and state.bad_epochs >= cfg.patience:
+                    log.info(f"early stop: no better validation mIoU in {cfg.patience} "
+                             f"validations")
+                    break
+                # Every rank must make the same decision, or one would wait for the others in
+                # the next epoch's first collective forever.
+                if _stopping(stop, world, device) and not plan.finished(done.step):
+                    raise stop.interrupted(run_dir.path, f"epoch {done.epoch}")
+    finally:
+        run_dir.close()
+    for line in _skipped_pairs(data.skipped):
+        log.info(line)
+    # DDP's reducer keeps the process group alive; dropped only at interpreter exit, gloo's
+    # worker threads can then be torn down mid-finalisation and abort the process. Release the
+    # wrapper first, so the group is destroyed here, while everything is alive.
+    parts.model = unwrap(parts.model)
+    distributed.shutdown(world)
+    return FitResult(run_dir.path, state.history, state.best_miou, state.best_epoch)
 
-    @property
-    def steps_taken(self) -> int:
-        """Optimiser steps so far (skipped non-finite ones included): the schedule's count,
-        which resume restores."""
-        return self.scheduler.last_epoch
 
-    def _epoch(self) -> None:
-        """Train the (rest of the) epoch; every ``--val-every`` epochs and after the last,
-        validate, checkpoint and log."""
-        self.epoch_start = time.perf_counter()
-        train_loader, val_loader = self._loaders(self.epoch, self.tally.batches)
-        self._train_batches(train_loader)
-        self._replan()                         # also for epochs shorter than a read interval
-        train_loss, train_miou = self._training_scores()
-        self.tally = self._new_tally()
-        last = self.plan.finished(self.steps_taken)
-        heading = f"epoch {self.epoch + 1}/{self.plan.epochs}  train loss {train_loss:.4f}"
-        if not last and (self.epoch + 1) % self.config.train.val_every:
-            seconds = self._end_epoch_clock()
-            self.state.epoch = self.epoch + 1
-            self.say(f"{heading}  ({self._time_note(seconds)})")
-            return
-        # The plain module: DDP's forward would sync buffers, and ranks' shards may differ in
-        # length. evaluate() sums the counts over ranks once, after its loop.
-        val = evaluate(unwrap(self.model), val_loader, self.data.spec.num_classes,
-                       self.loss_fn, self.runtime, self.data.spec.ignore_index,
-                       progress=self.progress_bars)
-        seconds = self._end_epoch_clock()
-        row = epoch_row(self.epoch, self.steps_taken, train_loss, train_miou, val,
-                        self.optimizer.param_groups[0]["lr"], self.unlogged_seconds)
-        self.unlogged_seconds = 0.0
-        improved = self._record(row, val.scores.miou)
-        skipped = f"  ({self.skipped} non-finite steps skipped so far)" if self.skipped else ""
-        self.say(f"{heading}  val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
-                 f"pixel acc {val.scores.pixel_accuracy:.4f}  ({self._time_note(seconds)})"
-                 + ("  *best*" if improved else "") + skipped)
+# --- the parts a run trains with, and one step --------------------------------------------
 
-    def _end_epoch_clock(self) -> float:
-        """Add the epoch's wall time to the run's (the time budget's clock); returns it."""
-        seconds = time.perf_counter() - self.epoch_start
-        self.state.seconds += seconds
-        self.unlogged_seconds += seconds
-        return seconds
+@dataclass
+class TrainingParts:
+    """What a run trains with: the model on its fast path (wrapped for DDP under several
+    processes), the loss, AdamW and its schedule over ``plan``, the fp16 gradient scaler (off
+    otherwise), and how the model runs (device, precision and why, layout)."""
 
-    def _time_note(self, seconds: float) -> str:
-        """``8 s, about 3 min left`` for an epoch line: at the pace so far, to the plan's end."""
-        left = self.plan.seconds_left(self.steps_taken, self.state.seconds)
-        return f"{seconds:.0f} s" + (f", about {format_duration(left)} left" if left else "")
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    runtime: Runtime
+    precision: PrecisionChoice
+    plan: TrainingPlan
+    class_weights: torch.Tensor | None
 
-    def _replan(self) -> None:
-        """Re-plan a timed run from its pace; every rank takes the mean of their clocks, so
-        all stop at the same step."""
-        if not self.plan.timed:
-            return
-        seconds = torch.tensor([self.state.seconds + time.perf_counter() - self.epoch_start],
-                               dtype=torch.float64, device=self.runtime.device)
-        seconds = distributed.all_sum(seconds, self.world).item() / self.world.size
-        self.plan.estimate(self.steps_taken, seconds)
-        follow_schedule(self.scheduler)
 
-    def _train_batches(self, loader: DataLoader) -> None:
-        """The rest of the epoch's batches; after each, maybe checkpoint or stop."""
-        self.model.train()
-        tally = self.tally
-        bar = progress(loader, f"epoch {self.epoch + 1}/{self.plan.epochs}",
-                       self.progress_bars, total=tally.batches + len(loader), lines=False,
-                       leave=False, initial=tally.batches)
-        for images, masks in bar:
-            tally.batches += 1
-            self._step(images, masks.to(self.runtime.device, non_blocking=True))
-            if tally.batches % self.read_every == 0:
-                self._read_counts()
-                self._replan()
-                if tally.steps and hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{tally.loss_sum / tally.steps:.4f}",
-                                    miou=f"{tally.matrix.compute().miou:.3f}")
-            self._after_batch()
-            if self.plan.finished(self.steps_taken):     # --max-steps or the time budget
-                break
-        self._read_counts()
+def training_parts(config: RunConfig, data: Datasets, world: distributed.World | None = None,
+                   device: torch.device | None = None,
+                   recorded_runtime: dict | None = None) -> TrainingParts:
+    """The parts ``unetseg train`` trains ``config`` (whose model section has the data's
+    channels and classes) on ``data`` with: the precision decided at the run's own shapes
+    (kept from ``recorded_runtime``, config.yaml's record, when a run resumes), agreed over
+    ranks (fp32 if any rank says so), and the initial weights drawn from ``config.train.seed``
+    (an smp encoder starts from its configured weights unless the run resumes). By default
+    a single process on the CPU."""
+    world, device = world or distributed.World(), device or torch.device("cpu")
+    cfg, spec = config.train, data.spec
+    weights = class_weights(cfg.class_weights, spec.num_classes, data.class_pixels)
+    loss_fn = make_loss(cfg.loss, spec.ignore_index, cfg.dice_weight, weights).to(device)
+    warning = check_training_fits(config, world.size, Runtime(device))
+    if warning:                                # refused (ValueError) if it cannot fit at all
+        log.warning(warning)
+    choice = decide_precision(cfg.precision, device, config.model,
+                              config.data.batch_size // world.size, config.data.size,
+                              recorded=recorded_runtime)
+    if distributed.any_rank(choice.precision == "fp32", world, device):
+        choice = PrecisionChoice("fp32", choice.seconds, choice.reason)
+    log.info(choice.describe())
+    runtime = Runtime(device, choice.precision, cfg.channels_last)
+    torch.manual_seed(cfg.seed)                # the same initial weights on every rank
+    model = build_model(config.model, pretrained=recorded_runtime is None)
+    if world.distributed and cfg.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = Accelerated(model, runtime, cfg.compile, choice)
+    if world.distributed:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    steps_per_epoch = len(_train_loader(config, data, world, runtime, Progress()))
+    plan = TrainingPlan.from_config(cfg, steps_per_epoch)
+    optimizer, scheduler = make_optimizer(model, cfg, plan)
+    scaler = torch.amp.GradScaler(device.type, enabled=choice.precision == "fp16")
+    return TrainingParts(model, loss_fn, optimizer, scheduler, scaler, runtime, choice, plan,
+                         weights)
 
-    def _step(self, images: torch.Tensor, masks: torch.Tensor) -> None:
-        """One optimiser step. A step whose gradients are not finite is skipped on the device
-        (the fused AdamW's ``found_inf``, or the fp16 GradScaler's), and counted there: nothing
-        here waits for the device."""
-        logits = self.model(images)            # on the device, in its layout and precision
-        loss = self.loss_fn(logits, masks)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)   # a no-op unless fp16
-        # After DDP's all-reduce the gradients are the same on every rank, and so is this flag:
-        # every rank skips the same steps without a collective of its own.
-        finite = torch.isfinite(_gradient_norm(self.model, self.config.train.grad_clip))
-        if self.scaler.is_enabled():
-            self.scaler.step(self.optimizer)   # skips a non-finite step itself
-        elif self.optimizer.defaults.get("fused"):
-            self.optimizer.found_inf = (~finite).float()
-            self.optimizer.step()
-        elif finite.item():                    # an unfused optimiser must be told on the host
-            self.optimizer.step()
-        self.scaler.update()
-        self.scheduler.step()                  # on time, even when the update was skipped
-        self.pending.add(loss.detach(), finite)
-        # The masks were checked when the data was built, and argmax lies in range.
-        self.tally.matrix.update(labels_from_logits(logits.detach()), masks, check=False)
 
-    def _read_counts(self) -> None:
-        """Move the device's step counts into the tally (one read); stop a diverged run."""
-        loss_sum, steps, skipped, in_a_row = self.pending.read()
-        self.tally.loss_sum += loss_sum
-        self.tally.steps += steps
-        self.skipped += skipped
-        cfg = self.config.train
-        if in_a_row >= cfg.max_nonfinite:
-            raise TrainingDiverged(
-                f"the loss was not finite for {in_a_row} steps in a row (epoch "
-                f"{self.epoch + 1}); stopped. The last good checkpoint is in {cfg.out}; "
-                f"try a lower --lr or --precision fp32")
+class Step(NamedTuple):
+    """What one `train_step` leaves on the device: the loss, whether the gradients were
+    finite (the step was applied), and the logits (for the epoch's training scores)."""
 
-    def _training_scores(self) -> tuple[float, float]:
-        """The epoch's training loss and mIoU over all ranks' batches."""
-        tally, world, device = self.tally, self.world, self.runtime.device
-        sums = distributed.all_sum(torch.tensor([tally.loss_sum, tally.steps],
-                                                dtype=torch.float64, device=device), world)
-        matrix = distributed.all_sum(tally.matrix.matrix.clone(), world)
-        return (sums[0] / sums[1].clamp_min(1)).item(), scores_from_matrix(matrix).miou
+    loss: torch.Tensor
+    finite: torch.Tensor
+    logits: torch.Tensor
 
-    def _record(self, row: dict, miou: float) -> bool:
-        """Update the run's state after an epoch and write best, the logs and the resume
-        checkpoint; returns whether the epoch is the best so far."""
-        state = self.state
-        state.history.append(row)
-        improved = miou > state.best_miou
-        if improved:
-            state.best_miou, state.best_epoch, state.bad_epochs = miou, self.epoch + 1, 0
-        else:
-            state.bad_epochs += 1
-        state.epoch, state.in_epoch = self.epoch + 1, None
-        self._save_schedule()
-        # The resume checkpoint goes last: it is the commit point. Killed before it, the epoch
-        # is redone and best and the logs are rewritten; killed after, both are done.
-        if improved:
-            self.run_dir.save_best(self.model, self._metadata())
-        self.run_dir.write_logs(state.history, self.data.spec.class_names)
-        self.run_dir.log_tensorboard(row, self.data.spec.class_names)
-        self.run_dir.save_resume(self.model, self._metadata(), self.optimizer,
-                                 {"rng.torch": torch.get_rng_state()})
-        return improved
 
-    # --- within an epoch ------------------------------------------------------------------
+def train_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+               images: torch.Tensor, masks: torch.Tensor, grad_clip: float = 0.0,
+               scaler: torch.amp.GradScaler | None = None) -> Step:
+    """One optimiser step: forward, loss, backward, gradients clipped to ``grad_clip`` (0: not
+    clipped), update. A step whose gradients are not finite is skipped on the device (the
+    fused AdamW's ``found_inf``, or the fp16 ``scaler``'s); an unfused optimiser must be told
+    on the host. Nothing else waits for the device."""
+    logits = model(images)                 # on the device, in its layout and precision
+    loss = loss_fn(logits, masks)
+    optimizer.zero_grad(set_to_none=True)
+    scaled = scaler is not None and scaler.is_enabled()
+    (scaler.scale(loss) if scaled else loss).backward()
+    if scaled:
+        scaler.unscale_(optimizer)
+    # After DDP's all-reduce the gradients are the same on every rank, and so is this flag:
+    # every rank skips the same steps without a collective of its own.
+    finite = torch.isfinite(_gradient_norm(model, grad_clip))
+    if scaled:
+        scaler.step(optimizer)             # skips a non-finite step itself
+        scaler.update()
+    elif optimizer.defaults.get("fused"):
+        optimizer.found_inf = (~finite).float()
+        optimizer.step()
+    elif finite.item():
+        optimizer.step()
+    return Step(loss.detach(), finite, logits.detach())
 
-    def _after_batch(self) -> None:
-        """Checkpoint every ``checkpoint_every`` batches, early in a long first epoch, and
-        after a signal (then stop)."""
-        batches = self.tally.batches
-        unfinished = batches < self.steps_per_epoch
-        every = self.config.train.checkpoint_every
-        # Across processes, agreeing takes a collective: only every few batches.
-        stopping = ((not self.world.distributed or batches % self.read_every == 0)
-                    and self._stopping())
-        early = (self.epoch == 0 and batches == FIRST_CHECKPOINT_BATCHES
-                 and self.steps_per_epoch >= 2 * FIRST_CHECKPOINT_BATCHES)
-        if unfinished and (stopping or early or (every and batches % every == 0)):
-            self._read_counts()
-            self.state.in_epoch = self.tally.to_json()
-            self._save_schedule()
-            self.run_dir.save_resume(self.model, self._metadata(), self.optimizer,
-                                     {"rng.torch": torch.get_rng_state(),
-                                      "train.matrix": self.tally.matrix.matrix})
-        if stopping and unfinished:
-            raise self.stop.interrupted(self.run_dir.path,
-                                        f"epoch {self.epoch + 1}, batch {batches}")
 
-    def _stopping(self) -> bool:
-        """Whether a signal asked the run to stop, agreed over all ranks: torchrun signals
-        every rank, but each may see it at a different step."""
-        stopping = distributed.any_rank(self.stop.signal is not None, self.world,
-                                        self.runtime.device)
-        if stopping and self.stop.signal is None:
-            self.stop.signal = signal.SIGTERM
-        return stopping
+def _gradient_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """The gradients' total norm, clipped to ``max_norm`` when that is above 0."""
+    if max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    return torch.nn.utils.get_total_norm([p.grad for p in model.parameters()
+                                          if p.grad is not None])
 
-    def _save_schedule(self) -> None:
-        self.state.scheduler = self.scheduler.state_dict()
-        self.state.scaler = self.scaler.state_dict() if self.scaler.is_enabled() else None
 
-    def _metadata(self) -> dict:
-        """What a checkpoint records beside the weights: enough to predict, score and resume."""
-        data, cfg = self.data, self.config.train
-        return {"class_names": list(data.spec.class_names),
-                "colours": [list(c) for c in data.spec.colours],
-                "ignore_index": data.spec.ignore_index,
-                "normalisation": {"mean": list(data.mean), "std": list(data.std)},
-                "binary": cfg.loss == "bce_dice",
-                "class_weights": (None if self.class_weights is None
-                                  else self.class_weights.tolist()),
-                "precision": self.runtime.precision,
-                "channels_last": cfg.channels_last,
-                "run_config": self.config.to_dict(),
-                "data_check": self.data.summary,
-                "training": self.state.to_json()}
-
+# --- what the loop reads and writes ---------------------------------------------------------
 
 class StepCounts:
     """The training steps' sums, kept on the device between reads: the loss over the steps
@@ -459,15 +345,166 @@ class StepCounts:
         return loss_sum, int(steps), int(skipped), int(in_a_row)
 
 
-def _gradient_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
-    """The gradients' total norm, clipped to ``max_norm`` when that is above 0."""
-    if max_norm > 0:
-        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    return torch.nn.utils.get_total_norm([p.grad for p in model.parameters()
-                                          if p.grad is not None])
+def _read(counts: StepCounts, tally: EpochTally, done: Progress, cfg) -> None:
+    """Move the device's step counts into the epoch's tally and the run's progress (one
+    read); stop a run whose loss was not finite for ``--max-nonfinite`` steps in a row."""
+    loss_sum, steps, skipped, in_a_row = counts.read()
+    tally.loss_sum += loss_sum
+    tally.steps += steps
+    done.skipped += skipped
+    if in_a_row >= cfg.max_nonfinite:
+        raise TrainingDiverged(
+            f"the loss was not finite for {in_a_row} steps in a row (epoch {done.epoch + 1}); "
+            f"stopped. The last good checkpoint is in {cfg.out}; try a lower --lr or "
+            f"--precision fp32")
 
 
-def _with_data_shapes(config: RunConfig, data: Datasets) -> RunConfig:
+class Clock:
+    """Wall time, folded into ``progress.seconds`` (the time budget's clock) at every
+    ``tick``; ``lap`` gives an epoch's seconds, ``since_logged`` those since the last row."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.last = self.lap_start = time.perf_counter()
+        self.logged = progress.seconds
+
+    def tick(self) -> float:
+        now = time.perf_counter()
+        self.progress.seconds += now - self.last
+        self.last = now
+        return self.progress.seconds
+
+    def lap(self) -> float:
+        self.tick()
+        seconds, self.lap_start = self.last - self.lap_start, self.last
+        return seconds
+
+    def since_logged(self) -> float:
+        seconds, self.logged = self.tick() - self.logged, self.progress.seconds
+        return seconds
+
+
+def _replan(plan: TrainingPlan, scheduler, clock: Clock, world: distributed.World,
+            device: torch.device) -> None:
+    """Re-plan a timed run from its pace; every rank takes the mean of their clocks, so all
+    stop at the same step."""
+    if not plan.timed:
+        return
+    seconds = torch.tensor([clock.tick()], dtype=torch.float64, device=device)
+    seconds = distributed.all_sum(seconds, world).item() / world.size
+    plan.estimate(clock.progress.step, seconds)
+    follow_schedule(scheduler)
+
+
+def _checkpoint_due(done: Progress, plan: TrainingPlan, cfg) -> bool:
+    """A mid-epoch resume checkpoint every ``--checkpoint-every`` batches, and once early in
+    a long first epoch."""
+    early = (done.epoch == 0 and done.batch == FIRST_CHECKPOINT_BATCHES
+             and plan.steps_per_epoch >= 2 * FIRST_CHECKPOINT_BATCHES)
+    return early or bool(cfg.checkpoint_every and done.batch % cfg.checkpoint_every == 0)
+
+
+def _stopping(stop: StopSignals, world: distributed.World, device: torch.device) -> bool:
+    """Whether a signal asked the run to stop, agreed over all ranks: torchrun signals every
+    rank, but each may see it at a different step."""
+    stopping = distributed.any_rank(stop.requested, world, device)
+    if stopping and not stop.requested:
+        stop.signal = signal.SIGTERM
+    return stopping
+
+
+def _training_scores(tally: EpochTally, world: distributed.World,
+                     device: torch.device) -> tuple[float, float]:
+    """The epoch's training loss and mIoU over all ranks' batches."""
+    sums = distributed.all_sum(torch.tensor([tally.loss_sum, tally.steps], dtype=torch.float64,
+                                            device=device), world)
+    matrix = distributed.all_sum(tally.matrix.matrix.clone(), world)
+    return (sums[0] / sums[1].clamp_min(1)).item(), scores_from_matrix(matrix).miou
+
+
+def _time_note(seconds: float, plan: TrainingPlan, done: Progress) -> str:
+    """``8 s, about 3 min left`` for an epoch line: at the pace so far, to the plan's end."""
+    left = plan.seconds_left(done.step, done.seconds)
+    return f"{seconds:.0f} s" + (f", about {format_duration(left)} left" if left else "")
+
+
+def _metadata(config: RunConfig, data: Datasets, parts: TrainingParts,
+              state: RunState) -> dict:
+    """What a checkpoint records beside the weights: enough to predict, score and resume."""
+    spec, weights = data.spec, parts.class_weights
+    return {"class_names": list(spec.class_names),
+            "colours": [list(c) for c in spec.colours],
+            "ignore_index": spec.ignore_index,
+            "normalisation": {"mean": list(data.mean), "std": list(data.std)},
+            "binary": config.train.loss == "bce_dice",
+            "class_weights": None if weights is None else weights.tolist(),
+            "precision": parts.runtime.precision,
+            "channels_last": config.train.channels_last,
+            "run_config": config.to_dict(),
+            "data_check": data.summary,
+            "training": {**state.to_json(), "scheduler": parts.scheduler.state_dict(),
+                         "scaler": (parts.scaler.state_dict() if parts.scaler.is_enabled()
+                                    else None)}}
+
+
+def _resume_tensors(tally: EpochTally | None) -> dict[str, torch.Tensor]:
+    """The tensors a resume checkpoint holds beside the model: the RNG, and mid-epoch the
+    epoch's training confusion matrix."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if tally is not None:
+        tensors["train.matrix"] = tally.matrix.matrix
+    return tensors
+
+
+def _restore(run_dir: RunDir, parts: TrainingParts, spec) -> RunState:
+    """Load the resume checkpoint into ``parts`` (weights, optimiser, schedule, scaler, RNG);
+    returns the run's state, with the epoch's tally when it stopped mid-epoch."""
+    checkpoint = run_dir.load_resume()
+    unwrap(parts.model).load_state_dict(checkpoint.section("model"))
+    restore_optimizer(checkpoint, parts.optimizer)
+    saved = checkpoint.metadata["training"]
+    parts.scheduler.load_state_dict(saved["scheduler"])
+    if saved.get("scaler"):
+        parts.scaler.load_state_dict(saved["scaler"])
+    torch.set_rng_state(checkpoint.tensors["rng.torch"])
+    state = RunState.from_json(saved, spec.num_classes, spec.ignore_index)
+    if state.tally is not None:
+        state.tally.matrix.matrix = checkpoint.tensors["train.matrix"].to(parts.runtime.device)
+    log.info(f"resuming {run_dir.path} at epoch {state.progress.epoch + 1}, batch "
+             f"{state.progress.batch + 1}")
+    return state
+
+
+def _train_loader(config: RunConfig, data: Datasets, world: distributed.World,
+                  runtime: Runtime, done: Progress) -> DataLoader:
+    """The epoch's training batches for this rank, without the ``done.batch`` already taken."""
+    cfg = config.data
+    if cfg.batch_size % world.size:
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch and must divide "
+                         f"among {world.size} processes")
+    per_rank = cfg.batch_size // world.size
+    data.train.set_epoch(done.epoch)
+    seed = config.train.seed * 100_003 + done.epoch
+    # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG,
+    # which would shift every later dropout mask after a mid-epoch resume.
+    return DataLoader(data.train, batch_size=per_rank, num_workers=cfg.workers,
+                      sampler=distributed.EpochOrder(len(data.train), seed, per_rank, world,
+                                                     done.batch),
+                      pin_memory=runtime.device.type == "cuda",
+                      generator=torch.Generator().manual_seed(seed),
+                      drop_last=len(data.train) > cfg.batch_size)
+
+
+def _val_loader(config: RunConfig, data: Datasets, world: distributed.World,
+                device: torch.device) -> DataLoader:
+    """This rank's shard of the validation set (every image exactly once over the ranks)."""
+    shard = (Subset(data.val, list(distributed.shard(len(data.val), world)))
+             if world.distributed else data.val)
+    return validation_loader(shard, config.data.batch_size, config.data.workers,
+                             device.type == "cuda")
+
+
+def with_data_shapes(config: RunConfig, data: Datasets) -> RunConfig:
     """The config with the model's input channels and outputs set from the data: one output
     for bce_dice (a binary task), one per class otherwise."""
     num_classes, loss = data.spec.num_classes, config.train.loss
@@ -485,8 +522,11 @@ def _data_folders(data: Datasets) -> set[Path]:
     return {path.parent for pair in pairs for path in pair}
 
 
-def _skipped_pairs(skipped: list[tuple[str, str]]) -> str:
+def _skipped_pairs(skipped: list[tuple[str, str]]) -> list[str]:
+    """The ``--skip-bad`` notice: one message listing the pairs left out (none if none)."""
+    if not skipped:
+        return []
     lines = [f"--skip-bad: left out {len(skipped)} bad pair(s):"]
     # The reason usually names the file already; don't say it twice.
     lines += [f"  {why}" if why.startswith(path) else f"  {path}: {why}" for path, why in skipped]
-    return "\n".join(lines)
+    return ["\n".join(lines)]

@@ -13,6 +13,7 @@ is imported before a command needs it: ``unetseg pick`` never imports torch.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from .job_commands import (
@@ -171,14 +172,44 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _Stdout(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stdout`` is when a record comes (a test's
+    capture, a redirected log), not to the stream it saw when it was made."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _print_the_library_log() -> None:
+    """Print the library's log (the ``unetseg`` logger: what training and the jobs report) on
+    standard output, plain, from rank 0 only under torchrun. Library calls log and print
+    nothing themselves; the command line owns stdout. Installed once per process."""
+    logger = logging.getLogger("unetseg")
+    if any(isinstance(handler, _Stdout) for handler in logger.handlers):
+        return
+    from ..distributed import MainProcessOnly
+
+    handler = _Stdout()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(MainProcessOnly())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     args.argv = argv
-    if args.command in COMPUTE_COMMANDS:
+    if args.command in COMPUTE_COMMANDS:               # (pick imports no torch)
         from ..runtime import tune_malloc
 
         tune_malloc()
+        _print_the_library_log()
     try:
         return args.run(args)
     except KeyboardInterrupt as error:

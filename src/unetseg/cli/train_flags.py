@@ -82,6 +82,7 @@ def _configure(args: argparse.Namespace):
     """`config_from_args`'s configuration, with the recipe it started from: ``(config, recipe
     name or None, recipe settings)``; no recipe when resuming (the run's own file is the base)."""
     from ..config import RunConfig, layered_settings
+    from ..rundir import load_run_config
 
     flags: dict = {}
     for key, value in vars(args).items():
@@ -94,7 +95,7 @@ def _configure(args: argparse.Namespace):
         values = layered_settings(recipe, from_file, flags)
         return RunConfig.from_dict(values), recipe_name, recipe
     run = Path(args.resume)
-    recorded = RunConfig.from_yaml(run / "config.yaml")
+    recorded = load_run_config(run)
     given_out = flags.get("train", {}).get("out")
     if given_out is not None and Path(given_out).resolve() != run.resolve():
         raise ValueError(f"--out {given_out} and --resume {run} name different runs; drop --out")
@@ -147,16 +148,18 @@ def _relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from .. import distributed
     from ..recipes import describe
     from ..train import fit
 
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+    if args.nproc > 1 and not distributed.launched_by_torchrun():
         return _relaunch_with_torchrun(args.nproc, args.argv)
     config, recipe_name, recipe = _configure(args)
-    if recipe_name and os.environ.get("RANK", "0") == "0":
+    main_process = distributed.is_main_process()        # under torchrun, one log
+    if recipe_name and main_process:
         print(describe(recipe_name, recipe, config), flush=True)
     result = fit(config, resume=bool(args.resume), overwrite=args.overwrite)
-    if os.environ.get("RANK", "0") == "0":          # under torchrun, one final line
+    if main_process:
         print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
               f"run in {result.run_dir}\n"
               f"(best.safetensors was chosen on these validation images, so their score flatters "

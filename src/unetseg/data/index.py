@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write_text, cache_dir
+from ..files import cache_dir, write_json
 from .io import image_header, read_image
 from .spec import DatasetSpec
 from .tensors import ChannelStats
@@ -176,9 +176,8 @@ class FolderIndex:
                 present = set(os.listdir(folder))
                 for name in [name for name in table if name not in present]:
                     del table[name]
-            atomic_write_text(self.path, json.dumps(
-                {**self.header, "images": self.images, "masks": self.masks},
-                separators=(",", ":")))
+            write_json(self.path, {**self.header, "images": self.images, "masks": self.masks},
+                       indent=None)
         except OSError:
             pass
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..files import atomic_write_text, check_output_folder, json_ready
+from ..files import atomic_write_text, write_json
 from ..inspector import ERROR_MAP_CODES, Inspection, error_map
+from ..outputs import check_output_folder
 from .figures import (
     breakdown_bars,
     confusion_figure,
@@ -154,6 +154,6 @@ def write_inspection_report(
             f">= {inspection.settings['fine_iou']}.</p>"
             f"{_table_html(rows)}{''.join(sections)}{CHECK_SCRIPT}</body></html>")
     json_path, html_path = (out_dir / name for name in REPORT_FILES)
-    atomic_write_text(json_path, json.dumps(json_ready(inspection.to_dict()), indent=2))
+    write_json(json_path, inspection.to_dict())
     atomic_write_text(html_path, page)
     return json_path, html_path
