@@ -39,13 +39,13 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader
 
+from unetseg.allocator import tune_malloc
 from unetseg.config import RunConfig, TrainConfig, UNetConfig
-from unetseg.data.sources import build_datasets
+from unetseg.data.build import build_datasets
 from unetseg.evaluation import evaluate, validation_loader
 from unetseg.losses import ce_dice_loss
 from unetseg.model import UNet
 from unetseg.optim import parameter_groups
-from unetseg.runtime import tune_malloc
 from unetseg.train import TrainingParts, train_step, training_parts, with_data_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ class OurTraining:
     its step: `unetseg.train.train_step`, then the schedule's step, as the training loop
     takes them."""
 
-    data: object                     # unetseg.data.sources.Datasets
+    data: object                     # unetseg.data.build.Datasets
     parts: TrainingParts
     grad_clip: float
 

@@ -29,7 +29,7 @@ from harness import Timing, alternate, machine, print_table
 from torch.utils.data import DataLoader
 
 from unetseg.config import DataConfig
-from unetseg.data.sources import build_datasets
+from unetseg.data.build import build_datasets
 from unetseg.losses import make_loss
 from unetseg.model import UNet, UNetConfig
 from unetseg.runtime import autocast

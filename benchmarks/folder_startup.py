@@ -83,7 +83,7 @@ def count_opens() -> list[int]:
 
 def child_build(folder: str) -> None:
     from unetseg.config import DataConfig
-    from unetseg.data.sources import build_datasets
+    from unetseg.data.build import build_datasets
     from unetseg.data.transforms import TrainTransform  # noqa: F401  (its import is not timed)
 
     opened = count_opens()

@@ -62,7 +62,7 @@ from contenders import (
 from harness import machine, print_table
 
 from unetseg.config import DataConfig
-from unetseg.data.sources import build_datasets
+from unetseg.data.build import build_datasets
 
 SCRIPT = Path(__file__).resolve()
 ISBI_ROOT = ROOT.parent / "shared" / "datasets" / "isbi2012-membrane"

@@ -3,7 +3,7 @@
 Every study trains every contender with `train_contender`, whose every step is
 `unetseg.train.train_step` (the step ``unetseg train`` takes) and whose scores come from
 `unetseg.evaluation.evaluate`: the same datasets
-(`unetseg.data.sources.build_datasets`, so the same crops and augmentation as ``unetseg
+(`unetseg.data.build.build_datasets`, so the same crops and augmentation as ``unetseg
 train``), the same seeded batch order, AdamW with weight decay on weights only
 (`unetseg.optim.parameter_groups`), a linear warm-up times a cosine decay, gradient clipping at
 1, fp32 and NCHW (or, with ``Recipe.precision="bf16"``, unetseg's training fast path for every
@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from unetseg import evaluation
 from unetseg.config import DataConfig
-from unetseg.data.sources import Datasets, build_datasets
+from unetseg.data.build import Datasets, build_datasets
 from unetseg.fastpath import optimize_for_training
 from unetseg.losses import make_loss
 from unetseg.model import UNet

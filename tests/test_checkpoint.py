@@ -25,9 +25,8 @@ from unetseg.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from unetseg.fastpath import Accelerated
 from unetseg.model import UNet
-from unetseg.runtime import Runtime
+from unetseg.runtime import Accelerated, Runtime
 
 METADATA = {"class_names": ["background", "shape"], "colours": [[0, 0, 0], [255, 0, 0]],
             "normalisation": {"mean": [0.5] * 3, "std": [0.25] * 3}, "training": {"epoch": 3}}

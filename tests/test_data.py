@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from unetseg.config import DataConfig
+from unetseg.data.build import build_datasets, build_eval_dataset
 from unetseg.data.folder import (
     DatasetSpec,
     FolderDataset,
@@ -26,7 +27,6 @@ from unetseg.data.folder import (
     split_by_ratio,
 )
 from unetseg.data.presets import CAMVID, ISBI, camvid_pairs, isbi_pairs
-from unetseg.data.sources import build_datasets, build_eval_dataset
 from unetseg.data.synthetic import SyntheticShapes
 from unetseg.data.transforms import TrainTransform
 

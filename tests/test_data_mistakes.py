@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from unetseg.config import DataConfig
+from unetseg.data.build import build_datasets, build_eval_dataset
 from unetseg.data.folder import DatasetSpec
 from unetseg.data.io import read_image, read_mask
-from unetseg.data.sources import build_datasets, build_eval_dataset
 
 H, W = 8, 12
 

@@ -8,9 +8,10 @@ from torch import nn
 
 import unetseg.precision as precision
 from unetseg import optimize_for_inference, optimize_for_training
-from unetseg.fastpath import Accelerated, fold_batchnorm
+from unetseg.fastpath import fold_batchnorm
 from unetseg.losses import CEDiceLoss
 from unetseg.model import UNet
+from unetseg.runtime import Accelerated
 
 
 def trained_unet(seed: int = 0) -> UNet:

@@ -15,9 +15,9 @@ SCRIPT = textwrap.dedent("""
     def state():
         umask = next(line.split()[1] for line in open("/proc/self/status")
                      if line.startswith("Umask:"))
-        import unetseg.runtime as runtime
+        import unetseg.allocator as allocator
         return {"pillow_limit": Image.MAX_IMAGE_PIXELS, "umask": umask,
-                "environment": dict(os.environ), "malloc_tuned": runtime._malloc_tuned,
+                "environment": dict(os.environ), "malloc_tuned": allocator._malloc_tuned,
                 "sigint": str(signal.getsignal(signal.SIGINT)),
                 "sigterm": str(signal.getsignal(signal.SIGTERM))}
 
@@ -56,7 +56,7 @@ def test_fit_and_predict_leave_process_wide_state_alone(tmp_path):
 
 
 def test_the_cli_is_what_tunes_the_allocator(tmp_path):
-    script = ("import unetseg.runtime as r, unetseg.cli as cli, sys;"
+    script = ("import unetseg.allocator as r, unetseg.cli as cli, sys;"
               "code = cli.main(['export', sys.argv[1], '--out', sys.argv[1] + '.onnx']);"
               "print(code, r._malloc_tuned)")
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "missing")],

@@ -241,7 +241,7 @@ PEAK_SCRIPT = textwrap.dedent("""
     import numpy as np, torch
     from unetseg.infer import Segmenter, predict
     from unetseg.model import UNet
-    from unetseg.runtime import tune_malloc
+    from unetseg.allocator import tune_malloc
     tune_malloc()
     torch.manual_seed(0)
     size = int(sys.argv[1])

@@ -3,6 +3,7 @@ the modules one to one."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -77,3 +78,33 @@ def test_the_gpu_check_has_nothing_to_do_without_a_gpu():
                                                                "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert "no CUDA device" in done.stdout and "nothing to do" in done.stdout
+
+
+def test_imports_point_one_way_core_work_edge():
+    """No module imports one of a higher layer (docs/architecture.md's core, work and edge):
+    the core never imports the work modules or the edge, the work modules never the edge."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    layers, current = {}, None
+    for line in text.splitlines():
+        heading = re.match(r"^\s+(core|work|edge) -+$", line)
+        if heading:
+            current = heading.group(1)
+            continue
+        listed = re.match(r"^\s+([\w/]+)\.py\s", line)
+        if listed and current and not listed.group(1).endswith("__init__"):
+            layers[listed.group(1).replace("/", ".")] = current
+    rank = {"core": 0, "work": 1, "edge": 2}
+    package = ROOT / "src" / "unetseg"
+    upward = []
+    for module, layer in layers.items():
+        path = package / (module.replace(".", "/") + ".py")
+        parents = module.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level):
+                continue
+            base = parents[:len(parents) - node.level + 1]
+            target = ".".join(base + ([node.module] if node.module else []))
+            for name in [target, *(f"{target}.{alias.name}" for alias in node.names)]:
+                if name in layers and rank[layers[name]] > rank[layer]:
+                    upward.append(f"{module} ({layer}) imports {name} ({layers[name]})")
+    assert len(layers) > 40 and not upward

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from unetseg.checkpoint import load_model, read_metadata
 from unetseg.config import DataConfig, RunConfig, TrainConfig
-from unetseg.data.sources import build_datasets
+from unetseg.data.build import build_datasets
 from unetseg.evaluation import evaluate
 from unetseg.jobs.evaluate import evaluate_checkpoint
 from unetseg.losses import make_loss
@@ -323,24 +323,24 @@ def test_val_every_validates_every_n_epochs_and_after_the_last(make_tiny_config,
 
 def test_a_timed_plan_fits_the_steps_its_pace_allows():
     from unetseg.config import TrainConfig
-    from unetseg.plan import TrainingPlan
+    from unetseg.run_length import RunLength
 
-    plan = TrainingPlan.from_config(TrainConfig(time_budget=1.0, warmup_epochs=1.0), 12)
+    plan = RunLength.from_config(TrainConfig(time_budget=1.0, warmup_epochs=1.0), 12)
     assert plan.timed and plan.warmup_steps == 12
     plan.estimate(10, 5.0)                   # 0.5 s a step: 120 steps fit in 60 s
     assert plan.total_steps == 120 and plan.epochs == 10
     plan.estimate(100, 70.0)                 # the budget is spent: stop where it stands
     assert plan.total_steps == 100 and plan.finished(100)
-    capped = TrainingPlan.from_config(TrainConfig(time_budget=1.0, max_steps=30), 12)
+    capped = RunLength.from_config(TrainConfig(time_budget=1.0, max_steps=30), 12)
     capped.estimate(10, 1.0)                 # 600 steps would fit; --max-steps says 30
     assert capped.total_steps == 30
-    tiny = TrainingPlan.from_config(TrainConfig(time_budget=0.01, warmup_epochs=2.0), 12)
+    tiny = RunLength.from_config(TrainConfig(time_budget=0.01, warmup_epochs=2.0), 12)
     tiny.estimate(2, 0.3)                    # 4 steps fit: the warm-up shrinks below them
     assert tiny.total_steps == 4 and tiny.warmup_steps == 3
-    one_step_epochs = TrainingPlan.from_config(TrainConfig(time_budget=30.0), 1)
+    one_step_epochs = RunLength.from_config(TrainConfig(time_budget=30.0), 1)
     one_step_epochs.estimate(10, 1.0)        # the 1000-epoch guess is no limit: 18,000 fit
     assert one_step_epochs.total_steps == 18_000
-    untimed = TrainingPlan.from_config(TrainConfig(epochs=3), 12)
+    untimed = RunLength.from_config(TrainConfig(epochs=3), 12)
     untimed.estimate(10, 1e6)                # epochs are exact: the clock changes nothing
     assert untimed.total_steps == 36 and not untimed.timed
 
@@ -371,10 +371,10 @@ def test_a_changed_plan_takes_effect_before_the_next_step():
     a re-plan, `follow_schedule` makes the next step use the new plan's rate."""
     from unetseg.config import TrainConfig
     from unetseg.optim import follow_schedule, make_optimizer
-    from unetseg.plan import TrainingPlan
+    from unetseg.run_length import RunLength
 
     model = torch.nn.Conv2d(1, 1, 3)
-    plan = TrainingPlan.from_config(TrainConfig(epochs=10, lr=1.0, warmup_epochs=1.0), 10)
+    plan = RunLength.from_config(TrainConfig(epochs=10, lr=1.0, warmup_epochs=1.0), 10)
     optimizer, scheduler = make_optimizer(model, TrainConfig(lr=1.0), plan)
     for _ in range(50):
         optimizer.step()

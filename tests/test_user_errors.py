@@ -18,9 +18,9 @@ from PIL import Image
 import unetseg.train as train_module
 from unetseg.cli import main
 from unetseg.infer import predict
+from unetseg.interrupts import StopSignals
 from unetseg.jobs.scoring import score_split
 from unetseg.rundir import RunDir
-from unetseg.signals import StopSignals
 
 TINY = ["--data", "synthetic", "--size", "32", "--train-samples", "32", "--val-samples", "8",
         "--base", "4", "--batch-size", "8", "--quiet"]

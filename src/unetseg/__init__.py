@@ -30,7 +30,7 @@ _EXPORTS = {
     "Inspector": "inspector", "export_onnx": "export",
     "score_split": "jobs.scoring", "evaluate_checkpoint": "jobs.evaluate",
     "optimize_for_training": "fastpath", "optimize_for_inference": "fastpath",
-    "Accelerated": "fastpath",
+    "Accelerated": "runtime",
 }
 __all__ = [
     "UNet", "UNetConfig",
@@ -63,7 +63,7 @@ if TYPE_CHECKING:                            # what type checkers and IDEs see
     from .config import DataConfig, RunConfig, TrainConfig
     from .evaluation import evaluate
     from .export import export_onnx
-    from .fastpath import Accelerated, optimize_for_inference, optimize_for_training
+    from .fastpath import optimize_for_inference, optimize_for_training
     from .infer import Segmenter, load_segmenter, predict
     from .inspector import Inspector
     from .jobs.evaluate import evaluate_checkpoint
@@ -81,4 +81,5 @@ if TYPE_CHECKING:                            # what type checkers and IDEs see
     )
     from .metrics import BoundaryF1, ConfusionMatrix, Scores, boundary_f1
     from .model import UNet, UNetConfig
+    from .runtime import Accelerated
     from .train import fit

@@ -30,9 +30,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .architectures import build_model
-from .fastpath import Accelerated
 from .files import atomic_write
 from .model import UNetConfig
+from .runtime import Accelerated
 
 __all__ = ["SCHEMA_VERSION", "Checkpoint", "unwrap", "save_checkpoint", "load_checkpoint",
            "read_metadata", "restore_optimizer", "load_model"]
@@ -44,7 +44,7 @@ _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside DistributedDataParallel, `unetseg.fastpath.Accelerated` and/or
+    """The plain module inside DistributedDataParallel, `unetseg.runtime.Accelerated` and/or
     ``torch.compile`` wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):        # torch.compile's OptimizedModule

@@ -342,7 +342,7 @@ RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.time_budget",
                      "data.workers"}
 # The run folder names the run; the model's channels and classes are set from the data.
 NOT_COMPARED_ON_RESUME = {"train.out", "model.in_channels", "model.num_classes"}
-# The fields that set how long a run trains (`unetseg.plan`).
+# The fields that set how long a run trains (`unetseg.run_length`).
 LENGTH_FIELDS = ("epochs", "max_steps", "time_budget")
 
 

@@ -14,9 +14,9 @@ before it is chosen (``benchmarks/train_step.py`` times them against plain code)
 ``torch.compile`` is available but off by default: on the 2-core CPUs we measured it made a
 base-32 training step slower (1.05 s to 1.63 s in bf16) after a 40 s compilation.
 
-`optimize_for_training` and `optimize_for_inference` return an `Accelerated` model: it takes
-float32 NCHW images like the original and returns float32 logits, so code around it is
-unchanged; its ``module`` is the original network (the one whose weights are saved).
+`optimize_for_training` and `optimize_for_inference` return a `unetseg.runtime.Accelerated`
+model: it takes float32 NCHW images like the original and returns float32 logits, so code
+around it is unchanged; its ``module`` is the original network (the one whose weights are saved).
 """
 
 from __future__ import annotations
@@ -26,41 +26,10 @@ import copy
 import torch
 from torch import nn
 
-from .precision import PrecisionChoice, decide_precision, measure_forward, measure_step
-from .runtime import Runtime, pick_device
+from .precision import decide_precision, measure_forward, measure_step
+from .runtime import Accelerated, Runtime, pick_device
 
-__all__ = ["Accelerated", "optimize_for_training", "optimize_for_inference", "fold_batchnorm"]
-
-
-class Accelerated(nn.Module):
-    """``module`` run the fast way: inputs moved to the device in the memory layout, the
-    forward pass under the runtime's autocast, logits returned in float32.
-
-    Args:
-        module: the network; its parameters are shared, not copied.
-        runtime: device, resolved precision and layout (`unetseg.runtime.Runtime`).
-        compile: run the forward pass through ``torch.compile``.
-        choice: how the precision was chosen (shown by ``describe``).
-    """
-
-    def __init__(self, module: nn.Module, runtime: Runtime, compile: bool = False,
-                 choice: PrecisionChoice | None = None) -> None:
-        super().__init__()
-        self.module = runtime.model(module)
-        self.runtime = runtime
-        self.choice = choice or PrecisionChoice(runtime.precision, reason="as given")
-        # Not a registered submodule: the compiled wrapper shares the weights, and registering
-        # it would list every parameter twice in the state dict.
-        self.__dict__["_forward"] = torch.compile(self.module) if compile else self.module
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        with self.runtime.autocast():
-            logits = self._forward(self.runtime.images(images))
-        return logits.float()
-
-    def describe(self) -> str:
-        layout = "channels_last" if self.runtime.channels_last else "NCHW"
-        return f"{self.choice.describe()}, {layout}, on {self.runtime.device}"
+__all__ = ["optimize_for_training", "optimize_for_inference", "fold_batchnorm"]
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from .architectures import size_multiple
-from .budget import check_fits, prediction_estimate
 from .checkpoint import load_model
 from .data.io import scale_to_unit
 from .fastpath import fold_batchnorm
+from .memory import check_fits, prediction_estimate
 from .precision import decide_precision, measure_forward
 from .progress import counter
 from .runtime import autocast, pick_device

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .plan import TrainingPlan
+from .run_length import RunLength
 
 __all__ = ["lr_factor", "parameter_groups", "make_optimizer", "follow_schedule"]
 
@@ -46,9 +46,9 @@ def _fused_supported(model: nn.Module) -> bool:
                for p in model.parameters())
 
 
-def make_optimizer(model: nn.Module, train, plan: TrainingPlan):
+def make_optimizer(model: nn.Module, train, length: RunLength):
     """AdamW (``lr``, ``weight_decay`` of a `TrainConfig`) and its per-step ``schedule`` over
-    the steps of ``plan``; returns ``(optimizer, scheduler)``. The schedule reads the plan at
+    the steps of ``length``; returns ``(optimizer, scheduler)``. The schedule reads the length at
     every step, so a timed run's re-planned length moves the end of its cosine."""
     # The fused kernel: one pass over all parameters, and it takes the step's "found_inf" flag
     # on the device, so a non-finite step is skipped without reading anything back to the host.
@@ -56,14 +56,14 @@ def make_optimizer(model: nn.Module, train, plan: TrainingPlan):
                                   fused=_fused_supported(model))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda step: lr_factor(step, plan.total_steps, plan.warmup_steps, train.schedule))
+        lambda step: lr_factor(step, length.total_steps, length.warmup_steps, train.schedule))
     return optimizer, scheduler
 
 
 def follow_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
     """Set each group's learning rate from the schedule at the current step. The scheduler
-    sets it once per step; when the plan behind the schedule changes between steps (a timed
-    run re-planned), the next step then follows the new plan instead of the old one."""
+    sets it once per step; when the length behind the schedule changes between steps (a timed
+    run re-planned), the next step then follows the new length instead of the old one."""
     step = scheduler.last_epoch
     for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs,
                                    scheduler.lr_lambdas):

@@ -28,13 +28,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .charts import plot_curves
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import RECORD_SECTIONS, RunConfig, read_config_file
 from .evaluation import Evaluation
 from .files import atomic_write_text, write_csv, write_jsonl, write_yaml
 from .metrics import ConfusionMatrix
 from .outputs import check_output_folder, refusal, refuse_inside
-from .report.figures import plot_curves
 
 __all__ = ["RunDir", "RunState", "Progress", "EpochTally", "LOG_COLUMNS", "epoch_row",
            "read_run_config", "load_run_config", "CONFIG_FILE"]

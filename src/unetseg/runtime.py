@@ -1,24 +1,23 @@
-"""Where and how fast to run: device, mixed precision, memory layout, and the C allocator.
+"""How a model runs: on which device, under which autocast precision, in which memory layout.
 
-`Runtime` bundles the three choices every forward pass makes (device, autocast precision,
-memory layout), so training, evaluation and scoring run a model the same way; which precision
-is `unetseg.precision`'s decision. `tune_malloc` changes the whole process: only the
-command-line entry point calls it, never a library call.
+`Runtime` bundles the three choices every forward pass makes, so training, evaluation and
+scoring run a model the same way; `Accelerated` is a model run that way. Which precision is
+`unetseg.precision`'s decision.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
-__all__ = ["Runtime", "pick_device", "autocast", "tune_malloc"]
+if TYPE_CHECKING:
+    from .precision import PrecisionChoice
 
-_malloc_tuned = False
+__all__ = ["Runtime", "Accelerated", "pick_device", "autocast"]
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -77,29 +76,34 @@ class Runtime:
                                                     else torch.contiguous_format))
 
 
-def tune_malloc() -> bool:
-    """Stop glibc from returning large freed blocks to the OS after every step.
+class Accelerated(nn.Module):
+    """``module`` run the fast way: inputs moved to the device in the memory layout, the
+    forward pass under the runtime's autocast, logits returned in float32.
 
-    By default glibc serves blocks over 32 MiB with mmap and unmaps them on free, so every
-    training step or tile pays page faults to map the same activations again (up to 2x slower
-    on the 2-core machine we measured). Same effect as
-    ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736``.
-    Returns whether the settings were applied (only on glibc Linux); safe to call repeatedly.
+    Args:
+        module: the network; its parameters are shared, not copied.
+        runtime: device, resolved precision and layout (`Runtime`).
+        compile: run the forward pass through ``torch.compile``.
+        choice: how the precision was chosen (shown by ``describe``).
     """
-    global _malloc_tuned
-    if _malloc_tuned:
-        return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False            # not glibc (musl has no mallopt): nothing to tune
-    m_trim_threshold, m_mmap_max = -1, -4          # from glibc's malloc.h
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    ok = mallopt(m_mmap_max, 0) == 1
-    # The largest int mallopt takes; freed memory is kept below 2 GiB of slack.
-    ok = mallopt(m_trim_threshold, 2**31 - 1) == 1 and ok
-    _malloc_tuned = ok
-    return ok
+
+    def __init__(self, module: nn.Module, runtime: Runtime, compile: bool = False,
+                 choice: PrecisionChoice | None = None) -> None:
+        super().__init__()
+        self.module = runtime.model(module)
+        self.runtime = runtime
+        self.choice = choice
+        # Not a registered submodule: the compiled wrapper shares the weights, and registering
+        # it would list every parameter twice in the state dict.
+        self.__dict__["_forward"] = torch.compile(self.module) if compile else self.module
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with self.runtime.autocast():
+            logits = self._forward(self.runtime.images(images))
+        return logits.float()
+
+    def describe(self) -> str:
+        layout = "channels_last" if self.runtime.channels_last else "NCHW"
+        precision = (self.choice.describe() if self.choice is not None
+                     else f"precision {self.runtime.precision} (as given)")
+        return f"{precision}, {layout}, on {self.runtime.device}"

@@ -10,7 +10,7 @@ which every resume checkpoint saves.
 
 `training_parts` and `train_step` are the pieces the benchmarks and the studies train with,
 so a figure measured there is the step ``unetseg train`` takes. What the run folder holds is
-`unetseg.rundir`'s business; how long a run trains, `unetseg.plan`'s; the optimiser and its
+`unetseg.rundir`'s business; how long a run trains, `unetseg.run_length`'s; the optimiser and its
 schedule, `unetseg.optim`'s; which precision, `unetseg.precision`'s.
 """
 
@@ -29,18 +29,18 @@ from torch.utils.data import DataLoader, Subset
 
 from . import distributed
 from .architectures import build_model
-from .budget import check_training_fits
 from .checkpoint import restore_optimizer, unwrap
 from .config import RunConfig, check_resume_changes
-from .data.sources import Datasets, build_datasets
+from .data.build import Datasets, build_datasets
 from .evaluation import evaluate, validation_loader
-from .fastpath import Accelerated
+from .interrupts import StopSignals, TrainingInterrupted
 from .losses import class_weights, make_loss
+from .memory import check_training_fits
 from .metrics import ConfusionMatrix, labels_from_logits, scores_from_matrix
 from .optim import follow_schedule, make_optimizer
-from .plan import TrainingPlan
 from .precision import PrecisionChoice, decide_precision
 from .progress import format_duration, in_terminal, progress
+from .run_length import RunLength
 from .rundir import (
     CONFIG_FILE,
     EpochTally,
@@ -50,8 +50,7 @@ from .rundir import (
     epoch_row,
     load_run_config,
 )
-from .runtime import Runtime
-from .signals import StopSignals, TrainingInterrupted
+from .runtime import Accelerated, Runtime
 
 __all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "TrainingParts", "fit",
            "training_parts", "train_step", "with_data_shapes"]
@@ -86,7 +85,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
     A new run refuses an ``out`` folder that holds files unless ``overwrite``.
 
     Logs through `logging` (the ``unetseg`` logger; the CLI prints it, rank 0 only) and
-    changes no process-wide setting: the CLI tunes the allocator (`runtime.tune_malloc`).
+    changes no process-wide setting: the CLI tunes the allocator (`allocator.tune_malloc`).
     """
     # --- set-up, in the order its side effects must happen ---------------------------------
     world, device = distributed.setup(config.train.device)
@@ -107,8 +106,8 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                            run_dir.record("runtime") if resume else None)
     state = _restore(run_dir, parts, spec) if resume else RunState()
     done = state.progress                      # the one record of how far the run is
-    plan = parts.plan
-    plan.estimate(done.step, done.seconds)     # a resumed timed run re-plans from its pace
+    length = parts.length
+    length.estimate(done.step, done.seconds)     # a resumed timed run re-plans from its pace
     follow_schedule(parts.scheduler)
     # A resumed run may run longer now; the data check's findings and the precision chosen
     # are recorded beside the settings.
@@ -116,7 +115,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                                          "runtime": parts.precision.to_dict()}))
     if cfg.tensorboard:
         run_dir.open_tensorboard()
-    if plan.finished(done.step):
+    if length.finished(done.step):
         log.info(f"nothing to train: the run has taken the {done.step} steps it plans; a "
                  f"larger --epochs, --max-steps or --time-budget continues it")
 
@@ -131,8 +130,8 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
     stop = StopSignals(announce=world.is_main)
     try:
         with stop:
-            while not plan.finished(done.step):
-                title = f"epoch {done.epoch + 1}/{plan.epochs}"
+            while not length.finished(done.step):
+                title = f"epoch {done.epoch + 1}/{length.epochs}"
                 batches = _train_loader(config, data, world, parts.runtime, done)
                 bar = progress(batches, title, bars, total=done.batch + len(batches),
                                lines=False, leave=False, initial=done.batch)
@@ -148,7 +147,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                     done.step, done.batch = done.step + 1, done.batch + 1
                     if done.batch % read_every == 0:
                         _read(counts, tally, done, cfg)
-                        _replan(plan, parts.scheduler, clock, world, device)
+                        _replan(length, parts.scheduler, clock, world, device)
                         if tally.steps and hasattr(bar, "set_postfix"):
                             bar.set_postfix(loss=f"{tally.loss_sum / tally.steps:.4f}",
                                             miou=f"{tally.matrix.compute().miou:.3f}")
@@ -156,8 +155,8 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                     # few batches. A signal at an epoch's last batch waits for its checkpoint.
                     stopping = ((not world.distributed or done.batch % read_every == 0)
                                 and _stopping(stop, world, device))
-                    unfinished = done.batch < plan.steps_per_epoch
-                    if unfinished and (stopping or _checkpoint_due(done, plan, cfg)):
+                    unfinished = done.batch < length.steps_per_epoch
+                    if unfinished and (stopping or _checkpoint_due(done, length, cfg)):
                         _read(counts, tally, done, cfg)
                         clock.tick()
                         state.tally = tally
@@ -165,16 +164,16 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                                             parts.optimizer, _resume_tensors(tally))
                     if stopping and unfinished:
                         raise stop.interrupted(run_dir.path, f"{title}, batch {done.batch}")
-                    if plan.finished(done.step):     # --max-steps or the time budget
+                    if length.finished(done.step):     # --max-steps or the time budget
                         break
                 _read(counts, tally, done, cfg)
-                _replan(plan, parts.scheduler, clock, world, device)
+                _replan(length, parts.scheduler, clock, world, device)
                 train_loss, train_miou = _training_scores(tally, world, device)
                 tally = EpochTally(ConfusionMatrix(spec.num_classes, spec.ignore_index, device))
                 state.tally, done.epoch, done.batch = None, done.epoch + 1, 0
                 heading = f"{title}  train loss {train_loss:.4f}"
-                if not plan.finished(done.step) and done.epoch % cfg.val_every:
-                    log.info(f"{heading}  ({_time_note(clock.lap(), plan, done)})")
+                if not length.finished(done.step) and done.epoch % cfg.val_every:
+                    log.info(f"{heading}  ({_time_note(clock.lap(), length, done)})")
                     continue
                 # The plain module: DDP's forward would sync buffers, and ranks' shards may
                 # differ in length. evaluate() sums the counts over ranks once, after its loop.
@@ -197,7 +196,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                            if done.skipped else "")
                 log.info(f"{heading}  val loss {val.loss:.4f}  val mIoU {val.scores.miou:.4f}  "
                          f"pixel acc {val.scores.pixel_accuracy:.4f}  "
-                         f"({_time_note(seconds, plan, done)})"
+                         f"({_time_note(seconds, length, done)})"
                          + ("  *best*" if improved else "") + skipped)
                 if cfg.patience and state.bad_epochs >= cfg.patience:
                     log.info(f"early stop: no better validation mIoU in {cfg.patience} "
@@ -205,7 +204,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                     break
                 # Every rank must make the same decision, or one would wait for the others in
                 # the next epoch's first collective forever.
-                if _stopping(stop, world, device) and not plan.finished(done.step):
+                if _stopping(stop, world, device) and not length.finished(done.step):
                     raise stop.interrupted(run_dir.path, f"epoch {done.epoch}")
     finally:
         run_dir.close()
@@ -224,7 +223,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
 @dataclass
 class TrainingParts:
     """What a run trains with: the model on its fast path (wrapped for DDP under several
-    processes), the loss, AdamW and its schedule over ``plan``, the fp16 gradient scaler (off
+    processes), the loss, AdamW and its schedule over ``length``, the fp16 gradient scaler (off
     otherwise), and how the model runs (device, precision and why, layout)."""
 
     model: nn.Module
@@ -234,7 +233,7 @@ class TrainingParts:
     scaler: torch.amp.GradScaler
     runtime: Runtime
     precision: PrecisionChoice
-    plan: TrainingPlan
+    length: RunLength
     class_weights: torch.Tensor | None
 
 
@@ -270,10 +269,10 @@ def training_parts(config: RunConfig, data: Datasets, world: distributed.World |
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     steps_per_epoch = len(_train_loader(config, data, world, runtime, Progress()))
-    plan = TrainingPlan.from_config(cfg, steps_per_epoch)
-    optimizer, scheduler = make_optimizer(model, cfg, plan)
+    length = RunLength.from_config(cfg, steps_per_epoch)
+    optimizer, scheduler = make_optimizer(model, cfg, length)
     scaler = torch.amp.GradScaler(device.type, enabled=choice.precision == "fp16")
-    return TrainingParts(model, loss_fn, optimizer, scheduler, scaler, runtime, choice, plan,
+    return TrainingParts(model, loss_fn, optimizer, scheduler, scaler, runtime, choice, length,
                          weights)
 
 
@@ -384,23 +383,23 @@ class Clock:
         return seconds
 
 
-def _replan(plan: TrainingPlan, scheduler, clock: Clock, world: distributed.World,
+def _replan(length: RunLength, scheduler, clock: Clock, world: distributed.World,
             device: torch.device) -> None:
-    """Re-plan a timed run from its pace; every rank takes the mean of their clocks, so all
+    """Re-length a timed run from its pace; every rank takes the mean of their clocks, so all
     stop at the same step."""
-    if not plan.timed:
+    if not length.timed:
         return
     seconds = torch.tensor([clock.tick()], dtype=torch.float64, device=device)
     seconds = distributed.all_sum(seconds, world).item() / world.size
-    plan.estimate(clock.progress.step, seconds)
+    length.estimate(clock.progress.step, seconds)
     follow_schedule(scheduler)
 
 
-def _checkpoint_due(done: Progress, plan: TrainingPlan, cfg) -> bool:
+def _checkpoint_due(done: Progress, length: RunLength, cfg) -> bool:
     """A mid-epoch resume checkpoint every ``--checkpoint-every`` batches, and once early in
     a long first epoch."""
     early = (done.epoch == 0 and done.batch == FIRST_CHECKPOINT_BATCHES
-             and plan.steps_per_epoch >= 2 * FIRST_CHECKPOINT_BATCHES)
+             and length.steps_per_epoch >= 2 * FIRST_CHECKPOINT_BATCHES)
     return early or bool(cfg.checkpoint_every and done.batch % cfg.checkpoint_every == 0)
 
 
@@ -422,9 +421,9 @@ def _training_scores(tally: EpochTally, world: distributed.World,
     return (sums[0] / sums[1].clamp_min(1)).item(), scores_from_matrix(matrix).miou
 
 
-def _time_note(seconds: float, plan: TrainingPlan, done: Progress) -> str:
-    """``8 s, about 3 min left`` for an epoch line: at the pace so far, to the plan's end."""
-    left = plan.seconds_left(done.step, done.seconds)
+def _time_note(seconds: float, length: RunLength, done: Progress) -> str:
+    """``8 s, about 3 min left`` for an epoch line: at the pace so far, to the planned end."""
+    left = length.seconds_left(done.step, done.seconds)
     return f"{seconds:.0f} s" + (f", about {format_duration(left)} left" if left else "")
 
 

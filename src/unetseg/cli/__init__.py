@@ -1,11 +1,11 @@
 """The `unetseg` command: argument parsing and printing only; the work lives in the library.
 
 `main` is also the one place that tunes the process (the C allocator, see
-`runtime.tune_malloc`): library calls leave process-wide state as they found it. Nothing heavy
+`allocator.tune_malloc`): library calls leave process-wide state as they found it. Nothing heavy
 is imported before a command needs it: ``unetseg pick`` never imports torch.
 
 - `train_flags`: ``unetseg train``'s flags, generated from the configuration, and ``--resume``;
-- `job_commands`: evaluate, inspect, check, predict, export and demo: run the job, print;
+- `commands`: evaluate, inspect, check, predict, export and demo: run the job, print;
 - `pick_dialogue`: the questions of ``unetseg pick``;
 - here: the parser and `main`.
 """
@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 
-from .job_commands import (
+from .commands import (
     CHECK_FIELDS,
     check_command,
     demo_command,
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     args.argv = argv
     if args.command in COMPUTE_COMMANDS:               # (pick imports no torch)
-        from ..runtime import tune_malloc
+        from ..allocator import tune_malloc
 
         tune_malloc()
         _print_the_library_log()
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
-        from ..signals import TrainingInterrupted
+        from ..interrupts import TrainingInterrupted
         from ..train import TrainingDiverged
 
         if isinstance(error, TrainingInterrupted):

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .index import FolderIndex, FolderIndexes
 from .io import IMAGE_SUFFIXES, images_by_stem, read_image
+from .scan_cache import FolderIndex, FolderIndexes
 from .spec import DATASET_FILES, DatasetSpec, default_colours, find_spec_file, read_spec_file
 from .tensors import ChannelStats, to_tensors
 
@@ -146,7 +146,7 @@ class FolderScan:
 
     Masks are decoded (their values are counted); images are read from their headers (PNG
     checksums verified, `image_header`), except the sampled ones. What was found is kept in
-    an index (`unetseg.data.index`), so the next scan of the same
+    an index (`unetseg.data.scan_cache`), so the next scan of the same
     files (another DDP rank, the next run) reads none of them, only their sizes and times.
 
     What the values *mean* is decided afterwards (`FolderDataset` checks them against a spec),

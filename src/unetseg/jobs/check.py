@@ -33,9 +33,9 @@ import numpy as np
 from PIL import Image
 
 from ..config import DataConfig
+from ..data.build import Datasets, build_datasets
 from ..data.folder import DatasetSpec
 from ..data.io import list_images, read_raw_image, scale_to_unit
-from ..data.sources import Datasets, build_datasets
 from ..files import write_json
 from ..outputs import claim_file
 from ..progress import progress as progress_bar

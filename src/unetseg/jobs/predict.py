@@ -16,7 +16,7 @@ same file (``a.png`` and ``a.jpg``, or ``a.png``'s overlay and an input ``a_over
 an output that is an input are refused; so, unless ``overwrite``, is an output that exists (the
 refuse policy of `unetseg.outputs`). An image that cannot be read is reported by name and
 skipped; the others still finish. The first Ctrl-C stops after the image in hand (its outputs
-and summary.json are written; `unetseg.signals.StopSignals`); a second aborts.
+and summary.json are written; `unetseg.interrupts.StopSignals`); a second aborts.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ import numpy as np
 from ..data.io import list_images, no_pixel_limit, read_raw_image
 from ..files import atomic_write_bytes, write_json
 from ..infer import predict
+from ..interrupts import StopSignals
 from ..outputs import check_output_folder, refuse_existing_outputs
 from ..progress import progress, say
 from ..report.images import overlay, palette_png, png_bytes
-from ..signals import StopSignals
 
 __all__ = ["expand_inputs", "output_paths", "PredictOptions", "PredictReport", "predict_files"]
 

@@ -18,8 +18,8 @@ import torch
 
 from ..checkpoint import load_model
 from ..config import PRESET_SOURCES, DataConfig, RunConfig
+from ..data.build import build_eval_dataset
 from ..data.protocol import SegmentationDataset
-from ..data.sources import build_eval_dataset
 from ..evaluation import Evaluation, evaluate, validation_loader
 from ..inspector import Inspection, Inspector
 from ..losses import make_loss

@@ -1,59 +1,23 @@
-"""Charts drawn with matplotlib: training curves, the confusion matrix and the inspector's bars.
+"""The reports' charts, drawn with matplotlib: the confusion matrix and the inspector's bars.
 
-matplotlib is imported on first use with the Agg backend (no display needed), so importing
-unetseg never pays for it. Charts are returned as PNG bytes or written atomically.
+matplotlib is imported on first use (`unetseg.charts.pyplot`), so importing unetseg never
+pays for it. Charts are returned as PNG bytes or written atomically.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..charts import figure_bytes, pyplot
 from ..files import atomic_write_bytes
 from ..inspector import ERROR_TYPES, SIZE_BUCKETS
 
-__all__ = ["figure_bytes", "plot_curves", "plot_confusion", "confusion_figure", "iou_bars",
-           "share_bars", "recall_bars", "breakdown_bars"]
-
-
-def figure_bytes(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_curves(history: list[dict], class_names: Sequence[str], path: str | Path) -> None:
-    """Loss (train and validation), mIoU, and per-class IoU against the epoch."""
-    plt = pyplot()
-    epochs = [row["epoch"] for row in history]
-    figure, (loss_ax, miou_ax, class_ax) = plt.subplots(1, 3, figsize=(15, 4))
-    loss_ax.plot(epochs, [row["train_loss"] for row in history], label="train")
-    loss_ax.plot(epochs, [row["val_loss"] for row in history], label="validation")
-    loss_ax.set(title="loss", xlabel="epoch")
-    loss_ax.legend()
-    miou_ax.plot(epochs, [row["val_miou"] for row in history], marker="o")
-    miou_ax.set(title="validation mIoU", xlabel="epoch", ylim=(0, 1))
-    for c, name in enumerate(class_names):
-        class_ax.plot(epochs, [row["val_iou"][c] for row in history], label=name)
-    class_ax.set(title="validation IoU per class", xlabel="epoch", ylim=(0, 1))
-    class_ax.legend(fontsize="small", ncol=2)
-    atomic_write_bytes(path, figure_bytes(figure))
+__all__ = ["plot_confusion", "confusion_figure", "iou_bars", "share_bars", "recall_bars",
+           "breakdown_bars"]
 
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]):

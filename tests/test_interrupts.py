@@ -1,4 +1,4 @@
-"""The one interrupt handler (`unetseg.signals.StopSignals`), as training and predict use it."""
+"""The one interrupt handler (`unetseg.interrupts.StopSignals`), as training and predict use it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from unetseg.signals import StopSignals
+from unetseg.interrupts import StopSignals
 
 
 def test_a_signal_is_recorded_for_the_job_to_stop_at_a_safe_point(capsys):

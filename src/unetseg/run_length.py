@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["TrainingPlan"]
+__all__ = ["RunLength"]
 
 # Before a timed run has measured its pace it plans this many epochs; the first estimate
 # (after a few steps, while the warm-up still runs) replaces the guess. The guess is no limit:
@@ -29,7 +29,7 @@ NO_LIMIT = 2**62
 
 
 @dataclass
-class TrainingPlan:
+class RunLength:
     """The planned steps of a run and its warm-up; `estimate` re-plans a timed run.
 
     ``step_limit`` is the hard limit (the epochs' steps, or ``--max-steps``); ``total_steps``
@@ -47,7 +47,7 @@ class TrainingPlan:
             self.total_steps = self.step_limit
 
     @classmethod
-    def from_config(cls, train, steps_per_epoch: int) -> TrainingPlan:
+    def from_config(cls, train, steps_per_epoch: int) -> RunLength:
         """The plan of a `TrainConfig` (``epochs``, ``max_steps``, ``time_budget``,
         ``warmup_epochs``) with ``steps_per_epoch`` batches per epoch."""
         budget = 60.0 * train.time_budget

@@ -6,7 +6,7 @@ background and objects covering ``foreground`` of each image), ``"camvid"`` or `
 ``masks/``, or ``train/`` + ``val/`` folders each holding those, and an optional dataset file).
 
 Every mask is decoded once (images are read from their headers, a sample of them decoded for
-the statistics) and indexed (`unetseg.data.index`), and what the masks hold is judged before
+the statistics) and indexed (`unetseg.data.scan_cache`), and what the masks hold is judged before
 training, so that a data mistake gives an error or a notice (`Datasets.notices`) instead of a
 silent wrong answer:
 

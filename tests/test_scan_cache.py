@@ -21,9 +21,9 @@ from PIL import Image, ImageFile
 
 from unetseg.config import DataConfig
 from unetseg.data import folder
+from unetseg.data.build import build_datasets, build_eval_dataset
 from unetseg.data.folder import DatasetSpec, FolderDataset, FolderScan, match_pairs
 from unetseg.data.io import image_header, read_raw_image
-from unetseg.data.sources import build_datasets, build_eval_dataset
 
 H, W = 10, 14                     # every image here is 10 rows x 14 columns
 SPEC = DatasetSpec(class_names=("background", "road", "building"))
@@ -49,7 +49,8 @@ def labels(seed: int, top: int = 3) -> np.ndarray:
 
 def age(root: Path) -> None:
     """Date every file under ``root`` an hour back, as in a folder nobody is writing to: the
-    index leaves out files changed in the seconds before a scan (`unetseg.data.index.RECENT_NS`)."""
+    index leaves out files changed in the seconds before a scan
+    (`unetseg.data.scan_cache.RECENT_NS`)."""
     old = time.time_ns() - AN_HOUR_NS
     for path in root.rglob("*"):
         if path.is_file():
