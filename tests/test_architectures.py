@@ -10,7 +10,7 @@ are built without pretrained weights: nothing is downloaded.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ import torch
 
 from unetseg.architectures import SmpModel, build_model, size_multiple
 from unetseg.checkpoint import load_model, save_checkpoint
+from unetseg.config import ModelConfig
 from unetseg.model import UNet, UNetConfig
 
 try:
@@ -34,14 +35,15 @@ def smp_test(function):
                               "test` runs these")
     return pytest.mark.smp(skip(function))
 
-SMALL = UNetConfig(in_channels=3, num_classes=3, arch="smp:Unet", encoder="resnet18")
+SMALL = ModelConfig(in_channels=3, num_classes=3, arch="smp:Unet", encoder="resnet18")
 
 
 # --- the configuration (no smp needed) --------------------------------------------------------
 
 def test_the_default_is_our_unet_and_needs_no_smp():
     assert isinstance(build_model(UNetConfig(base=4)), UNet)
-    assert size_multiple(build_model(UNetConfig(base=4, depth=3))) == 8
+    assert isinstance(build_model(ModelConfig(base=4)), UNet)
+    assert size_multiple(build_model(ModelConfig(base=4, depth=3))) == 8
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -56,12 +58,12 @@ def test_the_default_is_our_unet_and_needs_no_smp():
 ])
 def test_settings_that_do_not_fit_the_architecture_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
-        UNetConfig(**settings)
+        ModelConfig(**settings)
 
 
 def test_unet_from_config_refuses_another_architecture():
     with pytest.raises(ValueError, match="build it with unetseg.architectures.build_model"):
-        UNet.from_config(SMALL)
+        UNet.from_config(asdict(SMALL))                 # a checkpoint's model_config
 
 
 def test_without_smp_the_error_says_how_to_install_it(monkeypatch):

@@ -12,6 +12,7 @@ from unetseg.cli import build_parser, main
 from unetseg.config import (
     SECTIONS,
     DataConfig,
+    ModelConfig,
     RunConfig,
     TrainConfig,
     cli_fields,
@@ -23,9 +24,10 @@ from unetseg.train import fit
 
 
 def test_there_is_one_model_config_and_one_default_width():
-    assert RunConfig().model == UNetConfig()
-    assert UNet().config == UNetConfig()
+    assert RunConfig().model.unet() == UNet().config == UNetConfig()
     assert UNetConfig().base == 32
+    # A U-Net's own config is a model section: this toolkit's U-Net with those settings.
+    assert RunConfig(model=UNetConfig(base=8)).model == ModelConfig(base=8)
 
 
 @pytest.mark.parametrize("values,message", [

@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it
 _EXPORTS = {
-    "UNet": "model", "UNetConfig": "model",
+    "UNet": "model", "UNetConfig": "model", "ModelConfig": "config",
     "dice_loss": "losses", "cross_entropy_loss": "losses", "ce_dice_loss": "losses",
     "bce_dice_loss": "losses", "DiceLoss": "losses", "CrossEntropyLoss": "losses",
     "CEDiceLoss": "losses", "BCEDiceLoss": "losses", "make_loss": "losses",
@@ -33,7 +33,7 @@ _EXPORTS = {
     "Accelerated": "runtime",
 }
 __all__ = [
-    "UNet", "UNetConfig",
+    "UNet", "UNetConfig", "ModelConfig",
     "dice_loss", "cross_entropy_loss", "ce_dice_loss", "bce_dice_loss", "DiceLoss",
     "CrossEntropyLoss", "CEDiceLoss", "BCEDiceLoss", "make_loss",
     "ConfusionMatrix", "Scores", "boundary_f1", "BoundaryF1",
@@ -60,7 +60,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:                            # what type checkers and IDEs see
     from .checkpoint import load_model, read_metadata
-    from .config import DataConfig, RunConfig, TrainConfig
+    from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from .evaluation import evaluate
     from .export import export_onnx
     from .fastpath import optimize_for_inference, optimize_for_training

@@ -9,7 +9,8 @@ segmentation_models_pytorch (smp) behind the same contract.
 
 Everything downstream of the model (training, checkpoints, evaluation, tiled prediction, the
 inspector, ONNX export, resume) sees the same thing either way: a module with a ``config`` (the
-`UNetConfig` that rebuilds it), float images (N, C, H, W) in, logits (N, classes, H, W) out,
+configuration that rebuilds it: a `UNetConfig`, or the smp model's `unetseg.config.ModelConfig`),
+float images (N, C, H, W) in, logits (N, classes, H, W) out,
 for any H and W. smp's encoders downsample 32 times and refuse other sizes, so `SmpModel`
 pads the input up to a multiple of 32 and crops the logits back.
 
@@ -22,25 +23,33 @@ its weights are in the file.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .model import UNet, UNetConfig
 
+if TYPE_CHECKING:
+    from .config import ModelConfig
+
 __all__ = ["build_model", "SmpModel", "size_multiple", "import_smp", "SMP_PREFIX"]
 
 SMP_PREFIX = "smp:"
 
 
-def build_model(config: UNetConfig, pretrained: bool = False) -> nn.Module:
-    """The network ``config`` describes, with fresh weights.
+def build_model(config: ModelConfig | UNetConfig, pretrained: bool = False) -> nn.Module:
+    """The network ``config`` describes, with fresh weights: a run's model section, or a
+    U-Net's own `UNetConfig`.
 
     ``pretrained`` lets an smp encoder start from ``config.encoder_weights`` (a download on
     first use); without it every weight is random, as when a checkpoint is about to be loaded.
     """
-    if config.arch == "unet":
+    if isinstance(config, UNetConfig):
         return UNet.from_config(config)
+    if config.arch == "unet":
+        return UNet.from_config(config.unet())
     return SmpModel(config, pretrained)
 
 
@@ -72,7 +81,7 @@ class SmpModel(nn.Module):
     1 x 1 image works as it does with `UNet`.
     """
 
-    def __init__(self, config: UNetConfig, pretrained: bool = False) -> None:
+    def __init__(self, config: ModelConfig, pretrained: bool = False) -> None:
         super().__init__()
         smp = import_smp()
         self.config = config

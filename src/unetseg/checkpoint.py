@@ -20,7 +20,7 @@ import errno
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .architectures import build_model
+from .config import ModelConfig
 from .files import atomic_write
 from .model import UNetConfig
 from .runtime import Accelerated
@@ -116,8 +117,9 @@ def save_checkpoint(
     plain = unwrap(model)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in plain.state_dict().items()}
     document = {"schema_version": SCHEMA_VERSION, **metadata}
-    if isinstance(getattr(plain, "config", None), UNetConfig):    # a UNet or an SmpModel
-        document["model_config"] = vars(plain.config)
+    config = getattr(plain, "config", None)          # a UNet's or an SmpModel's
+    if isinstance(config, (UNetConfig, ModelConfig)):
+        document["model_config"] = asdict(config)
     if optimizer is not None:
         optimizer_tensors, optimizer_json = _optimizer_to_tensors(optimizer.state_dict())
         tensors.update({k: v.contiguous().cpu() for k, v in optimizer_tensors.items()})
@@ -224,7 +226,7 @@ def load_model(
     if config is None:
         raise ValueError(f"{path} holds no model_config: expected a unetseg model checkpoint")
     try:
-        model = build_model(UNetConfig(**config))
+        model = build_model(ModelConfig(**config))
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: cannot rebuild its model: {error}") from error
     names = checkpoint.metadata.get("class_names")

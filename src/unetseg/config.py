@@ -5,8 +5,8 @@ Each field's ``metadata`` holds its command-line help (and its flag, where the f
 from them. Every section checks its values on construction, before any data is read, and an
 error names the flag to fix. Values are typed by the field: ``lr: 3e-3`` in a YAML file, which
 PyYAML reads as a string, becomes the number 0.003; ``lr: fast`` is refused naming the key.
-The model section is `unetseg.model.UNetConfig` itself: one model configuration for the CLI,
-the YAML file, the checkpoint and the Python API.
+The model section (`ModelConfig`) names the network: this toolkit's U-Net, whose own
+`unetseg.model.UNetConfig` it holds, or an smp model (`unetseg.architectures`).
 
 The rules of a run's settings live here, so that ``fit`` from Python enforces what the command
 line enforces: how the layers combine (`layered_settings`: recipe < ``--config`` file < flags)
@@ -27,7 +27,8 @@ from .losses import LOSS_NAMES, MEDIAN_WEIGHTINGS
 from .model import UNetConfig
 from .precision import PRECISIONS
 
-__all__ = ["DataConfig", "TrainConfig", "RunConfig", "UNetConfig", "SECTIONS", "cli_fields",
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "UNetConfig", "SECTIONS",
+           "cli_fields",
            "flag_of", "parse_yaml", "read_config_file", "layered_settings",
            "check_resume_changes", "RESUMABLE_CHANGES", "LENGTH_FIELDS", "SCHEDULES",
            "SYNTHETIC_SOURCES", "PRESET_SOURCES"]
@@ -256,6 +257,58 @@ class TrainConfig:
                                  f"has none (use ce or ce_dice)")
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: this toolkit's U-Net (``arch="unet"``, shaped by the U-Net fields, whose
+    `unetseg.model.UNetConfig` is `unet`) or an smp model (``arch="smp:NAME"`` on
+    ``encoder``). ``in_channels`` and ``num_classes`` come from the data when training
+    starts. Saved inside every checkpoint, which rebuilds the network from it."""
+
+    in_channels: int = 3
+    num_classes: int = 2
+    base: int = option(32, "channels of the first U-Net level (the paper uses 64)")
+    depth: int = option(4, "number of down/up steps")
+    upsample: str = option("bilinear", "bilinear or transpose")
+    norm: str = option("batch", "batch, group, instance or none")
+    dropout: float = option(0.0, "channel dropout on the bottleneck")
+    # Another architecture in the U-Net's place (`unetseg.architectures`); the fields above
+    # then describe nothing but the channels and classes.
+    arch: str = option("unet", "unet (this toolkit's U-Net) or smp:NAME, a "
+                       "segmentation_models_pytorch model: smp:Unet, smp:FPN, "
+                       "smp:DeepLabV3Plus, smp:Segformer, ... (needs the smp extra)")
+    encoder: str = option("resnet34", "the encoder of an --arch smp:* model (any smp encoder "
+                          "name)")
+    encoder_weights: str = option("none", "imagenet or none: the encoder's starting weights "
+                                  "for --arch smp:* (imagenet: downloaded once by smp, into "
+                                  "~/.cache/huggingface/hub)")
+
+    def __post_init__(self) -> None:
+        _typed_fields(self)
+        if not isinstance(self.arch, str) or not (
+                self.arch == "unet" or (self.arch.startswith("smp:") and len(self.arch) > 4)):
+            raise ValueError(f"--arch must be unet or smp:NAME (smp:Unet, smp:FPN, ...), "
+                             f"found {self.arch!r}")
+        defaults = {item.name: item.default for item in fields(ModelConfig)}
+        if self.arch == "unet":
+            changed = [name for name in ("encoder", "encoder_weights")
+                       if getattr(self, name) != defaults[name]]
+        else:
+            changed = [name for name in ("base", "depth", "upsample", "norm", "dropout")
+                       if getattr(self, name) != defaults[name]]
+        if changed:
+            flags = ", ".join(flag_of(ModelConfig, name) for name in changed)
+            raise ValueError(f"{flags} cannot be used with --arch {self.arch} ("
+                             + ("only an smp model has an encoder" if self.arch == "unet"
+                                else "only this toolkit's U-Net has those settings") + ")")
+        _require(self, "encoder_weights", self.encoder_weights in ("none", "imagenet"),
+                 "imagenet or none")
+        self.unet()                                # the U-Net fields checked as the U-Net does
+
+    def unet(self) -> UNetConfig:
+        """The U-Net's own config: its fields, and the channels and classes."""
+        return UNetConfig(**{item.name: getattr(self, item.name) for item in fields(UNetConfig)})
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -271,7 +324,7 @@ def _valid_weights(spec: Any) -> bool:
         return False
 
 
-SECTIONS = {"data": DataConfig, "model": UNetConfig, "train": TrainConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # config.yaml also records what training found and chose: the data check (class shares,
 # ignored share, notices) and the runtime (the precision measured fastest). Written by
 # training, skipped when the file is read back as a configuration.
@@ -284,8 +337,12 @@ class RunConfig:
     when training starts (`fit` records the resolved values)."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: UNetConfig = field(default_factory=UNetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, UNetConfig):     # a U-Net's own config is a model section
+            object.__setattr__(self, "model", ModelConfig(**asdict(self.model)))
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dicts and lists (tuples become lists), for JSON and YAML."""

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .architectures import build_model, import_smp
-from .model import UNetConfig
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 __all__ = ["Estimate", "training_estimate", "prediction_estimate", "available_bytes",
            "check_fits", "check_training_fits", "HEADROOM"]
@@ -51,7 +54,7 @@ class Estimate:
                 f"GiB of activations per batch)")
 
 
-def training_estimate(config: UNetConfig, batch: int, height: int, width: int,
+def training_estimate(config: ModelConfig, batch: int, height: int, width: int,
                       precision: str = "fp32") -> Estimate:
     """Parameters and saved activations of one training step, traced on the meta device."""
     if config.arch != "unet":

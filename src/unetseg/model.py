@@ -13,7 +13,7 @@ to the skip's size, so the logits always come back at the input's H x W.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -139,49 +139,19 @@ class Up(nn.Module):
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Everything needed to rebuild a UNet; saved inside every checkpoint and every run's
-    config.yaml. The ``help`` in each field's metadata is the command-line help of
-    ``unetseg train``; ``in_channels`` and ``num_classes`` come from the data there."""
+    """Everything needed to rebuild a UNet (its constructor's arguments, checked); saved
+    inside every checkpoint. The run configuration's model section
+    (`unetseg.config.ModelConfig`) holds one, with the command-line help around it."""
 
     in_channels: int = 3
     num_classes: int = 2
-    base: int = field(default=32, metadata={"help": "channels of the first U-Net level (the "
-                                            "paper uses 64)"})
-    depth: int = field(default=4, metadata={"help": "number of down/up steps"})
-    upsample: str = field(default="bilinear", metadata={"help": "bilinear or transpose"})
-    norm: str = field(default="batch", metadata={"help": "batch, group, instance or none"})
-    dropout: float = field(default=0.0, metadata={"help": "channel dropout on the bottleneck"})
-    # Another architecture in the U-Net's place (`unetseg.architectures`); the fields above
-    # then describe nothing but the channels and classes.
-    arch: str = field(default="unet", metadata={
-        "help": "unet (this toolkit's U-Net) or smp:NAME, a segmentation_models_pytorch model: "
-                "smp:Unet, smp:FPN, smp:DeepLabV3Plus, smp:Segformer, ... (needs the smp "
-                "extra)"})
-    encoder: str = field(default="resnet34", metadata={
-        "help": "the encoder of an --arch smp:* model (any smp encoder name)"})
-    encoder_weights: str = field(default="none", metadata={
-        "help": "imagenet or none: the encoder's starting weights for --arch smp:* "
-                "(imagenet: downloaded once by smp, into ~/.cache/huggingface/hub)"})
+    base: int = 32
+    depth: int = 4
+    upsample: str = "bilinear"
+    norm: str = "batch"
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.arch, str) or not (
-                self.arch == "unet" or (self.arch.startswith("smp:") and len(self.arch) > 4)):
-            raise ValueError(f"--arch must be unet or smp:NAME (smp:Unet, smp:FPN, ...), "
-                             f"found {self.arch!r}")
-        if self.arch == "unet":
-            changed = [name for name in ("encoder", "encoder_weights")
-                       if getattr(self, name) != _DEFAULTS[name]]
-        else:
-            changed = [name for name in ("base", "depth", "upsample", "norm", "dropout")
-                       if getattr(self, name) != _DEFAULTS[name]]
-        if changed:
-            flags = ", ".join("--" + name.replace("_", "-") for name in changed)
-            raise ValueError(f"{flags} cannot be used with --arch {self.arch} ("
-                             + ("only an smp model has an encoder" if self.arch == "unet"
-                                else "only this toolkit's U-Net has those settings") + ")")
-        if self.encoder_weights not in ("none", "imagenet"):
-            raise ValueError(f"--encoder-weights must be imagenet or none, found "
-                             f"{self.encoder_weights!r}")
         for name in ("in_channels", "num_classes", "base", "depth"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -192,9 +162,6 @@ class UNetConfig:
             raise ValueError(f"norm must be one of {NORMS}, found {self.norm!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), found {self.dropout!r}")
-
-
-_DEFAULTS = {item.name: item.default for item in fields(UNetConfig)}
 
 
 class UNet(nn.Module):
@@ -235,8 +202,11 @@ class UNet(nn.Module):
 
     @classmethod
     def from_config(cls, config: UNetConfig | dict) -> UNet:
-        """Rebuild a model from a `UNetConfig` or its dict (as stored in a checkpoint)."""
-        values = asdict(config) if isinstance(config, UNetConfig) else dict(config)
+        """Rebuild a model from a `UNetConfig` or its dict (as stored in a checkpoint; a run's
+        model section, with ``arch="unet"``, too)."""
+        if isinstance(config, UNetConfig):
+            return cls(**asdict(config))
+        values = dict(config)
         arch = values.pop("arch", "unet")
         if arch != "unet":
             raise ValueError(f"UNet.from_config: the config names --arch {arch}; build it with "

@@ -23,9 +23,9 @@ import hashlib
 import json
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Union
 
 import torch
 from torch import nn
@@ -36,11 +36,16 @@ from .losses import CEDiceLoss
 from .model import UNetConfig
 from .runtime import autocast
 
+if TYPE_CHECKING:
+    from .config import ModelConfig
+
 __all__ = ["PRECISIONS", "PrecisionChoice", "decide_precision", "replayed_precision",
            "measure_step", "measure_forward", "describe_model", "cpu_model", "cpu_has_bf16",
            "ROUNDS"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# What is timed: a module as it is, or a fresh network from its configuration.
+Network = Union[nn.Module, "ModelConfig", UNetConfig]
 
 # Timed steps per candidate, after one warm-up step each; alternated A B A B ..., and the
 # fastest of each kept (interference from other work only ever adds time).
@@ -91,13 +96,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _input_channels(model: nn.Module | UNetConfig) -> int:
+def _input_channels(model: Network) -> int:
     """The image channels a model takes: its config's, else its first convolution's."""
-    if isinstance(model, UNetConfig):
+    if isinstance(getattr(model, "in_channels", None), int):          # a config, a Segmenter
         return model.in_channels
-    if isinstance(getattr(model, "in_channels", None), int):          # a Segmenter
-        return model.in_channels
-    if isinstance(getattr(model, "config", None), UNetConfig):
+    if isinstance(getattr(getattr(model, "config", None), "in_channels", None), int):
         return model.config.in_channels
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
@@ -105,15 +108,15 @@ def _input_channels(model: nn.Module | UNetConfig) -> int:
     raise ValueError(f"cannot tell how many image channels {type(model).__name__} takes")
 
 
-def measure_step(model: nn.Module | UNetConfig, batch: int, size: int, precision: str,
+def measure_step(model: Network, batch: int, size: int, precision: str,
                  channels_last: bool = True) -> Callable[[], float]:
     """A function that runs one training step (forward, CE + Dice, backward, AdamW) at these
-    shapes under ``precision`` and returns its seconds: of a fresh U-Net for a `UNetConfig`, of
+    shapes under ``precision`` and returns its seconds: of a fresh network for a configuration, of
     a copy of a module (so the measurement never changes the caller's weights)."""
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    network = (build_model(model) if isinstance(model, UNetConfig)
-               else copy.deepcopy(model)).train().to(memory_format=memory_format)
+    network = (copy.deepcopy(model) if isinstance(model, nn.Module)
+               else build_model(model)).train().to(memory_format=memory_format)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
     images = torch.rand(batch, _input_channels(model), size, size).contiguous(
         memory_format=memory_format)
@@ -135,13 +138,13 @@ def measure_step(model: nn.Module | UNetConfig, batch: int, size: int, precision
     return step
 
 
-def measure_forward(model: nn.Module | UNetConfig, batch: int, size: int, precision: str,
+def measure_forward(model: Network, batch: int, size: int, precision: str,
                     channels_last: bool = True) -> Callable[[], float]:
     """A function that runs one inference forward pass at these shapes under ``precision``
     and returns its seconds. A module is run as it is (already in eval mode and its layout)."""
-    network = build_model(model).eval() if isinstance(model, UNetConfig) else model
+    network = model if isinstance(model, nn.Module) else build_model(model).eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    if isinstance(model, UNetConfig):
+    if not isinstance(model, nn.Module):
         network = network.to(memory_format=memory_format)
     images = torch.rand(batch, _input_channels(model), size, size).contiguous(
         memory_format=memory_format)
@@ -157,7 +160,7 @@ def measure_forward(model: nn.Module | UNetConfig, batch: int, size: int, precis
 
 
 def decide_precision(requested: str, device: torch.device,
-                     model: nn.Module | UNetConfig | None = None, batch: int = 1,
+                     model: Network | None = None, batch: int = 1,
                      size: int = 256, measure: Callable | None = None,
                      recorded: dict | None = None) -> PrecisionChoice:
     """The precision ``model`` runs in on ``device``: ``requested`` (fp32, bf16, fp16) as
@@ -195,7 +198,7 @@ def replayed_precision(recorded: str, device: torch.device) -> str:
     return "fp32" if recorded == "fp16" and device.type != "cuda" else recorded
 
 
-def _measured(model: nn.Module | UNetConfig, batch: int, size: int,
+def _measured(model: Network, batch: int, size: int,
               measure: Callable) -> PrecisionChoice:
     """The faster of fp32 and bf16 on this CPU, timed with ``measure`` (or cached)."""
     task = "inference" if measure is measure_forward else "training"
@@ -228,11 +231,11 @@ def _measured(model: nn.Module | UNetConfig, batch: int, size: int,
     return choice
 
 
-def describe_model(model: nn.Module | UNetConfig) -> str:
+def describe_model(model: Network) -> str:
     """What the cache key says about a model: a U-Net's config, else the class and a digest
     of its parameter shapes (two models with the same layers cost the same)."""
-    config = model if isinstance(model, UNetConfig) else getattr(model, "config", None)
-    if isinstance(config, UNetConfig):
+    config = getattr(model, "config", None) if isinstance(model, nn.Module) else model
+    if is_dataclass(config):
         return str(sorted(vars(config).items()))
     shapes = ";".join(f"{name}:{tuple(p.shape)}" for name, p in model.named_parameters())
     return f"{type(model).__name__} {hashlib.sha1(shapes.encode()).hexdigest()[:12]}"

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DataConfig, RunConfig, TrainConfig, UNetConfig
+from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..files import atomic_write_bytes
 from ..outputs import numbered_folder
 from ..report.images import colourise, side_by_side, to_rgb8
@@ -46,7 +46,7 @@ def run_demo(
     config = RunConfig(
         data=DataConfig(source="synthetic", size=size, batch_size=16,
                         train_samples=train_samples, val_samples=test_samples),
-        model=UNetConfig(base=base),
+        model=ModelConfig(base=base),
         train=TrainConfig(out=str(run_dir), epochs=epochs, lr=3e-3, progress=progress),
     )
     fit(config)
