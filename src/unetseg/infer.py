@@ -27,6 +27,7 @@ from .checkpoint import load_model
 from .data.io import scale_to_unit
 from .fastpath import fold_batchnorm
 from .memory import check_fits, prediction_estimate
+from .metrics import labels_from_logits
 from .precision import decide_precision, measure_forward
 from .progress import counter
 from .runtime import autocast, pick_device
@@ -262,7 +263,7 @@ def _predict_whole(model, image, tta, device, precision, want_probs) -> Predicti
                           math.ceil(width / multiple) * multiple)
     batch = _as_batch(padded[None], device)
     probabilities = _run(model, batch, tta, device, precision)[0, :, :height, :width]
-    mask = probabilities.argmax(0).to(torch.uint8).cpu().numpy()
+    mask = labels_from_logits(probabilities, class_dim=0).to(torch.uint8).cpu().numpy()
     out_probs = _probs_target(want_probs, probabilities.shape[0], height, width)
     if out_probs is not None:
         out_probs[:] = probabilities.half().cpu().numpy()
@@ -317,7 +318,8 @@ def _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device, 
         done = (rows[r + 1] if r + 1 < len(rows) else top + tile) - top
         done = min(done, height - top)
         finished = acc[:, :done, :width] / weight_sum[:done, :width]
-        mask[top:top + done] = finished.argmax(0).to(torch.uint8).cpu().numpy()
+        labels = labels_from_logits(finished, class_dim=0)
+        mask[top:top + done] = labels.to(torch.uint8).cpu().numpy()
         if want_probs is not False and out_probs is None:
             out_probs = _probs_target(want_probs, finished.shape[0], height, width)
         if out_probs is not None:
