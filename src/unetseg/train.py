@@ -107,7 +107,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
     state = _restore(run_dir, parts, spec) if resume else RunState()
     done = state.progress                      # the one record of how far the run is
     length = parts.length
-    length.estimate(done.step, done.seconds)     # a resumed timed run re-plans from its pace
+    length.estimate(done.step, done.seconds)   # a resumed timed run re-plans from its pace
     follow_schedule(parts.scheduler)
     # A resumed run may run longer now; the data check's findings and the precision chosen
     # are recorded beside the settings.
@@ -120,20 +120,19 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                  f"larger --epochs, --max-steps or --time-budget continues it")
 
     # --- the loop ------------------------------------------------------------------------
-    device = parts.runtime.device
     tally = state.tally or EpochTally(ConfusionMatrix(spec.num_classes, spec.ignore_index,
                                                       device))
     counts = StepCounts(device)
     clock = Clock(done)
     read_every = min(READ_EVERY, cfg.max_nonfinite)
-    bars = cfg.progress and world.is_main and in_terminal()
+    show_bars = cfg.progress and world.is_main and in_terminal()
     stop = StopSignals(announce=world.is_main)
     try:
         with stop:
             while not length.finished(done.step):
                 title = f"epoch {done.epoch + 1}/{length.epochs}"
                 batches = _train_loader(config, data, world, parts.runtime, done)
-                bar = progress(batches, title, bars, total=done.batch + len(batches),
+                bar = progress(batches, title, show_bars, total=done.batch + len(batches),
                                lines=False, leave=False, initial=done.batch)
                 parts.model.train()
                 for images, masks in bar:
@@ -179,7 +178,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                 # differ in length. evaluate() sums the counts over ranks once, after its loop.
                 val = evaluate(unwrap(parts.model), _val_loader(config, data, world, device),
                                spec.num_classes, parts.loss_fn, parts.runtime,
-                               spec.ignore_index, progress=bars)
+                               spec.ignore_index, progress=show_bars)
                 seconds = clock.lap()
                 row = epoch_row(done.epoch - 1, done.step, train_loss, train_miou, val,
                                 parts.optimizer.param_groups[0]["lr"], clock.since_logged())
