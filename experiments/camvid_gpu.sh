@@ -6,7 +6,8 @@
 #   experiments/camvid_gpu.sh [--quick] [CAMVID_ROOT]     (default root: ../shared/datasets/camvid)
 #
 # Without a CUDA GPU it says so and exits 0. --quick is the CPU smoke run that make test runs:
-# the same two commands at toy sizes (a few steps of a base-8 U-Net on 64 px crops).
+# the same two commands at toy sizes (a few steps of a base-8 U-Net on 64 px crops, on a CamVid
+# of 4 training and 2 validation frames linked from the real one).
 # PYTHON picks the interpreter (default .venv/bin/python); OUT the run folder.
 set -euo pipefail
 
@@ -26,6 +27,20 @@ if [[ ! -d "$root/train" ]]; then
 fi
 
 if (( quick )); then
+    # The first frames of each split, linked into a temporary copy of the SegNet layout.
+    mini="$(mktemp -d)"
+    trap 'rm -rf "$mini"' EXIT
+    for split in train val; do
+        frames=("$root/$split"/*.png)
+        count=$([[ $split == train ]] && echo 4 || echo 2)
+        mkdir "$mini/$split" "$mini/${split}annot"
+        for frame in "${frames[@]:0:$count}"; do
+            name="$(basename "$frame")"
+            ln -s "$(realpath "$frame")" "$mini/$split/$name"
+            ln -s "$(realpath "$root/${split}annot/$name")" "$mini/${split}annot/$name"
+        done
+    done
+    root="$mini"
     settings=(--size 64 --batch-size 4 --base 8 --max-steps 3 --device cpu)
 else
     if ! "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then

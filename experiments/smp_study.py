@@ -27,8 +27,8 @@ the 101 validation images and at the end on all 101 (``--camvid-val all`` evalua
 every time). ``--seconds S`` changes the budget of every dataset. ``--precision bf16`` trains
 every contender through unetseg's fast path (channels_last, bf16 autocast) instead of plain
 fp32: what a user of ``unetseg train`` gets where bf16 is faster, given to all alike.
-``--quick``: 64 px crops, batch 2, 3 CPU seconds per contender, one validation image, base-8
-U-Net.
+``--quick``: 32 px crops, batch 2, half a CPU second per contender, one validation image,
+base-8 U-Net.
 
 Needs segmentation_models_pytorch, which only ``.venv-exp`` has; without it the script says
 so and exits with status 2, unless ``--skip-smp`` leaves smp out. ``--resume`` keeps the runs
@@ -87,8 +87,8 @@ def setup(dataset: str, args) -> tuple[DataConfig, Recipe, int]:
     """(data, recipe, U-Net base) of one dataset in full or quick mode."""
     root = args.isbi_root if dataset == "isbi" else args.camvid_root
     if args.quick:
-        return DataConfig(source=dataset, root=str(root), size=64), Recipe(
-            batch_size=2, seconds=3.0, eval_every=10**6, warmup_steps=2,
+        return DataConfig(source=dataset, root=str(root), size=32), Recipe(
+            batch_size=2, seconds=0.5, eval_every=10**6, warmup_steps=2,
             threads=args.threads, val_images=1), 8
     if dataset == "isbi":
         return DataConfig(source="isbi", root=str(root), size=256), Recipe(

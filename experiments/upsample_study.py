@@ -19,8 +19,8 @@ images). ``artefacts_<dataset>.png`` shows where the high frequencies of the log
 Full mode (defaults): 3 seeds; synthetic: batch 16, 600 steps, evaluated every 50 steps on 200
 validation images; isbi: 128 px crops, batch 8, 600 steps, evaluated every 100 steps on the 6
 whole 512 x 512 validation slices; base-32 U-Net; inference timed 5 times. ``--steps N``
-changes the steps of every dataset. ``--quick``: 1 seed, 20 steps, 64 px, one or two
-validation images, base 8, one timing.
+changes the steps of every dataset. ``--quick``: 1 seed, 6 steps, 32 px ISBI crops, one or
+two validation images, base 4, one timing.
 
     .venv/bin/python experiments/upsample_study.py [--quick] [--out DIR] [--seeds N]
 """
@@ -116,15 +116,15 @@ def setup(dataset: str, quick: bool, args) -> tuple[DataConfig, Recipe, int]:
     """(data, recipe, U-Net base) of one dataset in full or quick mode."""
     if dataset == "synthetic":
         if quick:
-            data = DataConfig(source="synthetic", size=64, train_samples=32, val_samples=2)
-            return data, Recipe(batch_size=4, steps=20, eval_every=10, warmup_steps=5,
-                                threads=args.threads), 8
+            data = DataConfig(source="synthetic", size=64, train_samples=8, val_samples=2)
+            return data, Recipe(batch_size=4, steps=6, eval_every=3, warmup_steps=2,
+                                threads=args.threads), 4
         data = DataConfig(source="synthetic", size=64)
         return data, Recipe(batch_size=16, steps=600, eval_every=50, threads=args.threads), 32
-    data = DataConfig(source="isbi", root=str(args.isbi_root), size=64 if quick else 128)
+    data = DataConfig(source="isbi", root=str(args.isbi_root), size=32 if quick else 128)
     if quick:
-        return data, Recipe(batch_size=2, steps=20, eval_every=10, warmup_steps=5,
-                            threads=args.threads, val_images=1), 8
+        return data, Recipe(batch_size=2, steps=6, eval_every=3, warmup_steps=2,
+                            threads=args.threads, val_images=1), 4
     return data, Recipe(batch_size=8, steps=600, eval_every=100, threads=args.threads), 32
 
 
