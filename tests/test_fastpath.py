@@ -80,40 +80,6 @@ def test_training_shares_the_weights_and_gives_the_plain_gradients_in_fp32():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-6)
 
 
-def test_the_fused_adamw_takes_the_same_steps_as_the_plain_one():
-    torch.manual_seed(0)
-    weights = [torch.randn(8, 4, 3, 3), torch.randn(8)]
-    runs = []
-    for fused in (False, True):
-        parameters = [nn.Parameter(w.clone()) for w in weights]
-        optimizer = torch.optim.AdamW(parameters, lr=1e-2, weight_decay=1e-4, fused=fused)
-        torch.manual_seed(1)
-        for _ in range(3):
-            for p in parameters:
-                p.grad = torch.randn_like(p)
-            optimizer.step()
-        runs.append(parameters)
-    for a, b in zip(*runs):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
-
-
-def test_the_fused_optimiser_skips_a_step_flagged_non_finite_on_the_device():
-    """What the training loop relies on: ``found_inf`` set, nothing moves, not even the step
-    count; cleared, the step is taken."""
-    torch.manual_seed(0)
-    model = nn.Conv2d(2, 2, 3).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
-    model(torch.randn(1, 2, 5, 5)).sum().backward()
-    before = [p.detach().clone() for p in model.parameters()]
-    optimizer.found_inf = torch.tensor(1.0)
-    optimizer.step()
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    assert all(state["step"].item() == 0 for state in optimizer.state.values())
-    optimizer.found_inf = torch.tensor(0.0)
-    optimizer.step()
-    assert not any(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-
-
 def test_auto_precision_is_measured_for_inference_and_fp32_without_native_bf16(monkeypatch):
     measured = []
 

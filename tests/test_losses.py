@@ -11,10 +11,7 @@ Every loss returns a scalar tensor; the combined modules' parts are read from ``
 from __future__ import annotations
 
 import inspect
-import io
 import re
-import tokenize
-from pathlib import Path
 
 import monai.losses
 import pytest
@@ -632,20 +629,8 @@ def test_default_ignore_index_drops_255_pixels(fn, binary):
 
 # --- 12. no host sync --------------------------------------------------------------------------
 
-def test_losses_source_never_reads_a_tensor_back_to_the_host():
-    """`.item()`, `.tolist()` and `.cpu()` each stall a GPU once per step; the code of losses.py
-    calls none of them (its docstrings may name them)."""
-    source = Path(losses.__file__).read_text()
-    tokens = [t for t in tokenize.generate_tokens(io.StringIO(source).readline)
-              if t.type not in (tokenize.COMMENT, tokenize.STRING)]
-    calls = [f"{a.string}{b.string}{c.string}" for a, b, c in zip(tokens, tokens[1:], tokens[2:])]
-    for call in (".item(", ".tolist(", ".cpu("):
-        assert call not in calls, f"losses.py calls {call}...)"
-    assert ".softmax(" in calls and ".sum(" in calls          # the check does see the code
-
-
 def test_losses_never_read_a_tensor_back_to_the_host(monkeypatch):
-    """At run time too: with every tensor-to-host read made to raise, each loss and module still
+    """With every tensor-to-host read made to raise, each loss and module still
     computes its value and gradient (float(), bool() and int() of a tensor included)."""
     def refuse(*args, **kwargs):
         raise AssertionError("a loss read a tensor back to the host")
@@ -702,11 +687,6 @@ def test_make_loss_refuses_class_weights_without_cross_entropy(name):
     message = rf"class weights weigh the cross-entropy; loss '{name}' has none"
     with pytest.raises(ValueError, match=message):
         make_loss(name, class_weights=[1.0, 2.0])
-
-
-def test_compute_loss_is_gone():
-    """make_loss replaced it: one way to build the training loss."""
-    assert not hasattr(losses, "compute_loss") and "compute_loss" not in losses.__all__
 
 
 def test_class_weights_must_be_one_per_class():
