@@ -78,27 +78,21 @@ def test_an_empty_image_is_refused_naming_the_file(tmp_path):
         read_image(tmp_path / "empty.tif")
 
 
-def test_a_checkpoint_of_another_class_count_is_refused_on_other_data(tmp_path, capsys):
-    run = tmp_path / "run"
-    assert main(["train", "--data", "synthetic", "--size", "16", "--train-samples", "8",
-                 "--val-samples", "2", "--base", "4", "--epochs", "1", "--quiet",
-                 "--out", str(run)]) == 0
+def test_a_checkpoint_of_another_class_count_is_refused_on_other_data(tiny_run, tmp_path,
+                                                                      capsys):
+    _, result = tiny_run
     data = dataset(tmp_path / "data", bad=False)
-    capsys.readouterr()
-    assert main(["evaluate", str(run / "best.safetensors"), "--data", str(data)]) == 2
+    assert main(["evaluate", str(result.run_dir / "best.safetensors"), "--data", str(data),
+                 "--out", str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err
     assert ("predicts the classes background, circle, square but the data names background, "
             "object" in err)
 
 
-def test_a_grey_image_for_an_rgb_model_is_reported_by_name(tmp_path, capsys):
-    run = tmp_path / "run"
-    assert main(["train", "--data", "synthetic", "--size", "16", "--train-samples", "8",
-                 "--val-samples", "2", "--base", "4", "--epochs", "1", "--quiet",
-                 "--out", str(run)]) == 0
+def test_a_grey_image_for_an_rgb_model_is_reported_by_name(tiny_run, tmp_path, capsys):
+    _, result = tiny_run
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "grey.png")
-    capsys.readouterr()
-    assert main(["predict", str(run / "best.safetensors"), str(tmp_path / "grey.png"),
+    assert main(["predict", str(result.run_dir / "best.safetensors"), str(tmp_path / "grey.png"),
                  "--out", str(tmp_path / "out"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "grey.png" in err and "expects 3 channels, found 1" in err

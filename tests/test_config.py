@@ -4,6 +4,7 @@ command-line flags generated from the dataclasses."""
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from pathlib import Path
 
 import pytest
 import yaml
@@ -101,16 +102,37 @@ def test_the_layers_are_recipe_then_file_then_flags_and_a_given_length_replaces_
     assert timed["train"] == {"lr": 1e-3, "time_budget": 5.0}
 
 
-def test_fit_refuses_on_resume_what_the_command_line_refuses(tiny_run):
-    """`fit(config, resume=True)` from Python enforces the resume rules: only when, where and
-    how long a run trains may change."""
-    config, _ = tiny_run
+def test_a_resume_may_change_when_where_and_how_long_a_run_trains_and_nothing_else(
+        tiny_run_copy, tmp_path, capsys):
+    """The rules live in config, so `fit(config, resume=True)` from Python and
+    `unetseg train --resume` refuse alike, each change named by its flag with both values; the
+    command that started the run, repeated with --resume, a longer run and other workers, is
+    accepted."""
+    config, run = tiny_run_copy, tiny_run_copy.train.out
     longer = replace(config, train=replace(config.train, epochs=config.train.epochs + 1,
                                            lr=config.train.lr * 2))
     with pytest.raises(ValueError, match=r"--lr \(recorded .*\) cannot change when resuming"):
         fit(longer, resume=True)
     with pytest.raises(ValueError, match=r"--base \(recorded 8, given 16\) cannot change"):
         fit(replace(config, model=replace(config.model, base=16)), resume=True)
+
+    assert main(["train", "--resume", run, "--base", "16"]) == 2
+    assert ("--base (recorded 8, given 16) cannot change when resuming"
+            in capsys.readouterr().err)
+    assert main(["train", "--resume", run, "--data", "binary"]) == 2
+    err = capsys.readouterr().err
+    assert "--data (recorded 'synthetic', given 'binary') cannot change" in err
+    assert "--source" not in err
+    assert main(["train", "--resume", run, "--out", str(tmp_path / "other")]) == 2
+    assert "name different runs" in capsys.readouterr().err
+
+    started = ["--data", "synthetic", "--size", "32", "--batch-size", "8", "--train-samples",
+               "96", "--val-samples", "24", "--base", "8", "--lr", "0.01", "--quiet"]
+    assert main(["train", *started, "--epochs", "3", "--workers", "0", "--out", run,
+                 "--resume", run]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert "epochs: 3" in (Path(run) / "config.yaml").read_text()
+    assert len((Path(run) / "metrics.jsonl").read_text().splitlines()) == 3
 
 
 def test_a_bad_flag_fails_before_any_data_is_read(tmp_path, capsys):

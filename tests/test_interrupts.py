@@ -28,3 +28,13 @@ def test_a_rank_that_does_not_announce_stays_silent(capsys):
     with StopSignals(announce=False) as stop:
         os.kill(os.getpid(), signal.SIGTERM)
     assert stop.signal == signal.SIGTERM and capsys.readouterr().err == ""
+
+
+def test_ctrl_c_is_acknowledged_at_once_and_a_second_one_aborts(capsys):
+    stop = StopSignals()
+    stop._handle(signal.SIGINT, None)
+    assert "stopping after this step and writing a checkpoint; Ctrl-C again to abort" in \
+        capsys.readouterr().err
+    assert stop.signal == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        stop._handle(signal.SIGINT, None)

@@ -37,13 +37,6 @@ def test_help_and_pick_load_no_torch():
         assert not [name for name in HEAVY if name in loaded], argv
 
 
-def test_train_help_lists_the_generated_flags():
-    result = subprocess.run([sys.executable, "-m", "unetseg", "train", "--help"],
-                            capture_output=True, text=True, check=True)
-    assert "--epochs EPOCHS" in result.stdout and "(default: 20)" in result.stdout
-    assert "--base BASE" in result.stdout and "(default: 32)" in result.stdout
-
-
 def test_public_names_resolve_lazily():
     import unetseg
 

@@ -8,7 +8,9 @@ import math
 
 import pytest
 
+from unetseg.cli import main
 from unetseg.rundir import LOG_COLUMNS, RunDir, load_run_config, read_run_config
+from unetseg.train import fit
 
 
 def history(epochs: int, classes: int) -> list[dict]:
@@ -60,6 +62,18 @@ def test_an_unstarted_run_is_started_again_but_someones_files_are_not_replaced(t
                                          r"notes\.txt\) but no run to resume; choose another "
                                          r"--out, or pass --overwrite to start a new run there"):
         run.check(resume=False)
+
+
+def test_a_finished_run_is_not_overwritten_without_resume(tiny_run, capsys):
+    """By `fit` or by `unetseg train`: the run folder is refused, pointing at --resume, and
+    nothing in it changes."""
+    config, result = tiny_run
+    before = {path.name: path.stat().st_mtime_ns for path in result.run_dir.iterdir()}
+    with pytest.raises(ValueError, match="already holds a run .*--resume"):
+        fit(config)
+    assert main(["train", "--out", str(result.run_dir), "--quiet"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert {path.name: path.stat().st_mtime_ns for path in result.run_dir.iterdir()} == before
 
 
 def test_a_runs_configuration_is_loaded_as_it_was_written(tmp_path, make_tiny_config):
