@@ -17,6 +17,7 @@ import torch.multiprocessing as tmp
 from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
+from unetseg.cli import main
 from unetseg.distributed import EpochOrder, World, shard
 from unetseg.losses import cross_entropy_loss
 from unetseg.model import UNet
@@ -29,6 +30,7 @@ FLAGS = ["--data", "synthetic", "--size", "32", "--train-samples", "32", "--val-
 
 
 def train(out, *extra: str, nproc: int = 1) -> subprocess.CompletedProcess:
+    """``unetseg train`` in a process of its own, under torchrun with ``nproc`` > 1."""
     command = [sys.executable, "-m", "unetseg", "train", *FLAGS, "--out", str(out), *extra]
     if nproc > 1:
         command += ["--nproc", str(nproc)]
@@ -84,7 +86,7 @@ def test_ddp_gradient_equals_the_single_process_gradient_of_the_global_batch(tmp
 def test_two_processes_take_the_same_steps_as_one_with_the_global_batch(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     one_step = ["--epochs", "1", "--train-samples", "8"]
-    assert train(single, *one_step).returncode == 0
+    assert main(["train", *FLAGS, "--out", str(single), *one_step]) == 0     # in this process
     result = train(ddp, *one_step, nproc=2)
     assert result.returncode == 0, result.stderr
     one, two = model_weights(single / "last.safetensors"), model_weights(ddp / "last.safetensors")
@@ -108,7 +110,8 @@ def test_two_processes_take_the_same_steps_as_one_with_the_global_batch(tmp_path
 @pytest.mark.slow
 def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(tmp_path):
     whole, run = tmp_path / "whole", tmp_path / "run"
-    extra = ["--epochs", "3", "--train-samples", "96", "--checkpoint-every", "3"]
+    # 2 ranks of 4 images: 6 steps an epoch; the signal comes in epoch 2 of 3.
+    extra = ["--epochs", "3", "--train-samples", "48", "--checkpoint-every", "3"]
     assert train(whole, *extra, nproc=2).returncode == 0
     command = [sys.executable, "-m", "unetseg", "train", *FLAGS, "--out", str(run), *extra,
                "--nproc", "2"]

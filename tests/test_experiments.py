@@ -1,5 +1,6 @@
 """The studies in experiments/: the checkerboard score on hand-made logits, the loop's small
-helpers, and each study's --quick mode run end to end as a user runs it (a subprocess)."""
+helpers, and each study's --quick mode run end to end as a user runs it (a subprocess); what a
+study does beyond one run (refusing, resuming) is checked by calling its `main` here."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ ISBI = ROOT.parent / "shared" / "datasets" / "isbi2012-membrane"
 CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
 
 sys.path.insert(0, str(EXPERIMENTS))
+import smp_study  # noqa: E402
 from common import (  # noqa: E402  (experiments/ is not a package)
     Contender,
     Recipe,
@@ -225,7 +227,7 @@ def test_loss_study_quick(tmp_path):
     run_study(sys.executable, "loss_study.py", tmp_path, "--datasets", ",".join(datasets))
     results = check_results(tmp_path, {(d, loss) for d in datasets for loss in ("BCE", "BCE+Dice")},
                             ("fg_iou", "miou", "pixel_accuracy"))
-    assert all(run["steps"] == 20 and len(run["curve"]) == 2 for run in results["runs"])
+    assert all(run["steps"] == 6 and len(run["curve"]) == 2 for run in results["runs"])
     losses = {run["contender"]["name"]: run["contender"]["loss"] for run in results["runs"]}
     assert losses == {"BCE": "bce", "BCE+Dice": "bce_dice"}
 
@@ -260,54 +262,54 @@ def test_smp_study_quick(tmp_path):
     assert "CE vs CE + Dice" in (tmp_path / "summary.md").read_text()
 
 
-def test_smp_study_without_smp_says_so_or_runs_without_it(tmp_path):
-    """In an environment without smp: exit status 2 with the reason, and --skip-smp runs our
-    U-Net and MONAI."""
-    probe = subprocess.run([sys.executable, "-c", "import segmentation_models_pytorch"],
-                           capture_output=True)
-    if probe.returncode == 0:
-        pytest.skip("this interpreter has segmentation_models_pytorch")
+SKIP_SMP = ("--skip-smp", "--datasets", "isbi")
+
+
+@pytest.fixture(scope="module")
+def study_without_smp(tmp_path_factory) -> Path:
+    """The library study's --quick run without smp, on ISBI, as a user runs it."""
     if not ISBI.is_dir():
         pytest.skip(f"needs the ISBI copy at {ISBI}")
-    refused = subprocess.run([sys.executable, str(EXPERIMENTS / "smp_study.py"), "--quick",
-                              "--out", str(tmp_path / "refused")],
-                             capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2
-    assert "segmentation_models_pytorch cannot be imported" in refused.stderr
-    assert "--skip-smp" in refused.stderr and not (tmp_path / "refused").exists()
-    run_study(sys.executable, "smp_study.py", tmp_path / "skip", "--skip-smp", "--datasets",
-              "isbi")
-    check_results(tmp_path / "skip", {("isbi", "ours U-Net"), ("isbi", "ours U-Net b16 T"),
+    out = tmp_path_factory.mktemp("smp-study") / "skip"
+    run_study(sys.executable, "smp_study.py", out, *SKIP_SMP)
+    return out
+
+
+def test_smp_study_without_smp_says_so_or_runs_without_it(study_without_smp, tmp_path, capsys):
+    """In an environment without smp: exit status 2 with the reason, and --skip-smp runs our
+    U-Net and MONAI."""
+    if smp_study.smp_missing() is None:
+        pytest.skip("this interpreter has segmentation_models_pytorch")
+    assert smp_study.main(["--quick", "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert "segmentation_models_pytorch cannot be imported" in err
+    assert "--skip-smp" in err and not (tmp_path / "refused").exists()
+    check_results(study_without_smp, {("isbi", "ours U-Net"), ("isbi", "ours U-Net b16 T"),
                                       ("isbi", "MONAI BasicUNet")}, ("miou", "pixel_error"))
 
 
-def test_smp_study_resume_trains_only_the_missing_runs(tmp_path):
+def test_smp_study_resume_trains_only_the_missing_runs(study_without_smp, tmp_path, capsys):
     """--resume keeps the finished runs (same curve, same numbers) and trains the one taken
     out; a results file from another budget is refused by name."""
-    if not ISBI.is_dir():
-        pytest.skip(f"needs the ISBI copy at {ISBI}")
-    options = ("--skip-smp", "--datasets", "isbi")
-    run_study(sys.executable, "smp_study.py", tmp_path, *options)
     path = tmp_path / "results.json"
-    first = json.loads(path.read_text())
+    first = json.loads((study_without_smp / "results.json").read_text())
     kept, dropped = first["runs"][:-1], first["runs"][-1]["contender"]["name"]
     path.write_text(json.dumps({**first, "runs": kept}))
+    resume = ["--quick", *SKIP_SMP, "--out", str(tmp_path), "--resume"]
 
-    done = run_study(sys.executable, "smp_study.py", tmp_path, *options, "--resume")
+    assert smp_study.main(resume) == 0
     second = json.loads(path.read_text())
     assert second["runs"][:-1] == kept                      # untouched, not retrained
     assert second["runs"][-1]["contender"]["name"] == dropped
-    assert len(second["commands"]) == 2 and dropped in done.stdout
+    assert len(second["commands"]) == 2 and dropped in capsys.readouterr().out
     assert second["wall_s"] > first["wall_s"]                # both parts' wall time
 
-    run_study(sys.executable, "smp_study.py", tmp_path, *options, "--resume")   # nothing left
+    assert smp_study.main(resume) == 0                        # nothing left
     third = json.loads(path.read_text())
     assert third["runs"] == second["runs"] and third["machine"] == second["machine"]
 
-    refused = subprocess.run([sys.executable, str(EXPERIMENTS / "smp_study.py"), "--quick",
-                              *options, "--out", str(tmp_path), "--resume", "--seconds", "5"],
-                             capture_output=True, text=True, timeout=120)
-    assert refused.returncode != 0 and "--seconds None" in refused.stderr
+    with pytest.raises(SystemExit, match="--seconds None"):
+        smp_study.main([*resume, "--seconds", "5"])
 
 
 # ---------------------------------------------------------------- the GPU script
