@@ -1,6 +1,7 @@
 """The studies in experiments/: the checkerboard score on hand-made logits, the loop's small
-helpers, and each study's --quick mode run end to end as a user runs it (a subprocess); what a
-study does beyond one run (refusing, resuming) is checked by calling its `main` here."""
+helpers, and each study's --quick mode run end to end: the loss study and the GPU script as a
+user runs them (a process of their own, so the scripts' entry points are run too), the others
+through their `main` in this process (which has imported torch and MONAI already)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
 
 sys.path.insert(0, str(EXPERIMENTS))
 import smp_study  # noqa: E402
+import upsample_study  # noqa: E402
 from common import (  # noqa: E402  (experiments/ is not a package)
     Contender,
     Recipe,
@@ -189,11 +191,17 @@ def smp_python() -> str | None:
 
 
 def run_study(python: str, script: str, out: Path, *options: str) -> subprocess.CompletedProcess:
+    """The study's --quick mode as a user runs it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([python, str(EXPERIMENTS / script), "--quick", "--out", str(out),
                            *options], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def run_study_here(study, out: Path, *options: str) -> None:
+    """The study's --quick mode through its `main`, in this process."""
+    assert study.main(["--quick", "--out", str(out), *options]) == 0
 
 
 def in_unit_range(value) -> bool:
@@ -234,7 +242,7 @@ def test_loss_study_quick(tmp_path):
 
 def test_upsample_study_quick(tmp_path):
     datasets = datasets_here("synthetic", "isbi")
-    run_study(sys.executable, "upsample_study.py", tmp_path, "--datasets", ",".join(datasets))
+    run_study_here(upsample_study, tmp_path, "--datasets", ",".join(datasets))
     results = check_results(tmp_path, {(d, v) for d in datasets
                                        for v in ("bilinear", "transpose")}, ("miou",))
     for run in results["runs"]:
@@ -267,11 +275,11 @@ SKIP_SMP = ("--skip-smp", "--datasets", "isbi")
 
 @pytest.fixture(scope="module")
 def study_without_smp(tmp_path_factory) -> Path:
-    """The library study's --quick run without smp, on ISBI, as a user runs it."""
+    """The library study's --quick run without smp, on ISBI."""
     if not ISBI.is_dir():
         pytest.skip(f"needs the ISBI copy at {ISBI}")
     out = tmp_path_factory.mktemp("smp-study") / "skip"
-    run_study(sys.executable, "smp_study.py", out, *SKIP_SMP)
+    run_study_here(smp_study, out, *SKIP_SMP)
     return out
 
 

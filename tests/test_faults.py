@@ -121,9 +121,16 @@ def interrupt_after(monkeypatch, epochs: int) -> None:
     monkeypatch.setattr(RunDir, "save_resume", save_then_stop)
 
 
-def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, caplog):
+@pytest.fixture(scope="module")
+def whole_fit(tmp_path_factory):
+    """An uninterrupted run of `config`, which the interrupted ones must end equal to."""
+    return fit(config(tmp_path_factory.mktemp("whole") / "run"))
+
+
+def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, caplog,
+                                                                  whole_fit):
     caplog.set_level(logging.INFO, logger="unetseg")
-    whole = fit(config(tmp_path / "whole"))
+    whole = whole_fit
     cfg = config(tmp_path / "run")
     interrupt_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
@@ -340,10 +347,10 @@ def test_sigterm_or_sigint_finishes_the_step_checkpoints_and_says_how_to_resume(
 
 
 def test_a_kill_after_the_logs_but_before_the_checkpoint_redoes_the_epoch_consistently(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, whole_fit):
     """best.safetensors and the logs are written before the resume checkpoint: killed in
     between, the resumed run redoes the epoch and rewrites both, ending as if never stopped."""
-    whole = fit(config(tmp_path / "whole"))
+    whole = whole_fit
     real = RunDir.save_resume
     calls = []
 
