@@ -66,6 +66,18 @@ def _one_step_gradients(rank: int, port: int, images, masks, out: str) -> None:
     dist.destroy_process_group()
 
 
+def _train_as_rank(rank: int, port: int, argv: list[str]) -> None:
+    """What each of torchrun's workers runs (``-m unetseg train ...``), in a process that
+    `torch.multiprocessing.spawn` started: the environment torchrun would set, and its one
+    thread per worker unless OMP_NUM_THREADS says otherwise."""
+    import os
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    assert main(argv) == 0
+
+
 def test_ddp_gradient_equals_the_single_process_gradient_of_the_global_batch(tmp_path):
     generator = torch.Generator().manual_seed(1)
     images = torch.randn(8, 3, 32, 32, generator=generator)
@@ -112,7 +124,9 @@ def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(tmp_p
     whole, run = tmp_path / "whole", tmp_path / "run"
     # 2 ranks of 4 images: 6 steps an epoch; the signal comes in epoch 2 of 3.
     extra = ["--epochs", "3", "--train-samples", "48", "--checkpoint-every", "3"]
-    assert train(whole, *extra, nproc=2).returncode == 0
+    # The uninterrupted reference: the same two ranks, started without torchrun's launcher.
+    tmp.spawn(_train_as_rank, args=(free_port(), ["train", *FLAGS, "--out", str(whole), *extra]),
+              nprocs=2, join=True)
     command = [sys.executable, "-m", "unetseg", "train", *FLAGS, "--out", str(run), *extra,
                "--nproc", "2"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
