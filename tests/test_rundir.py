@@ -5,6 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
 
 import pytest
 
@@ -80,3 +85,49 @@ def test_a_runs_configuration_is_loaded_as_it_was_written(tmp_path, make_tiny_co
     config = make_tiny_config(tmp_path / "run")
     RunDir(tmp_path / "run").write_config(config.to_yaml({"runtime": {"precision": "fp32"}}))
     assert load_run_config(tmp_path / "run") == config
+
+
+# --- the lock: one run at a time in a folder (issue 22, item 2) ---------------------------------
+
+def test_two_runs_into_one_out_the_second_is_refused_naming_the_first(tmp_path,
+                                                                      make_tiny_config):
+    """Two runs started 0.5 s apart both trained into one folder, and one model was lost: the
+    folder is now held for the whole run, and the second run is refused before it writes."""
+    first = RunDir(tmp_path / "twice")
+    first.lock()                               # a run in progress (another fd: another run)
+    try:
+        for resume in (False, True):
+            with pytest.raises(ValueError, match=r"--out .*twice is in use by another run "
+                                                 rf"\(unetseg train, PID {os.getpid()}, "
+                                                 r"started .*\); wait for it to end"):
+                fit(make_tiny_config(tmp_path / "twice"), resume=resume)
+        assert [p.name for p in (tmp_path / "twice").iterdir()] == [".lock"]
+    finally:
+        first.close()
+    assert not (tmp_path / "twice").exists()       # the first made it and wrote nothing
+    assert fit(make_tiny_config(tmp_path / "twice", epochs=1)).best_epoch == 1
+    assert not (tmp_path / "twice" / ".lock").exists()
+
+
+def test_a_stale_lock_from_a_killed_run_does_not_block_a_resume(tmp_path, tiny_run):
+    """A SIGKILLed run leaves its .lock file behind, but not the lock: the kernel releases it
+    with the process, so the run resumes."""
+    config, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(config.train.out, run)
+    holder = ("import fcntl, os, sys; f = open(sys.argv[1], 'a+'); "
+              "fcntl.flock(f, fcntl.LOCK_EX); f.write('PID killed'); f.flush(); "
+              "os.kill(os.getpid(), 9)")
+    killed = subprocess.run([sys.executable, "-c", holder, str(run / ".lock")])
+    assert killed.returncode == -9 and (run / ".lock").read_text() == "PID killed"
+    longer = replace(config, train=replace(config.train, out=str(run),
+                                           epochs=config.train.epochs + 1))
+    assert len(fit(longer, resume=True).history) == config.train.epochs + 1
+
+
+def test_a_run_that_stops_before_writing_leaves_no_folder_behind(tmp_path, make_tiny_config):
+    """The lock makes the folder; a run refused before it writes (no checkpoint to resume)
+    takes it away again, so nothing of it is left to be refused next time."""
+    with pytest.raises(ValueError, match="cannot resume"):
+        fit(make_tiny_config(tmp_path / "never"), resume=True)
+    assert not (tmp_path / "never").exists()

@@ -11,6 +11,7 @@
       metrics.csv            the same rows as a table
       curves.png             loss and mIoU against the epoch
       tensorboard/           with --tensorboard
+      .lock                  there while a run writes the folder (`RunDir.lock`)
 
 Only rank 0 writes (every method that writes is a no-op on the other ranks), so under DDP no
 two processes ever rename the same file. Every file is written atomically (`unetseg.files`).
@@ -18,9 +19,12 @@ two processes ever rename the same file. Every file is written atomically (`unet
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,8 @@ __all__ = ["RunDir", "RunState", "Progress", "EpochTally", "LOG_COLUMNS", "epoch
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
+# Held (flock) by the process that writes the run; never counted as one of the run's files.
+LOCK_FILE = ".lock"
 # The files a run writes (and `--overwrite` replaces); other files in the folder are left alone.
 RUN_FILES = (CONFIG_FILE, "last.safetensors", "previous.safetensors", "best.safetensors",
              ".staged-last.safetensors", "metrics.jsonl", "metrics.csv", "curves.png",
@@ -166,6 +172,43 @@ class RunDir:
         self.previous = self.path / "previous.safetensors"
         self.best = self.path / "best.safetensors"
         self._tensorboard = None
+        self._lock = None                       # the open lock file while the run holds it
+        self._created = False                   # whether taking the lock made the folder
+
+    def lock(self) -> None:
+        """Hold the run folder until `close`: a second run into it, new or resumed, is
+        refused, naming the first one's process and start. The lock is the kernel's (flock),
+        so it ends with the process that holds it: a killed run leaves at most a stale
+        ``.lock`` file, which blocks nothing. Only rank 0 takes it (the other ranks of a DDP
+        run share the folder)."""
+        if not self.is_main:
+            return
+        check_output_folder(self.path, "--out")
+        self._created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / LOCK_FILE
+        while True:
+            handle = open(path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise ValueError(f"--out {self.path} is in use by another run ({holder}); "
+                                 f"wait for it to end, or choose another --out") from None
+            # The holder before us removes the file as it lets go: a lock on a file that is no
+            # longer there (or no longer this one) holds nothing. Take the new one.
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
+                    break
+            handle.close()
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"unetseg train, PID {os.getpid()}, started "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        self._lock = handle
 
     def check(self, resume: bool, overwrite: bool = False) -> bool:
         """Refuse to resume a run that does not exist, or to start one in a folder that holds
@@ -181,7 +224,8 @@ class RunDir:
             if not exists:
                 raise ValueError(f"cannot resume: {self.last} does not exist")
             return False
-        present = sorted(p.name for p in self.path.iterdir()) if self.path.is_dir() else []
+        present = (sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
+                   if self.path.is_dir() else [])
         if present and not overwrite and not self._only_an_unstarted_run(present):
             # The refuse policy (`unetseg.outputs`), with every file of the folder counted:
             # a run folder belongs to its run.
@@ -312,6 +356,17 @@ class RunDir:
         writer.flush()
 
     def close(self) -> None:
+        """Close the TensorBoard log and let the folder go: the lock file is removed while
+        still held (see `lock`), and a folder that taking the lock made and that holds nothing
+        else (the run stopped before writing) goes too."""
         if self._tensorboard is not None:
             self._tensorboard.close()
             self._tensorboard = None
+        if self._lock is None:
+            return
+        (self.path / LOCK_FILE).unlink(missing_ok=True)
+        if self._created:
+            with contextlib.suppress(OSError):      # not empty: the run wrote there
+                self.path.rmdir()
+        self._lock.close()                     # closing the file releases the lock
+        self._lock = None

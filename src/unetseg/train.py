@@ -90,44 +90,45 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
     # --- set-up, in the order its side effects must happen ---------------------------------
     world, device = distributed.setup(config.train.device)
     run_dir = RunDir(config.train.out, world.is_main)
-    starts_over = run_dir.check(resume, overwrite)
-    if resume:                                 # what may change, before any data is read
-        check_resume_changes(load_run_config(run_dir.path), config,
-                             str(run_dir.path / CONFIG_FILE))
-    data = build_datasets(config.data)
-    for notice in [*_skipped_pairs(data.skipped), *data.notices]:
-        log.info(notice)                       # what the data check found, before any step
-    run_dir.refuse_inside(_data_folders(data))
-    if starts_over:
-        run_dir.clear()
-    config = with_data_shapes(config, data)
-    cfg, spec = config.train, data.spec
-    parts = training_parts(config, data, world, device,
-                           run_dir.record("runtime") if resume else None)
-    state = _restore(run_dir, parts, spec) if resume else RunState()
-    done = state.progress                      # the one record of how far the run is
-    length = parts.length
-    length.estimate(done.step, done.seconds)   # a resumed timed run re-plans from its pace
-    follow_schedule(parts.scheduler)
-    # A resumed run may run longer now; the data check's findings and the precision chosen
-    # are recorded beside the settings.
-    run_dir.write_config(config.to_yaml({"data_check": data.summary,
-                                         "runtime": parts.precision.to_dict()}))
-    if cfg.tensorboard:
-        run_dir.open_tensorboard()
-    if length.finished(done.step):
-        log.info(f"nothing to train: the run has taken the {done.step} steps it plans; a "
-                 f"larger --epochs, --max-steps or --time-budget continues it")
-
-    # --- the loop ------------------------------------------------------------------------
-    tally = state.tally or EpochTally(ConfusionMatrix(spec.num_classes, spec.ignore_index,
-                                                      device))
-    counts = StepCounts(device)
-    clock = Clock(done)
-    read_every = min(READ_EVERY, cfg.max_nonfinite)
-    show_bars = cfg.progress and world.is_main and in_terminal()
-    stop = StopSignals(announce=world.is_main)
+    run_dir.lock()                             # one run at a time; `close` below lets it go
     try:
+        starts_over = run_dir.check(resume, overwrite)
+        if resume:                             # what may change, before any data is read
+            check_resume_changes(load_run_config(run_dir.path), config,
+                                 str(run_dir.path / CONFIG_FILE))
+        data = build_datasets(config.data)
+        for notice in [*_skipped_pairs(data.skipped), *data.notices]:
+            log.info(notice)                   # what the data check found, before any step
+        run_dir.refuse_inside(_data_folders(data))
+        if starts_over:
+            run_dir.clear()
+        config = with_data_shapes(config, data)
+        cfg, spec = config.train, data.spec
+        parts = training_parts(config, data, world, device,
+                               run_dir.record("runtime") if resume else None)
+        state = _restore(run_dir, parts, spec) if resume else RunState()
+        done = state.progress                  # the one record of how far the run is
+        length = parts.length
+        length.estimate(done.step, done.seconds)    # a resumed timed run re-plans by its pace
+        follow_schedule(parts.scheduler)
+        # A resumed run may run longer now; the data check's findings and the precision chosen
+        # are recorded beside the settings.
+        run_dir.write_config(config.to_yaml({"data_check": data.summary,
+                                             "runtime": parts.precision.to_dict()}))
+        if cfg.tensorboard:
+            run_dir.open_tensorboard()
+        if length.finished(done.step):
+            log.info(f"nothing to train: the run has taken the {done.step} steps it plans; a "
+                     f"larger --epochs, --max-steps or --time-budget continues it")
+
+        # --- the loop --------------------------------------------------------------------
+        tally = state.tally or EpochTally(ConfusionMatrix(spec.num_classes, spec.ignore_index,
+                                                          device))
+        counts = StepCounts(device)
+        clock = Clock(done)
+        read_every = min(READ_EVERY, cfg.max_nonfinite)
+        show_bars = cfg.progress and world.is_main and in_terminal()
+        stop = StopSignals(announce=world.is_main)
         with stop:
             while not length.finished(done.step):
                 title = f"epoch {done.epoch + 1}/{length.epochs}"
