@@ -267,3 +267,14 @@ def test_other_data_has_no_recipe_and_unknown_recipes_are_refused(tmp_path):
     with pytest.raises(ValueError, match="--recipe must be auto, none or one of camvid, isbi"):
         _train_config("--recipe", "camvid-fast")
     assert _train_config("--recipe", "isbi").data.size == 256       # any data may take one
+
+
+def test_training_with_one_class_is_refused_suggesting_the_background(tmp_path, capsys):
+    """`--classes membrane` on 0/255 masks reported "best validation mIoU 1.0000": one class
+    is refused before any data is read, and the message says how to name the background."""
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--classes", "membrane",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "--classes membrane names 1 class; segmentation needs at least 2" in err
+    assert "--classes background,membrane" in err and "--loss bce_dice" in err
+    assert not (tmp_path / "run").exists()

@@ -234,3 +234,24 @@ def test_a_time_budget_is_kept_with_epochs_shorter_than_a_read_interval(make_sma
     early."""
     result = fit(make_smallest_config(tmp_path / "short", time_budget=0.02, train_samples=16))
     assert result.history[-1]["lr"] == 0.0 and result.history[-1]["step"] < 1000 * 2
+
+
+def test_a_dataset_file_with_one_class_is_refused_before_training(tmp_path, make_tiny_config):
+    """A dataset file naming one class is refused like `--classes` with one name: every pixel
+    would be that class and the score a meaningless 1.0."""
+    from PIL import Image
+
+    for folder in ("images", "masks"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    for index in range(4):
+        Image.fromarray(np.full((16, 16), 40 * index, np.uint8)).save(
+            tmp_path / "data" / "images" / f"{index}.png")
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(
+            tmp_path / "data" / "masks" / f"{index}.png")
+    (tmp_path / "data" / "dataset.yaml").write_text("classes: [membrane]\n")
+    config = make_tiny_config(tmp_path / "run")
+    config = replace(config, data=replace(config.data, source=str(tmp_path / "data"), size=16))
+    with pytest.raises(ValueError, match=r"the dataset names 1 class; segmentation needs at "
+                                         r"least 2 .*--classes background,membrane"):
+        fit(config)
+    assert not (tmp_path / "run").exists()

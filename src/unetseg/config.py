@@ -28,7 +28,7 @@ from .model import UNetConfig
 from .precision import PRECISIONS
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "UNetConfig", "SECTIONS",
-           "cli_fields",
+           "cli_fields", "one_class_message",
            "flag_of", "parse_yaml", "read_config_file", "layered_settings",
            "check_resume_changes", "RESUMABLE_CHANGES", "LENGTH_FIELDS", "SCHEDULES",
            "SYNTHETIC_SOURCES", "PRESET_SOURCES"]
@@ -141,6 +141,9 @@ class DataConfig:
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         _require(self, "source", isinstance(self.source, str) and self.source.strip() != "",
                  "a source name or a folder")
+        if self.classes is not None and len(self.classes) < 2:
+            raise ValueError(one_class_message(f"--classes {','.join(self.classes)}",
+                                               self.classes))
         for name in ("size", "batch_size", "train_samples", "val_samples"):
             _require(self, name, _is_int(getattr(self, name)) and getattr(self, name) >= 1,
                      "a whole number >= 1")
@@ -307,6 +310,15 @@ class ModelConfig:
     def unet(self) -> UNetConfig:
         """The U-Net's own config: its fields, and the channels and classes."""
         return UNetConfig(**{item.name: getattr(self, item.name) for item in fields(UNetConfig)})
+
+
+def one_class_message(what: str, names: tuple[str, ...] | list[str]) -> str:
+    """Why one class cannot be trained, and the fix: every pixel would be that class, and the
+    score a perfect 1.0 that says nothing."""
+    name = names[0] if names else "object"
+    return (f"{what} names {len(names)} class; segmentation needs at least 2 (every pixel "
+            f"of one class scores a perfect, meaningless mIoU 1.0). Name the background too: "
+            f"--classes background,{name} (and --loss bce_dice for a binary task)")
 
 
 def _is_int(value: Any) -> bool:

@@ -205,7 +205,9 @@ def predict(
         image: (H, W, C) or (H, W) array, uint8 / uint16 (scaled to [0, 1] a band at a time)
             or float in [0, 1].
         tile: tile side in pixels; None sends the whole image through at once (padded to a
-            multiple of 16 and cropped back), which needs memory in proportion to H x W.
+            multiple of 16 and cropped back), which needs memory in proportion to H x W. An
+            image that fits in one tile is predicted whole: padded out to the tile it would
+            see more padding than image, and differ from what evaluate scores.
         overlap: share of a tile shared with its neighbour (0.25 by default; 0.5 is smoother
             and four times the work of 0).
         blend: ``"gaussian"`` (centre-weighted) or ``"constant"`` tile weights.
@@ -227,8 +229,10 @@ def predict(
     if tile is not None and tile < 1:
         raise ValueError(f"tile must be >= 1 or None, found {tile}")
     device = _model_device(model) if device is None else torch.device(device)
-    precision = prediction_precision(model, precision, tile, batch_size, device)
     image = _check_image(image, getattr(model, "in_channels", None))
+    if tile is not None and max(image.shape[:2]) <= tile:
+        tile = None                            # one tile holds it: the whole image, as is
+    precision = prediction_precision(model, precision, tile, batch_size, device)
     if tile is not None:
         classes = getattr(model, "num_classes", 2)
         check_fits(prediction_estimate(tile, image.shape[1], classes, batch_size,

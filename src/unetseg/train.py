@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Subset
 from . import distributed
 from .architectures import build_model
 from .checkpoint import restore_optimizer, unwrap
-from .config import RunConfig, check_resume_changes
+from .config import RunConfig, check_resume_changes, one_class_message
 from .data.build import Datasets, build_datasets
 from .evaluation import evaluate, validation_loader
 from .interrupts import StopSignals, TrainingInterrupted
@@ -507,6 +507,8 @@ def with_data_shapes(config: RunConfig, data: Datasets) -> RunConfig:
     """The config with the model's input channels and outputs set from the data: one output
     for bce_dice (a binary task), one per class otherwise."""
     num_classes, loss = data.spec.num_classes, config.train.loss
+    if num_classes < 2:
+        raise ValueError(one_class_message("the dataset", data.spec.class_names))
     if loss == "bce_dice" and num_classes != 2:
         raise ValueError(f"--loss bce_dice is for binary tasks (2 classes); this dataset has "
                          f"{num_classes}: {', '.join(data.spec.class_names)}")
