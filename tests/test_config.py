@@ -3,6 +3,7 @@ command-line flags generated from the dataclasses."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -278,3 +279,30 @@ def test_training_with_one_class_is_refused_suggesting_the_background(tmp_path, 
     assert "--classes membrane names 1 class; segmentation needs at least 2" in err
     assert "--classes background,membrane" in err and "--loss bce_dice" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_yaml_numbers_in_any_form_and_booleans_for_numbers(tmp_path):
+    """`lr: 1e-3` (a string to PyYAML) raised a TypeError and `base: true` was read as 1: a
+    number is a number in any YAML form, and a boolean is no number."""
+    file = tmp_path / "c.yaml"
+    file.write_text("train:\n  lr: 1e-3\n  time_budget: 1E+1\nmodel:\n  base: '16'\n")
+    config = RunConfig.from_yaml(file)
+    assert (config.train.lr, config.train.time_budget, config.model.base) == (0.001, 10.0, 16)
+    file.write_text("model:\n  base: true\n")
+    with pytest.raises(ValueError, match=r"c.yaml: model.base must be a whole number, found "
+                                         r"True"):
+        RunConfig.from_yaml(file)
+
+
+def test_an_edited_config_yaml_with_a_string_number_resumes(tiny_run, tmp_path, capsys):
+    """A run's config.yaml edited by hand to `lr: 1e-2` (a string to PyYAML) made --resume
+    raise a TypeError: it is the number it reads as, equal to the one recorded."""
+    config, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(config.train.out, run)
+    recorded = (run / "config.yaml").read_text()
+    assert config.train.lr == 0.01 and "  lr: 0.01\n" in recorded
+    (run / "config.yaml").write_text(recorded.replace("  lr: 0.01\n", "  lr: 1e-2\n"))
+    assert main(["train", "--resume", str(run), "--epochs", str(config.train.epochs + 1),
+                 "--quiet"]) == 0
+    assert f"epoch {config.train.epochs + 1}/{config.train.epochs + 1}" in capsys.readouterr().out
