@@ -4,6 +4,12 @@ reports: tests/test_job_errors.py)."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -155,6 +161,38 @@ def test_evaluating_another_folder_scores_all_of_it(boxes_run, capsys, make_box_
     assert main(["evaluate", str(checkpoint), "--data", str(test), "--out",
                  str(root / "ev-test"), "--quiet"]) == 0
     assert "over 7 images" in capsys.readouterr().out
+
+
+def test_evaluate_data_scope_does_not_depend_on_how_the_path_is_typed(boxes_run, capsys,
+                                                                      monkeypatch):
+    """The training folder given relatively scored its 2 validation images, given absolutely
+    all 10, and the output never named the split: paths are compared resolved, and every
+    evaluation says how many images of which split it scored."""
+    checkpoint, root = boxes_run
+    monkeypatch.chdir(root)
+    for typed in (str(root / "data"), "data", "data/", "./data"):
+        out = root / f"ev-{len(typed)}-{typed.count('/')}"
+        assert main(["evaluate", str(checkpoint), "--data", typed, "--out", str(out),
+                     "--quiet", "--no-inspect"]) == 0
+        out = capsys.readouterr().out
+        assert "over 2 images\n(split val; 0.0% of the pixels ignored)" in out, typed
+
+
+def test_evaluate_without_the_inspector_states_the_ignored_share(boxes_run, capsys):
+    """`evaluate --no-inspect` never said how much of the truth was ignored: it does, on the
+    terminal and in evaluation.json."""
+    checkpoint, root = boxes_run
+    ignored = boxes_folder(root / "ignored", 4)
+    for index in range(4):                       # a quarter of every mask is ignore_index
+        mask = np.array(Image.open(ignored / "masks" / f"{index}.png"))
+        mask[:, :6] = 255
+        Image.fromarray(mask).save(ignored / "masks" / f"{index}.png")
+    assert main(["evaluate", str(checkpoint), "--data", str(ignored), "--out",
+                 str(root / "ev-ignored"), "--quiet", "--no-inspect"]) == 0
+    out = capsys.readouterr().out
+    assert "over 4 images\n(split all; 25.0% of the pixels ignored)" in out
+    written = json.loads((root / "ev-ignored" / "evaluation.json").read_text())
+    assert written["ignored_share"] == 0.25
 
 
 # --- unetseg check ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class Evaluation:
     boundary_f1: np.ndarray          # (C,) per-class BF score, NaN where undefined
     loss: float                      # mean loss over batches; NaN without a loss function
     pixel_share: np.ndarray          # (C,) share of counted true pixels per class
+    ignored_share: float = float("nan")   # share of the true pixels that are ignore_index
 
     def rows(self, class_names) -> list[dict]:
         """Per-class rows: iou, dice, precision, recall, bf1, share."""
@@ -52,6 +53,7 @@ class Evaluation:
         return {"miou": self.scores.miou, "mdice": self.scores.mdice,
                 "pixel_accuracy": self.scores.pixel_accuracy, "loss": self.loss,
                 "mean_boundary_f1": self.mean_boundary_f1,
+                "ignored_share": self.ignored_share,
                 "classes": self.rows(class_names),
                 "confusion_matrix": self.scores.matrix.tolist()}
 
@@ -106,6 +108,7 @@ def evaluate(
     else:
         matrix, boundary = inspector.matrix, inspector.boundary
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    pixels = torch.zeros(2, dtype=torch.float64, device=device)     # all, ignored
     batches = 0
     for images, masks in show_progress(loader, "evaluate", progress, unit="batch", leave=False):
         masks = masks.to(device)
@@ -113,6 +116,9 @@ def evaluate(
             logits = model(runtime.images(images))
         if loss_fn is not None:
             loss_sum += loss_fn(logits.float(), masks)
+        pixels[0] += masks.numel()
+        if ignore_index is not None:
+            pixels[1] += (masks == ignore_index).sum()
         batches += 1
         labels = labels_from_logits(logits)
         if inspector is None:
@@ -125,11 +131,12 @@ def evaluate(
     matrix.all_reduce()
     boundary.all_reduce()
     totals = distributed.all_sum_if_initialised(
-        torch.stack([loss_sum, torch.tensor(float(batches), dtype=torch.float64,
-                                            device=device)]))
+        torch.cat([loss_sum.view(1), torch.tensor([float(batches)], dtype=torch.float64,
+                                                   device=device), pixels]))
     loss = (totals[0] / totals[1]).item() if loss_fn is not None and totals[1] > 0 \
         else float("nan")
     scores = matrix.compute()
     truth = scores.matrix.sum(1).double()
     share = (truth / truth.sum().clamp_min(1)).numpy()
-    return Evaluation(scores, boundary.compute(), loss, share)
+    ignored = (totals[3] / totals[2]).item() if totals[2] > 0 else float("nan")
+    return Evaluation(scores, boundary.compute(), loss, share, ignored)

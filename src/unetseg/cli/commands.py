@@ -11,7 +11,7 @@ __all__ = ["evaluate_command", "inspect_command", "demo_command", "check_command
            "predict_command", "export_command", "CHECK_FIELDS"]
 
 
-def _print_evaluation(evaluation, class_names, images: int) -> None:
+def _print_evaluation(evaluation, class_names, images: int, split: str) -> None:
     from ..report.tables import format_table
 
     rows = sorted(evaluation.rows(class_names), key=lambda r: (r["iou"] != r["iou"], r["iou"]))
@@ -20,6 +20,7 @@ def _print_evaluation(evaluation, class_names, images: int) -> None:
     print(f"mIoU {scores.miou:.4f}   mDice {scores.mdice:.4f}   "
           f"pixel accuracy {scores.pixel_accuracy:.4f}   mean BF1 "
           f"{evaluation.mean_boundary_f1:.4f}   over {images} images")
+    print(f"(split {split}; {evaluation.ignored_share:.1%} of the pixels ignored)")
 
 
 def _print_inspection(inspection, out: Path) -> None:
@@ -43,7 +44,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     scored = evaluate_checkpoint(args.checkpoint, out, args.split, _data_overrides(args),
                                  args.device, progress=not args.quiet,
                                  overwrite=args.overwrite, inspect=args.inspect)
-    _print_evaluation(scored.evaluation, scored.class_names, scored.images)
+    _print_evaluation(scored.evaluation, scored.class_names, scored.images, scored.split)
     if args.inspect:
         _print_inspection(scored.inspection, out)
     print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
@@ -77,7 +78,7 @@ def demo_command(args: argparse.Namespace) -> int:
     scored = result.scored
     print()
     print("Held-out synthetic images (seeds never seen in training or model selection):")
-    _print_evaluation(scored.evaluation, scored.class_names, scored.images)
+    _print_evaluation(scored.evaluation, scored.class_names, scored.images, scored.split)
     print(f"overlays (image | truth | prediction) in {result.run_dir / 'overlays'}")
     _print_inspection(scored.inspection, result.run_dir)
     print(f"total {result.seconds:.0f} s")
