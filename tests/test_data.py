@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -873,3 +875,25 @@ def test_camvid_test_split_reads_test_and_testannot_and_nothing_else(tmp_path):
         ("test", "testannot", "a.png"), ("test", "testannot", "b.png")]
     assert spec.class_names == CAMVID.class_names
     assert len(build_datasets(config).train) == 1          # training never sees test/
+
+
+@pytest.mark.parametrize("shape,scale_min,smallest", [((1, 1), 0.5, "(1 x 1)"),
+                                                      ((20, 20), 0.01, "(20 x 20)")])
+def test_a_rescale_below_one_pixel_is_refused_naming_the_smallest_image(tmp_path, shape,
+                                                                        scale_min, smallest):
+    """1 x 1 images, or --scale-min 0.01 on 20 x 20 ones, failed mid-epoch with a cv2.error in
+    the augmentation: refused before training, naming the smallest image and the fix."""
+    images = {f"{i}.png": grey(i, (32, 32)) for i in range(4)}
+    masks = {f"{i}.png": np.zeros((32, 32), np.uint8) for i in range(4)}
+    val = write_folder(tmp_path / "val", dict(images), dict(masks))
+    images["tiny.png"], masks["tiny.png"] = grey(9, shape), np.zeros(shape, np.uint8)
+    train = write_folder(tmp_path / "train", images, masks)
+    config = DataConfig(source=str(train), val=str(val), classes=("background", "thing"),
+                        size=16, scale_min=scale_min)
+    with pytest.raises(ValueError, match=rf"--scale-min {scale_min}: the smallest training "
+                                         rf"image, .*tiny.png {re.escape(smallest)}, would be "
+                                         r"rescaled "
+                                         r"to under one pixel; expected --scale-min >= .*"
+                                         r"or --no-augment"):
+        build_datasets(config)
+    assert len(build_datasets(replace(config, augment=False)).train) == 5

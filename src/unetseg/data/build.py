@@ -318,6 +318,19 @@ def _synthetic_datasets(config: DataConfig) -> Datasets:
                     mean, std, None, summary=_summary(None, len(train), len(val), []))
 
 
+def _check_rescale_applies(scale_min: float, items) -> None:
+    """Refuse a ``--scale-min`` that shrinks the smallest training image under one pixel (the
+    augmentation would fail on it mid-epoch with an OpenCV error), naming the image."""
+    smallest = min(items, key=lambda item: min(item.size), default=None)
+    if smallest is None or min(smallest.size) * scale_min >= 1:
+        return
+    height, width = smallest.size
+    raise ValueError(f"--scale-min {scale_min}: the smallest training image, "
+                     f"{smallest.pair[0]} ({height} x {width}), would be rescaled to under one "
+                     f"pixel; expected --scale-min >= {1 / min(smallest.size):.3g}, or "
+                     f"--no-augment")
+
+
 def build_datasets(config: DataConfig) -> Datasets:
     """Train and validation datasets with normalisation from the training set (or the config),
     and the notices a user must read before training on them (`Datasets`)."""
@@ -331,6 +344,8 @@ def build_datasets(config: DataConfig) -> Datasets:
     spec, notices = _resolve_spec(source, values, [i.pair for s in scans for i in s.items])
     from .transforms import TrainTransform  # albumentations and cv2: only when used
 
+    if config.augment:
+        _check_rescale_applies(config.scale_min, scans[0].items)
     transform = TrainTransform(config.size, (config.scale_min, config.scale_max),
                                spec.ignore_index) if config.augment else None
     train = FolderDataset(scans[0], spec, transform, seed=config.seed, skip_bad=config.skip_bad)
