@@ -245,7 +245,7 @@ def test_wrong_channel_count_is_refused_naming_both(checkpoint):
 def test_bad_predict_arguments_are_refused(checkpoint):
     segmenter = load_segmenter(checkpoint)
     image = np.zeros((32, 32, 3), dtype=np.uint8)
-    with pytest.raises(ValueError, match="batch_size must be >= 1, found 0"):
+    with pytest.raises(ValueError, match="--batch-size must be a whole number >= 1, found 0"):
         predict(segmenter, image, tile=16, batch_size=0)
     with pytest.raises(ValueError, match="uint8, uint16 or float pixels .* found int64"):
         predict(segmenter, image.astype(np.int64))

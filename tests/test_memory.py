@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from unetseg import infer
 from unetseg.cli import main
 from unetseg.infer import predict
 
@@ -21,7 +22,15 @@ def test_a_model_too_large_for_memory_is_refused_before_anything_is_allocated(tm
     assert not out.exists()
 
 
-def test_a_tile_too_large_for_memory_is_refused():
+def test_a_tile_too_large_for_memory_is_refused_before_timing_in_prediction_words(
+        monkeypatch):
+    """`--tile 100000` timed the precisions at that size (about 80 GB) before any memory
+    check, and the refusal said "0.0 M parameters, about 1285 GiB to train": the memory is
+    checked first, in prediction's words (an image one tile holds is predicted whole)."""
+    monkeypatch.setattr(infer, "prediction_precision",
+                        lambda *args: pytest.fail("precisions timed before the memory check"))
     model = lambda images: images[:, :2]                            # noqa: E731
-    with pytest.raises(ValueError, match="GiB .* lower --tile or --batch-size"):
-        predict(model, np.zeros((64, 64, 3), np.uint8), tile=100_000)
+    wide = np.zeros((64, 100_001, 3), np.uint8)                     # wider than the tile
+    with pytest.raises(ValueError, match=r"needs about [\d.]+ GiB to predict \(tile buffers "
+                                         r".* lower --tile or --batch-size"):
+        predict(model, wide, tile=100_000)

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import unetseg.train as train_module
+from unetseg import infer
 from unetseg.cli import main
 from unetseg.jobs.scoring import score_split
 from unetseg.rundir import RunDir
@@ -74,6 +75,23 @@ def test_a_first_epoch_of_many_batches_is_checkpointed_early(tmp_path, monkeypat
     monkeypatch.setattr(RunDir, "save_resume", counting)
     assert train(tmp_path / "run") == 0                  # 4 batches: 2 + the epoch's end
     assert len(saves) == 2
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--overlap", "1.0", "--overlap must be >= 0 and < 1, found 1.0"),
+    ("--batch-size", "0", "--batch-size must be a whole number >= 1, found 0"),
+    ("--tile", "-5", "--tile must be a whole number >= 1 (0 for whole images), found -5")])
+def test_predict_options_are_checked_once_before_the_first_image(boxes_run, capsys, flag,
+                                                                 value, message):
+    """`--overlap 1.0`, `--batch-size 0` or `--tile -5` gave 60 error lines for 30 images:
+    one line, exit 2, nothing written."""
+    checkpoint, root = boxes_run
+    out = root / f"pred{flag}"
+    assert main(["predict", str(checkpoint), str(root / "data" / "images"), "--out", str(out),
+                 flag, value, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not out.exists()
 
 
 # --- one line, not a traceback ------------------------------------------------------------------

@@ -33,7 +33,7 @@ from .progress import counter
 from .runtime import autocast, pick_device
 
 __all__ = ["Segmenter", "load_segmenter", "fold_batchnorm", "tile_starts", "importance_map",
-           "predict", "prediction_precision", "Prediction", "BLENDS"]
+           "predict", "check_options", "prediction_precision", "Prediction", "BLENDS"]
 
 BLENDS = ("gaussian", "constant")
 # nnU-Net's and MONAI's choice: sigma = tile side / 8.
@@ -224,23 +224,34 @@ def predict(
     Returns:
         `Prediction` with the uint8 (H, W) mask and, with ``probs``, the probabilities.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, found {batch_size}")
-    if tile is not None and tile < 1:
-        raise ValueError(f"tile must be >= 1 or None, found {tile}")
+    check_options(tile, overlap, blend, batch_size)
     device = _model_device(model) if device is None else torch.device(device)
     image = _check_image(image, getattr(model, "in_channels", None))
     if tile is not None and max(image.shape[:2]) <= tile:
         tile = None                            # one tile holds it: the whole image, as is
-    precision = prediction_precision(model, precision, tile, batch_size, device)
-    if tile is not None:
+    if tile is not None:                       # before timing precisions at the tile size
         classes = getattr(model, "num_classes", 2)
         check_fits(prediction_estimate(tile, image.shape[1], classes, batch_size,
                                        image.shape[2]), device, "--tile or --batch-size")
+    precision = prediction_precision(model, precision, tile, batch_size, device)
     if tile is None:
         return _predict_whole(model, image, tta, device, precision, probs)
     return _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device,
                           precision, probs, progress)
+
+
+def check_options(tile: int | None, overlap: float, blend: str, batch_size: int) -> None:
+    """Refuse prediction options that cannot work, naming the flag: checked once, before the
+    first image, rather than failing on every image of a folder."""
+    if tile is not None and (not isinstance(tile, int) or tile < 1):
+        raise ValueError(f"--tile must be a whole number >= 1 (0 for whole images), found "
+                         f"{tile}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"--overlap must be >= 0 and < 1, found {overlap}")
+    if blend not in BLENDS:
+        raise ValueError(f"--blend must be one of {', '.join(BLENDS)}, found {blend!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size must be a whole number >= 1, found {batch_size}")
 
 
 def prediction_precision(model, requested: str, tile: int | None, batch_size: int,

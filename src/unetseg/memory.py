@@ -43,12 +43,16 @@ class Estimate:
     parameters: int
     parameter_bytes: int          # weights, gradients and AdamW's two moments
     activation_bytes: int         # tensors saved for the backward pass of one batch
+    task: str = "train"           # or "predict": what the bytes are for, in the message
 
     @property
     def total_bytes(self) -> int:
         return int(HEADROOM * (self.parameter_bytes + self.activation_bytes))
 
     def describe(self) -> str:
+        if self.task == "predict":
+            return (f"about {self.total_bytes / GIB:.1f} GiB to predict (tile buffers and "
+                    f"their accumulators)")
         return (f"{self.parameters / 1e6:.1f} M parameters, about "
                 f"{self.total_bytes / GIB:.1f} GiB to train ({self.activation_bytes / GIB:.1f} "
                 f"GiB of activations per batch)")
@@ -85,7 +89,7 @@ def prediction_estimate(tile: int, width: int, classes: int, batch: int,
     probabilities. The network's own activations come on top, once per tile batch."""
     accumulators = 4 * (classes + 1) * tile * max(width, tile)
     tiles = 4 * batch * (in_channels + 2 * classes) * tile * tile
-    return Estimate(0, 0, accumulators + tiles)
+    return Estimate(0, 0, accumulators + tiles, task="predict")
 
 
 def available_bytes(device: torch.device) -> int | None:

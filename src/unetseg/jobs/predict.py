@@ -33,7 +33,7 @@ import numpy as np
 
 from ..data.io import list_images, no_pixel_limit, read_raw_image
 from ..files import atomic_write_bytes, write_json
-from ..infer import predict
+from ..infer import check_options, predict
 from ..interrupts import StopSignals
 from ..outputs import check_output_folder, refuse_existing_outputs
 from ..progress import progress, say
@@ -58,6 +58,9 @@ class PredictOptions:
     probs: bool = False
     overwrite: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_options(self.tile, self.overlap, self.blend, self.batch_size)   # once, first
 
 
 @dataclass
