@@ -196,6 +196,25 @@ def test_evaluate_data_scope_does_not_depend_on_how_the_path_is_typed(boxes_run,
         assert "over 2 images\n(split val; 0.0% of the pixels ignored)" in out, typed
 
 
+def test_resume_does_not_depend_on_how_or_where_the_data_path_was_typed(tmp_path, capsys,
+                                                                         monkeypatch):
+    """A trailing slash, or an absolute --data for a relative one, counted as a change, and
+    from another working directory resume failed with "no such folder": a run records its
+    paths absolute and compares them resolved."""
+    boxes_folder(tmp_path / "project" / "data", 6)
+    monkeypatch.chdir(tmp_path / "project")
+    flags = ["--size", "16", "--batch-size", "2", "--base", "4", "--quiet"]
+    assert main(["train", "--data", "data", "--epochs", "1", "--out", "run", *flags]) == 0
+    recorded = yaml.safe_load((tmp_path / "project" / "run" / "config.yaml").read_text())
+    assert recorded["data"]["source"] == str(tmp_path / "project" / "data")
+    monkeypatch.chdir(tmp_path)                  # somewhere else
+    capsys.readouterr()
+    assert main(["train", "--resume", "project/run", "--epochs", "2", "--quiet"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "project" / "run"), "--data",
+                 "project/data/", "--epochs", "3", *flags]) == 0
+    assert "epoch 3/3" in capsys.readouterr().out
+
+
 def test_evaluate_without_the_inspector_states_the_ignored_share(boxes_run, capsys):
     """`evaluate --no-inspect` never said how much of the truth was ignored: it does, on the
     terminal and in evaluation.json."""

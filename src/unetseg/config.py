@@ -19,7 +19,7 @@ checkpoint, so a run can be read, repeated and resumed from its folder alone.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,9 @@ from .model import UNetConfig
 from .precision import PRECISIONS
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "UNetConfig", "SECTIONS",
-           "cli_fields", "one_class_message",
-           "flag_of", "parse_yaml", "read_config_file", "layered_settings",
-           "check_resume_changes", "RESUMABLE_CHANGES", "LENGTH_FIELDS", "SCHEDULES",
-           "SYNTHETIC_SOURCES", "PRESET_SOURCES"]
+           "cli_fields", "one_class_message", "flag_of", "parse_yaml", "read_config_file",
+           "layered_settings", "check_resume_changes", "same_path", "with_absolute_paths",
+           "RESUMABLE_CHANGES", "LENGTH_FIELDS", "SCHEDULES", "SYNTHETIC_SOURCES", "PRESET_SOURCES"]
 
 SCHEDULES = ("cosine", "onecycle")
 SYNTHETIC_SOURCES = ("synthetic", "binary")
@@ -433,18 +432,49 @@ def layered_settings(recipe: dict, from_file: dict, flags: dict) -> dict:
     return values
 
 
+# The settings that hold a path: compared as the files they name, recorded absolute.
+PATH_SETTINGS = {"data.source", "data.root", "data.val", "data.spec"}
+
+
+def same_path(one: str | None, other: str | None) -> bool:
+    """Whether two path settings name the same thing: equal, or the same file or folder
+    however typed (relative or absolute, a trailing slash). A built-in data name
+    (``synthetic``, ``isbi``, ...) is a name, not a path."""
+    if one == other:
+        return True
+    named = (*SYNTHETIC_SOURCES, *PRESET_SOURCES)
+    if one is None or other is None or one in named or other in named:
+        return False
+    return Path(one).resolve() == Path(other).resolve()
+
+
+def with_absolute_paths(data: DataConfig) -> DataConfig:
+    """``data`` with its paths made absolute (a data name stays as it is), as a run records
+    them: its config.yaml then resumes, and scores, from any working directory."""
+    named = (*SYNTHETIC_SOURCES, *PRESET_SOURCES)
+    changes = {}
+    for key in PATH_SETTINGS:
+        name = key.split(".")[1]
+        value = getattr(data, name)
+        if value is not None and value not in named:
+            changes[name] = str(Path(value).resolve())
+    return replace(data, **changes)
+
+
 def check_resume_changes(recorded: RunConfig, requested: RunConfig, where: str) -> None:
     """Refuse a resumed run's settings that differ from the ``recorded`` ones (read from
     ``where``) in anything but `RESUMABLE_CHANGES`, naming each flag with both values. The
     run folder (``train.out``) names the run, and the model's channels and classes are set
-    from the data: none of them is compared."""
+    from the data: none of them is compared. Paths are compared as the folders they name,
+    however they are typed (`same_path`)."""
     changed = []
     for section, kind in SECTIONS.items():
         for item in fields(kind):
             key = f"{section}.{item.name}"
             before = getattr(getattr(recorded, section), item.name)
             after = getattr(getattr(requested, section), item.name)
-            if after != before and key not in RESUMABLE_CHANGES | NOT_COMPARED_ON_RESUME:
+            same = (same_path(before, after) if key in PATH_SETTINGS else after == before)
+            if not same and key not in RESUMABLE_CHANGES | NOT_COMPARED_ON_RESUME:
                 changed.append(f"{flag_of(kind, item.name)} (recorded {before!r}, given "
                                f"{after!r})")
     if changed:

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Subset
 from . import distributed
 from .architectures import build_model
 from .checkpoint import restore_optimizer, unwrap
-from .config import RunConfig, check_resume_changes, one_class_message
+from .config import RunConfig, check_resume_changes, one_class_message, with_absolute_paths
 from .data.build import Datasets, build_datasets
 from .evaluation import evaluate, validation_loader
 from .interrupts import StopSignals, TrainingInterrupted
@@ -92,6 +92,8 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
     run_dir = RunDir(config.train.out, world.is_main)
     run_dir.lock()                             # one run at a time; `close` below lets it go
     try:
+        # Paths recorded absolute: the run resumes, and is scored, from any directory.
+        config = replace(config, data=with_absolute_paths(config.data))
         starts_over = run_dir.check(resume, overwrite)
         if resume:                             # what may change, before any data is read
             check_resume_changes(load_run_config(run_dir.path), config,

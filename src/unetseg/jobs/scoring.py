@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_model
-from ..config import PRESET_SOURCES, SYNTHETIC_SOURCES, DataConfig, RunConfig
+from ..config import PRESET_SOURCES, DataConfig, RunConfig, same_path
 from ..data.build import build_eval_dataset
 from ..data.protocol import SegmentationDataset
 from ..evaluation import Evaluation, evaluate, validation_loader
@@ -65,25 +65,15 @@ def data_with_overrides(data: DataConfig, overrides: dict[str, Any] | None) -> D
     """The run's data settings with ``overrides`` (None values ignored). Asking for another
     source starts its file settings afresh instead of carrying the old source's over."""
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if not same_source(changes.get("source", data.source), data.source):
+    if not same_path(changes.get("source", data.source), data.source):
         defaults = {f.name: f.default for f in fields(DataConfig)}
         changes = {**{name: defaults[name] for name in SOURCE_SETTINGS}, **changes}
     return replace(data, **changes)
 
 
-def same_source(one: str, other: str) -> bool:
-    """Whether two ``--data`` values name the same data: the same built-in name, or the same
-    folder however its path is typed (relative or absolute, a trailing slash)."""
-    if one == other:
-        return True
-    named = (*SYNTHETIC_SOURCES, *PRESET_SOURCES)
-    return one not in named and other not in named and Path(one).resolve() == \
-        Path(other).resolve()
-
-
 def _default_split(trained: DataConfig, scored: DataConfig) -> str:
     """The run's validation images; another folder is a test set, scored whole."""
-    other_folder = not same_source(scored.source, trained.source) and not (
+    other_folder = not same_path(scored.source, trained.source) and not (
         scored.synthetic or scored.source in PRESET_SOURCES)
     return "all" if other_folder else "val"
 
