@@ -3,6 +3,9 @@ is done; with --skip-bad, bad training pairs are left out and listed."""
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import tifffile
@@ -96,3 +99,51 @@ def test_a_grey_image_for_an_rgb_model_is_reported_by_name(tiny_run, tmp_path, c
                  "--out", str(tmp_path / "out"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "grey.png" in err and "expects 3 channels, found 1" in err
+
+
+# --- untrusted images in predict (issue 22, item 10) --------------------------------------------
+
+def png_claiming(path, width: int, height: int) -> None:
+    """A valid 74-byte PNG whose header claims ``width`` x ``height`` RGB pixels (a
+    decompression bomb: its data decodes to nothing like that)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+
+def test_a_png_header_claiming_60000_squared_pixels_is_refused_from_the_header(
+        shapes_checkpoint, tmp_path, capsys, monkeypatch):
+    """A 74-byte PNG claiming 60000 x 60000 pixels made predict run for hours at 6.4 GB: it
+    is refused from its header, naming its size and --max-pixels; raised deliberately, the
+    memory its arrays would take is checked before decoding."""
+    png_claiming(tmp_path / "bomb.png", 60_000, 60_000)
+    out = tmp_path / "out"
+    assert main(["predict", str(shapes_checkpoint), str(tmp_path / "bomb.png"), "--out",
+                 str(out), "--quiet"]) == 1
+    assert ("bomb.png: 60000 x 60000 pixels (3,600 Mpx) is over --max-pixels 268,435,456; "
+            "pass a larger --max-pixels") in capsys.readouterr().err
+    monkeypatch.setattr("unetseg.memory.available_bytes", lambda device: 8 * 2**30)
+    assert main(["predict", str(shapes_checkpoint), str(tmp_path / "bomb.png"), "--out",
+                 str(out), "--quiet", "--overwrite", "--max-pixels", "4000000000"]) == 1
+    err = capsys.readouterr().err
+    assert "GiB to predict" in err and "only 8.0 GiB of RAM" in err and "60000 x 60000" in err
+
+
+def test_a_png_whose_pixel_data_ends_early_is_refused_not_read_as_zeros(shapes_checkpoint,
+                                                                         tmp_path, capsys):
+    """A PNG whose compressed pixel data ends half-way (its chunks in order) was predicted as
+    if its missing rows were black: refused, naming it; the other image is predicted."""
+    from test_png import short_png
+
+    short_png(tmp_path / "cut.png", width=64, height=64, rows=20)
+    whole = tmp_path / "whole.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(whole)
+    assert main(["predict", str(shapes_checkpoint), str(tmp_path / "cut.png"), str(whole),
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "cut.png: cannot be read as an image (its pixel data ends early: 44 of its 64 " \
+           "rows are missing)" in err and "whole.png" not in err
+    assert (tmp_path / "out" / "whole.png").is_file()        # the other image is predicted

@@ -102,6 +102,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                          help="auto = bf16 on GPUs; on a CPU with native bf16 the faster of "
                          "bf16 and fp32, measured once and cached (default: auto)")
     predict.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    predict.add_argument("--max-pixels", type=int,
+                         help="refuse larger images, from their header, before decoding them "
+                              "(default: 268435456, 16384 x 16384)")
     predict.add_argument("--overwrite", action="store_true",
                          help="replace existing outputs (default: refuse)")
     predict.add_argument("--quiet", action="store_true",

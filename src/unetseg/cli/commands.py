@@ -113,7 +113,8 @@ def predict_command(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.model, args.device)
     options = PredictOptions(tile=args.tile or None, overlap=args.overlap, blend=args.blend,
                              batch_size=args.batch_size, tta=args.tta, precision=args.precision,
-                             probs=args.probs, overwrite=args.overwrite, progress=not args.quiet)
+                             probs=args.probs, overwrite=args.overwrite, progress=not args.quiet,
+                             max_pixels=args.max_pixels)
     report = predict_files(predictor, args.inputs, args.out, options)
     print(f"wrote {len(report.written)} file(s) and summary.json into {args.out}")
     for path, reason in report.failed.items():

@@ -22,6 +22,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .png import missing_rows
+
 __all__ = ["IMAGE_SUFFIXES", "JUNK_FILES", "ImageListing", "is_image_name", "list_images",
            "images_by_stem", "read_image", "read_raw_image", "scale_to_unit", "read_mask",
            "image_size", "image_header", "no_pixel_limit"]
@@ -109,6 +111,9 @@ def _read_array(path: Path, keep_modes: tuple[str, ...]) -> np.ndarray:
             return array
         with Image.open(path) as image:
             image.load()
+            if image.format == "PNG" and missing_rows(path):
+                raise ValueError(f"its pixel data ends early: {missing_rows(path)} of its "
+                                 f"{image.height} rows are missing")
             if image.mode == "LA":
                 # Grey with alpha is grey: converting it to RGB would triple one channel.
                 return np.asarray(image.getchannel("L"))

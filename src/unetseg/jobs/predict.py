@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from ..data.io import list_images, no_pixel_limit, read_raw_image
+from ..data.io import image_header, list_images, no_pixel_limit, read_raw_image
 from ..files import atomic_write_bytes, write_json
 from ..infer import check_options, predict
 from ..interrupts import StopSignals
+from ..memory import Estimate, check_fits
 from ..outputs import check_output_folder, refuse_existing_outputs
 from ..progress import progress, say
 from ..report.images import overlay, palette_png, png_bytes
@@ -43,6 +45,11 @@ __all__ = ["expand_inputs", "output_paths", "PredictOptions", "PredictReport", "
 
 # What each of `output_paths`' files is, in its order, for messages.
 OUTPUT_KINDS = ("mask", "overlay", "probabilities")
+# The largest image predicted without --max-pixels: 16384 x 16384, above Pillow's own limit
+# (about 179 Mpx, which training keeps), since large scenes are what tiled prediction is for.
+DEFAULT_MAX_PIXELS = 16384 * 16384
+# An image, its mask and its overlay live in host memory wherever the model runs.
+HOST = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,15 @@ class PredictOptions:
     probs: bool = False
     overwrite: bool = False
     progress: bool = True
+    max_pixels: int | None = None              # None: DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         check_options(self.tile, self.overlap, self.blend, self.batch_size)   # once, first
+        if self.max_pixels is None:
+            object.__setattr__(self, "max_pixels", DEFAULT_MAX_PIXELS)
+        if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            raise ValueError(f"--max-pixels must be a whole number >= 1, found "
+                             f"{self.max_pixels}")
 
 
 @dataclass
@@ -133,7 +146,26 @@ def _save_probs(path: Path, probs_shape: tuple[int, ...]) -> tuple[np.ndarray, P
     return array, temporary
 
 
+def _check_size(path: Path, options: PredictOptions) -> None:
+    """Refuse, from its header alone, an image over ``--max-pixels`` or one whose decoded
+    arrays (the image, its mask and its overlay) cannot fit in memory, naming its size: a
+    196-byte PNG claiming 60000 x 60000 pixels ran for hours at 6.4 GB. The header read also
+    verifies a PNG's chunks, so one whose pixel data ends early is refused, not read as
+    zeros."""
+    with no_pixel_limit():          # the limit is --max-pixels here, checked below
+        height, width, channels = image_header(path)
+    pixels = height * width
+    if pixels > options.max_pixels:
+        raise ValueError(f"{path}: {width} x {height} pixels ({pixels / 1e6:,.0f} Mpx) is over "
+                         f"--max-pixels {options.max_pixels:,}; pass a larger --max-pixels to "
+                         f"predict it deliberately")
+    image_bytes = pixels * (2 * channels + 1 + 3)       # up to 16-bit image, mask, overlay
+    check_fits(Estimate(0, 0, image_bytes, task="predict"), HOST,
+               f"--max-pixels, or split {path.name} (it is {width} x {height})")
+
+
 def _predict_one(predictor, path: Path, out_dir: Path, options: PredictOptions) -> dict:
+    _check_size(path, options)
     with no_pixel_limit():          # large scenes are what tiled prediction is for
         image = read_raw_image(path)
     height, width = image.shape[:2]
