@@ -215,6 +215,31 @@ def test_resume_does_not_depend_on_how_or_where_the_data_path_was_typed(tmp_path
     assert "epoch 3/3" in capsys.readouterr().out
 
 
+def test_resume_after_the_data_folder_changed_is_refused_unless_data_changed_ok(tmp_path,
+                                                                                   capsys):
+    """Images added to the folder between two sessions of a run: validation went from 1 to 2
+    images, config.yaml was rewritten and progress read "epoch 3/2", all silently. The
+    change is named and refused; `--data-changed ok` continues and records it."""
+    data = boxes_folder(tmp_path / "data", 5)
+    run = tmp_path / "run"
+    flags = ["--size", "16", "--batch-size", "2", "--base", "4", "--quiet"]
+    assert main(["train", "--data", str(data), "--epochs", "1", "--out", str(run),
+                 *flags]) == 0
+    more = boxes_folder(tmp_path / "more", 3)
+    for kind in ("images", "masks"):
+        for index in range(3):
+            (more / kind / f"{index}.png").rename(data / kind / f"new{index}.png")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "the data changed since the run started (train images 4 -> 6; val images 1 -> 2" \
+        in err and "--data-changed ok" in err
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--data-changed", "ok"]) == 0
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["data_check"]
+    assert recorded["train_images"] == 6 and "train images 4 -> 6" in \
+        recorded["changed_on_resume"][0]
+
+
 def test_evaluate_without_the_inspector_states_the_ignored_share(boxes_run, capsys):
     """`evaluate --no-inspect` never said how much of the truth was ignored: it does, on the
     terminal and in evaluation.json."""

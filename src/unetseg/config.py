@@ -228,9 +228,13 @@ class TrainConfig:
     tensorboard: bool = option(False, "also log to TensorBoard in RUN_DIR/tensorboard, if "
                                "installed")
     progress: bool = option(True, "no progress bars (default: shown)", flag="--quiet")
+    data_changed: str = option("refuse", "with --resume, when the data is not what the run "
+                               "recorded (images added or removed, other masks): refuse, or "
+                               "ok to continue on it (recorded in config.yaml)")
 
     def __post_init__(self) -> None:
         _typed_fields(self)
+        _require(self, "data_changed", self.data_changed in ("refuse", "ok"), "refuse or ok")
         _require(self, "epochs", _is_int(self.epochs) and self.epochs >= 1,
                  "a whole number >= 1")
         for name in ("lr", "weight_decay", "warmup_epochs", "dice_weight", "grad_clip"):
@@ -407,7 +411,7 @@ class RunConfig:
 RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.time_budget",
                      "train.val_every", "train.patience", "train.progress", "train.device",
                      "train.max_nonfinite", "train.checkpoint_every", "train.tensorboard",
-                     "data.workers"}
+                     "train.data_changed", "data.workers"}
 # The run folder names the run; the model's channels and classes are set from the data.
 NOT_COMPARED_ON_RESUME = {"train.out", "model.in_channels", "model.num_classes"}
 # The fields that set how long a run trains (`unetseg.run_length`).

@@ -99,6 +99,8 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
             check_resume_changes(load_run_config(run_dir.path), config,
                                  str(run_dir.path / CONFIG_FILE))
         data = build_datasets(config.data)
+        if resume:
+            _check_data_unchanged(run_dir.record("data_check"), data, config.train.data_changed)
         for notice in [*_skipped_pairs(data.skipped), *data.notices]:
             log.info(notice)                   # what the data check found, before any step
         run_dir.refuse_inside(_data_folders(data))
@@ -517,6 +519,31 @@ def with_data_shapes(config: RunConfig, data: Datasets) -> RunConfig:
     outputs = 1 if loss == "bce_dice" else num_classes
     return replace(config, model=replace(config.model, in_channels=data.in_channels,
                                          num_classes=outputs))
+
+
+def _check_data_unchanged(recorded: dict | None, data: Datasets, allowed: str) -> None:
+    """Refuse to resume on data that is not what the run recorded when it started (its
+    `Datasets.summary`: how many images, and each class's training pixels), naming what
+    changed, unless ``--data-changed ok``; then the change is recorded in the summary that
+    config.yaml keeps. A run that recorded no data check is not compared."""
+    if not recorded:
+        return
+    now = data.summary
+    changed = [f"{key.replace('_', ' ')} {recorded[key]} -> {now[key]}"
+               for key in ("train_images", "val_images") if recorded.get(key) != now[key]]
+    before, after = recorded.get("classes", {}), now["classes"]
+    changed += [f"{name} training pixels {before[name]['pixels']} -> {after[name]['pixels']}"
+                for name in after if name in before
+                and before[name]["pixels"] != after[name]["pixels"]]
+    if not changed:
+        return
+    if allowed != "ok":
+        raise ValueError(f"the data changed since the run started ({'; '.join(changed)}): "
+                         f"resuming would train and validate on other images than its "
+                         f"checkpoints saw. Restore the data, start a new run, or pass "
+                         f"--data-changed ok to continue on it")
+    log.warning(f"resuming on changed data ({'; '.join(changed)}), as --data-changed ok asks")
+    now["changed_on_resume"] = [*recorded.get("changed_on_resume", []), "; ".join(changed)]
 
 
 def _data_folders(data: Datasets) -> set[Path]:
