@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -238,6 +239,34 @@ def test_resume_after_the_data_folder_changed_is_refused_unless_data_changed_ok(
     recorded = yaml.safe_load((run / "config.yaml").read_text())["data_check"]
     assert recorded["train_images"] == 6 and "train images 4 -> 6" in \
         recorded["changed_on_resume"][0]
+
+
+def test_evaluate_on_a_folder_without_a_dataset_file_reads_masks_as_the_run_did(tmp_path,
+                                                                                  capsys):
+    """A checkpoint trained with a dataset file mapping 0/255 masks (membrane black, as in
+    ISBI), evaluated on the same images without the file, swapped the classes silently
+    (mIoU 0.106 for 0.579): the checkpoint's recorded mapping reads them, and says so."""
+    data = boxes_folder(tmp_path / "data", 8)
+    for mask_path in (data / "masks").iterdir():      # box stored black, background white
+        mask = np.array(Image.open(mask_path))
+        Image.fromarray(np.where(mask == 1, 0, 255).astype(np.uint8)).save(mask_path)
+    (data / "dataset.yaml").write_text("classes: [background, box]\nremap: {255: 0, 0: 1}\n")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--size", "16", "--batch-size", "2", "--base",
+                 "4", "--epochs", "1", "--quiet", "--out", str(run)]) == 0
+    plain = tmp_path / "plain"
+    shutil.copytree(data, plain)
+    (plain / "dataset.yaml").unlink()
+    checkpoint = run / "best.safetensors"
+    with_file = score_split(checkpoint, data={"source": str(data)}, split="all", inspect=False)
+    without = score_split(checkpoint, data={"source": str(plain)}, split="all", inspect=False)
+    assert torch.equal(without.evaluation.scores.matrix, with_file.evaluation.scores.matrix)
+    capsys.readouterr()
+    assert main(["evaluate", str(checkpoint), "--data", str(plain), "--out",
+                 str(tmp_path / "ev"), "--quiet", "--no-inspect"]) == 0
+    assert ("has no dataset file: its masks are read as the checkpoint's run read them "
+            "(classes background, box; stored 255 -> 0, 0 -> 1; ignore_index 255)"
+            ) in capsys.readouterr().out
 
 
 def test_evaluate_without_the_inspector_states_the_ignored_share(boxes_run, capsys):

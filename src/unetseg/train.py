@@ -438,6 +438,7 @@ def _metadata(config: RunConfig, data: Datasets, parts: TrainingParts,
     return {"class_names": list(spec.class_names),
             "colours": [list(c) for c in spec.colours],
             "ignore_index": spec.ignore_index,
+            "mask_spec": spec.to_dict(),   # how the masks were read: other folders read alike
             "normalisation": {"mean": list(data.mean), "std": list(data.std)},
             "binary": config.train.loss == "bce_dice",
             "class_weights": None if weights is None else weights.tolist(),

@@ -44,6 +44,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     scored = evaluate_checkpoint(args.checkpoint, out, args.split, _data_overrides(args),
                                  args.device, progress=not args.quiet,
                                  overwrite=args.overwrite, inspect=args.inspect)
+    for notice in getattr(scored.dataset, "notices", []):     # how the masks were read
+        print(notice)
     _print_evaluation(scored.evaluation, scored.class_names, scored.images, scored.split)
     if args.inspect:
         _print_inspection(scored.inspection, out)

@@ -96,10 +96,23 @@ class Source:
 
 # ---------------------------------------------------------------- where the pairs are
 
+RECORDED = "the checkpoint's mask mapping"
+
+
+def _mapping(spec: DatasetSpec) -> str:
+    """``classes background, box; stored 255 -> 0, 0 -> 1; ignore_index 255``."""
+    remap = ", ".join(f"{value} -> {label}" for value, label in spec.remap.items())
+    return (f"classes {', '.join(spec.class_names)}" + (f"; stored {remap}" if remap else "")
+            + f"; ignore_index {spec.ignore_index}")
+
+
 def _folder_spec(
     root: Path, config: DataConfig, class_names: tuple[str, ...] | None,
+    recorded: DatasetSpec | None = None,
 ) -> tuple[DatasetSpec, str, bool]:
-    """(spec, where it comes from, whether it declares ignored or remapped values)."""
+    """(spec, where it comes from, whether it declares ignored or remapped values). Without a
+    dataset file or ``--classes``, a checkpoint's ``recorded`` spec (how its run read the
+    masks: remap and ignore label included) reads them, else its ``class_names``."""
     if config.spec and not Path(config.spec).is_file():
         raise ValueError(f"--spec {config.spec}: no such file; expected a dataset file (YAML or "
                          f"JSON with classes, colours, ignore_index, remap)")
@@ -112,6 +125,8 @@ def _folder_spec(
         values = read_spec_file(spec_file)
         declared = any(key in values for key in LABEL_KEYS)
         return DatasetSpec.from_dict(values, str(spec_file)), str(spec_file), declared
+    if not config.classes and recorded is not None:
+        return recorded, RECORDED, True
     names, origin = (config.classes, "--classes") if config.classes else (
         class_names, "the checkpoint's classes")
     if not names:
@@ -174,7 +189,8 @@ def _folder_splits(root: Path, config: DataConfig, notices: list[str]) -> tuple[
     return [by_stem[s] for s in train], [by_stem[s] for s in val], pairs
 
 
-def _source(config: DataConfig, class_names: tuple[str, ...] | None = None) -> Source:
+def _source(config: DataConfig, class_names: tuple[str, ...] | None = None,
+            recorded: DatasetSpec | None = None) -> Source:
     notices: list[str] = []
     if config.source in ("camvid", "isbi"):
         root = Path(config.root)
@@ -189,7 +205,10 @@ def _source(config: DataConfig, class_names: tuple[str, ...] | None = None) -> S
     if not root.exists():
         raise ValueError(f"--data {config.source}: no such folder; expected 'synthetic', "
                          f"'binary', 'camvid', 'isbi' or a folder with images/ and masks/")
-    spec, origin, declared = _folder_spec(root, config, class_names)
+    spec, origin, declared = _folder_spec(root, config, class_names, recorded)
+    if origin == RECORDED:
+        notices.append(f"{root} has no dataset file: its masks are read as the checkpoint's "
+                       f"run read them ({_mapping(spec)})")
     train, val, every = _folder_splits(root, config, notices)
     return Source(train, val, every, spec, origin, declared, notices)
 
@@ -364,6 +383,7 @@ def build_datasets(config: DataConfig) -> Datasets:
 def build_eval_dataset(
     config: DataConfig, mean: tuple[float, ...], std: tuple[float, ...], split: str = "val",
     class_names: tuple[str, ...] | list[str] | None = None,
+    recorded: DatasetSpec | None = None,
 ) -> tuple[Dataset, DatasetSpec]:
     """One split, normalised with known statistics (a checkpoint's), without augmentation.
 
@@ -373,10 +393,11 @@ def build_eval_dataset(
     CamVid's held-out test/ + testannot/, and for synthetic data a draw from seeds that
     neither of the others uses.
 
-    ``class_names`` (a checkpoint's) name the classes of a folder that has neither a dataset
-    file nor ``--classes``. Masks are read as `build_datasets` reads them (the 0/255 question
-    is answered over the training and validation masks together); a folder dataset's
-    ``notices`` say how.
+    A folder that has neither a dataset file nor ``--classes`` is read with ``recorded`` (a
+    checkpoint's mask mapping: classes, remap, ignore label) where given, else with
+    ``class_names`` (a checkpoint's). Masks are read as `build_datasets` reads them (the
+    0/255 question is answered over the training and validation masks together); a folder
+    dataset's ``notices`` say how.
     """
     if split not in SPLITS:
         raise ValueError(f"--split must be one of {', '.join(SPLITS)}, found {split!r}")
@@ -391,7 +412,7 @@ def build_eval_dataset(
         raise ValueError(f"--split test is for synthetic data and CamVid; --data "
                          f"{config.source} has train, val and all (point --data or --val at a "
                          f"test folder)")
-    source = _source(config, tuple(class_names) if class_names else None)
+    source = _source(config, tuple(class_names) if class_names else None, recorded)
     if split == "test":
         pairs = camvid_test_pairs(config.root, source.notices)
     else:

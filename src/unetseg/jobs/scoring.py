@@ -20,6 +20,7 @@ from ..checkpoint import load_model
 from ..config import PRESET_SOURCES, DataConfig, RunConfig, same_path
 from ..data.build import build_eval_dataset
 from ..data.protocol import SegmentationDataset
+from ..data.spec import DatasetSpec
 from ..evaluation import Evaluation, evaluate, validation_loader
 from ..inspector import Inspection, Inspector
 from ..losses import make_loss
@@ -134,8 +135,10 @@ def score_split(
     data_config = data_with_overrides(run.data, data)
     class_names, ignore_index = list(meta["class_names"]), meta["ignore_index"]
     split = split or _default_split(run.data, data_config)
-    dataset, spec = build_eval_dataset(data_config, tuple(norm["mean"]), tuple(norm["std"]),
-                                       split, class_names=class_names)
+    recorded = meta.get("mask_spec")           # how the run read its masks (newer runs)
+    dataset, spec = build_eval_dataset(
+        data_config, tuple(norm["mean"]), tuple(norm["std"]), split, class_names=class_names,
+        recorded=None if recorded is None else DatasetSpec.from_dict(recorded, str(checkpoint)))
     dataset = _in_checkpoint_labels(dataset, spec, class_names, ignore_index, checkpoint)
     chosen = pick_device(device)
     runtime = Runtime(chosen, replayed_precision(meta.get("precision", "fp32"), chosen),
