@@ -62,6 +62,26 @@ def test_inspect_with_a_remapping_dataset_file_leaves_the_predictions_alone(tmp_
     assert [row["iou"] for row in inspection.classes] == [1.0, 1.0]
 
 
+@pytest.mark.parametrize("classes", ["background,membrane", None])
+def test_inspect_reads_0_255_truth_masks_as_training_does(tmp_path, caplog, classes):
+    """0/255 true masks: with --classes, 255 became ignore and membrane showed 0% true
+    pixels (mIoU 0.257); without, one class was found and mIoU read 1.0. They are read by the
+    rule training reads them by: 255 is class 1, and the log says so."""
+    caplog.set_level("INFO", logger="unetseg")
+    masks = box_masks(3)
+    for i, mask in enumerate(masks):
+        save(tmp_path / "pred", f"m{i}.png", mask, palette=True)    # as `unetseg predict` writes
+        save(tmp_path / "truth", f"m{i}.png", (mask * 255).astype(np.uint8))
+    inspection = inspect_folders(tmp_path / "pred", tmp_path / "truth", tmp_path / "out",
+                                 classes)
+    assert len(inspection.classes) == 2 and inspection.ignored_pixels == 0
+    assert [row["iou"] for row in inspection.classes] == [1.0, 1.0]
+    assert inspection.classes[1]["true_share"] == pytest.approx(
+        sum(int(m.sum()) for m in masks) / sum(m.size for m in masks))
+    assert "masks hold only the values 0 and 255 for 2 classes" in caplog.text
+    assert "255 is read as class 1" in caplog.text
+
+
 def test_inspect_takes_a_predict_output_folder_as_it_is(tmp_path):
     """summary.json, overlays and probabilities beside the masks made it fail (not an image,
     or overlays without a true mask); only the masks are predictions."""

@@ -44,7 +44,8 @@ from .presets import CAMVID, ISBI, camvid_pairs, camvid_test_pairs, isbi_pairs
 from .synthetic import BinaryShapes, SyntheticShapes
 from .tensors import ChannelStats
 
-__all__ = ["Datasets", "build_datasets", "build_eval_dataset", "SPLITS"]
+__all__ = ["Datasets", "build_datasets", "build_eval_dataset", "mask_reading", "SPLITS",
+           "LABEL_KEYS"]
 
 # Dataset-file keys that say what is ignored or remapped: with any of them, the file has
 # spoken, and 0/255 masks are read as it says, never guessed.
@@ -221,12 +222,12 @@ def _mask_folders(pairs: Pairs) -> str:
     return " and ".join(folders[:2]) + more
 
 
-def _binary_value(source: Source, values: dict[int, int]) -> int | None:
+def _binary_value(spec: DatasetSpec, declared: bool, values: dict[int, int]) -> int | None:
     """v, when a 2-class dataset's masks hold only 0 and one value v > 1 (0/255 above all) and
     nothing declares what is ignored or remapped: then v can only mean class 1."""
     stored = sorted(values)
-    if (source.labels_declared or source.spec.num_classes != 2 or len(stored) != 2
-            or stored[0] != 0 or stored[1] <= 1):
+    if (declared or spec.num_classes != 2 or len(stored) != 2 or stored[0] != 0
+            or stored[1] <= 1):
         return None
     return stored[1]
 
@@ -256,17 +257,26 @@ def _summed(first: dict[int, int], second: dict[int, int]) -> dict[int, int]:
     return {value: first.get(value, 0) + second.get(value, 0) for value in {*first, *second}}
 
 
-def _resolve_spec(
-    source: Source, values: dict[int, int], pairs: Pairs,
-) -> tuple[DatasetSpec, list[str]]:
-    """The spec the masks are read with, decided from the stored values of ``pairs`` (the
-    whole dataset, before any pair is checked or a value ignored), and the notices about it."""
-    spec, notices = source.spec, []
-    v = _binary_value(source, values)
+def mask_reading(spec: DatasetSpec, declared: bool, origin: str, values: dict[int, int],
+                 pairs: Pairs) -> tuple[DatasetSpec, list[str]]:
+    """The one rule by which train, evaluate, check and inspect read masks: ``spec`` (from
+    ``origin``; ``declared`` when it says what is ignored or remapped), completed from the
+    stored ``values`` of the masks of ``pairs`` (pixels per value, over the whole dataset,
+    before any value is ignored), and the notices a user must read about it. Masks of two
+    classes holding only 0 and one other value (0/255) read that value as class 1."""
+    notices = []
+    v = _binary_value(spec, declared, values)
     if v is not None:
         spec = replace(spec, remap={v: 1})
         notices.append(_binary_notice(spec, v, pairs))
-    return spec, notices + _unused_remap_keys(source.origin, spec, values, pairs)
+    return spec, notices + _unused_remap_keys(origin, spec, values, pairs)
+
+
+def _resolve_spec(
+    source: Source, values: dict[int, int], pairs: Pairs,
+) -> tuple[DatasetSpec, list[str]]:
+    """`mask_reading` for a data source."""
+    return mask_reading(source.spec, source.labels_declared, source.origin, values, pairs)
 
 
 def _training_warnings(train: FolderDataset) -> list[str]:

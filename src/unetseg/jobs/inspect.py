@@ -4,19 +4,24 @@ inspect that.
 
 Predicted masks are read as the class indices they hold (what ``unetseg predict`` writes);
 the dataset file's value remap and RGB colours describe how the *true* masks are stored, so
-they apply to those only. The output policy (`unetseg.outputs`): refuse, unless ``overwrite``,
-to replace a report in the output folder.
+they apply to those only, by the rule training reads masks by
+(`unetseg.data.build.mask_reading`: 0/255 masks of two classes read 255 as class 1, and say
+so). The output policy (`unetseg.outputs`): refuse, unless ``overwrite``, to replace a report
+in the output folder.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..data.build import LABEL_KEYS, mask_reading
 from ..data.folder import DatasetSpec
 from ..data.io import IMAGE_SUFFIXES, images_by_stem, list_images, read_image, read_mask
+from ..data.spec import read_spec_file
 from ..inspector import Inspection, Inspector
 from ..outputs import claim_folder
 from ..report.inspection import REPORT_FILES, write_inspection_report
@@ -24,17 +29,22 @@ from .scoring import score_split
 
 __all__ = ["inspect_folders", "inspect_checkpoint", "class_spec"]
 
+log = logging.getLogger(__name__)
 
-def class_spec(classes: str | None, num_labels: int | None = None) -> DatasetSpec:
+
+def class_spec(classes: str | None, num_labels: int | None = None) -> tuple[DatasetSpec, bool]:
     """Class names from a dataset file (YAML/JSON), a comma-separated list, or, with neither,
-    ``class 0 .. class N-1`` for the ``num_labels`` found in the masks."""
+    ``class 0 .. class N-1`` for the ``num_labels`` found in the masks; and whether a dataset
+    file declares what is ignored or remapped (then nothing is decided from the masks)."""
     if classes and Path(classes).is_file():
-        return DatasetSpec.from_file(classes)
+        values = read_spec_file(classes)
+        return (DatasetSpec.from_dict(values, classes),
+                any(key in values for key in LABEL_KEYS))
     if classes:
-        return DatasetSpec(class_names=tuple(name.strip() for name in classes.split(",")))
+        return DatasetSpec(class_names=tuple(name.strip() for name in classes.split(","))), False
     if not num_labels:
         raise ValueError("give --classes (a dataset file or a comma-separated list of names)")
-    return DatasetSpec(class_names=tuple(f"class {i}" for i in range(num_labels)))
+    return DatasetSpec(class_names=tuple(f"class {i}" for i in range(num_labels))), False
 
 
 # --- folders of masks ---------------------------------------------------------------------------
@@ -85,14 +95,27 @@ def _read_prediction(path: Path) -> np.ndarray:
                          f"to the --truth masks only") from error
 
 
-def _found_labels(pairs: list[tuple[Path, Path]]) -> int:
-    """1 + the largest value in the masks other than 255 (the default ignore label): the
-    number of classes when no --classes names them."""
-    labels: set[int] = set()
-    for pred_path, truth_path in pairs:
+def _found_labels(pairs: list[tuple[Path, Path]], truth_values: dict[int, int]) -> int:
+    """The number of classes when no --classes names them: 2 for true masks of 0 and one other
+    value (0/255: what training reads as two classes), else 1 + the largest value in the
+    masks other than 255 (the default ignore label)."""
+    stored = sorted(truth_values)
+    if len(stored) == 2 and stored[0] == 0 and stored[1] > 1:
+        return 2
+    labels = set(stored)
+    for pred_path, _ in pairs:
         labels.update(np.unique(_read_prediction(pred_path)).tolist())
-        labels.update(np.unique(read_mask(truth_path)).tolist())
     return max(label for label in labels if label != 255) + 1
+
+
+def _stored_values(spec: DatasetSpec, paths: list[Path]) -> dict[int, int]:
+    """Pixels per stored value over the true masks, decoded as ``spec`` stores them."""
+    total: dict[int, int] = {}
+    for path in paths:
+        values, counts = np.unique(spec.decode_mask(path), return_counts=True)
+        for value, count in zip(values.tolist(), counts.tolist()):
+            total[value] = total.get(value, 0) + count
+    return total
 
 
 def inspect_folders(
@@ -108,8 +131,16 @@ def inspect_folders(
     """
     out = claim_folder(out, REPORT_FILES, overwrite)
     pairs = _pair_masks(Path(pred_dir), Path(truth_dir))
-    spec = (class_spec(classes) if classes else         # else name the labels found
-            class_spec(None, _found_labels(pairs)))
+    truths = [truth for _, truth in pairs]
+    if classes:
+        spec, declared = class_spec(classes)
+    else:                                              # name the labels found
+        spec, declared = class_spec(None, _found_labels(pairs, _stored_values(
+            DatasetSpec(class_names=("class 0", "class 1")), truths)))
+    spec, notices = mask_reading(spec, declared, classes or "the labels found",
+                                 _stored_values(spec, truths), [(t, t) for t in truths])
+    for notice in notices:                             # as training says them
+        log.info(notice)
 
     def read_pair(index: int) -> tuple[np.ndarray, np.ndarray]:
         pred_path, truth_path = pairs[index]
