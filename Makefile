@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test docs bench exp-env experiments clean
+.PHONY: demo test docs fuzz bench exp-env experiments clean
 
 demo: $(STAMP)
 	$(BIN)/unetseg demo
@@ -34,6 +34,14 @@ test: $(STAMP) docs
 # (docs/gen_cli_reference.py, a mkdocs hook), so it cannot drift from --help.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# Untrusted input at length: random image, mask and dataset files through check, train and
+# predict (tests/test_fuzz.py; `make test` runs 4 of them). 400 examples: about ten minutes
+# on the 2-core machine.
+FUZZ_EXAMPLES ?= 400
+fuzz: $(STAMP)
+	UNETSEG_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m fuzz \
+		-p no:cacheprovider -q
 
 # Timings, not tests: each script prints Markdown tables of medians and ranges, and ratios
 # measured in the same run (docs/benchmarks.md holds the figures). smp's rows need .venv-exp

@@ -303,3 +303,42 @@ def test_check_says_what_training_would_find_and_exits_by_severity(tmp_path, cap
     assert main(["check", str(data), "--quiet", "--json", str(tmp_path / "check.json")]) == 2
     assert "no dataset file" in capsys.readouterr().out
     assert (tmp_path / "check.json").is_file()
+
+
+# --- the smaller cases (issue 22) ---------------------------------------------------------------
+
+def test_nproc_0_is_refused(tmp_path, capsys):
+    assert main(["train", "--nproc", "0", "--out", str(tmp_path / "run")]) == 2
+    assert "--nproc must be a whole number >= 1, found 0" in capsys.readouterr().err
+
+
+def test_both_dataset_yaml_and_dataset_json_are_refused_not_one_ignored(tmp_path, capsys):
+    data = boxes_folder(tmp_path / "data", 4)
+    (data / "dataset.json").write_text('{"classes": ["box", "background"]}')
+    assert main(["check", str(data), "--quiet"]) == 2
+    assert "holds dataset.yaml and dataset.json; expected one dataset file" in \
+        capsys.readouterr().out
+
+
+def test_a_dangling_symlink_as_out_is_named_not_errno_17(tmp_path, capsys):
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    assert train(tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a link to" in err and "Errno" not in err
+
+
+def test_resume_on_a_missing_or_empty_folder_is_one_line_without_errno(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for run in (tmp_path / "missing", tmp_path / "empty"):
+        assert main(["train", "--resume", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert "Errno" not in err and err.count("\n") == 1 and str(run) in err
+
+
+def test_checkpoints_get_the_permissions_of_every_other_output(tmp_path):
+    """Checkpoints were written 0600 (safetensors' own file), other outputs 0644: both follow
+    the umask now."""
+    assert train(tmp_path / "run") == 0
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "run").iterdir()
+             if path.is_file()}
+    assert modes["best.safetensors"] == modes["config.yaml"] == modes["metrics.csv"]

@@ -62,7 +62,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     temporary = None
     try:
         temporary = _new_temporary(path)
+        mode = os.stat(temporary).st_mode & 0o777        # a new file's, by the umask
         write(temporary)
+        # A writer that makes its own file (safetensors does, mode 0600) gets the same
+        # permissions as every other output.
+        os.chmod(temporary, mode)
         _fsync(temporary)
         os.replace(temporary, path)
     except OSError as error:

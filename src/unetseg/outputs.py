@@ -37,9 +37,12 @@ def check_output_folder(path: str | Path, flag: str) -> Path:
     a folder. ``flag`` names the option it came from, for the message.
 
     Raises:
-        ValueError: ``path`` exists and is not a folder.
+        ValueError: ``path`` exists and is not a folder, or is a link to nothing.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ValueError(f"{flag} {path} is a link to {os.readlink(path)}, which does not "
+                         f"exist; expected a folder (or a link to one)")
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path} is a file; expected a folder")
     return path

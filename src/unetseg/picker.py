@@ -174,7 +174,7 @@ def _notes(needs: Needs, covered: bool) -> list[str]:
                      f"downscale, knowing downscaling erases small objects")
     if needs.budget == "tight":
         notes.append("for deployment, export to ONNX (unetseg export) and keep --base small "
-                     "(--base 16 has about 16x fewer weights than the default 64)" if covered
+                     "(--base 16 has about 16x fewer weights than the paper's 64)" if covered
                      else "these models are heavy for a tight budget: take the smallest backbone "
                           "and measure latency on the target device before labelling more")
     if needs.domain == "medical":

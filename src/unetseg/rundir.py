@@ -146,7 +146,11 @@ def read_run_config(run: str | Path) -> dict[str, Any]:
 
 def load_run_config(run: str | Path) -> RunConfig:
     """The configuration a run was trained with (`read_run_config`, records left out), as
-    resuming reads it; errors name the file."""
+    resuming reads it; errors name the file, and a folder that holds no run is a ValueError
+    saying so."""
+    if not (Path(run) / CONFIG_FILE).is_file():
+        raise ValueError(f"cannot resume {run}: it holds no run (no {CONFIG_FILE}); expected "
+                         f"the --out folder of an earlier unetseg train")
     return RunConfig.from_dict(read_run_config(run), str(Path(run) / CONFIG_FILE))
 
 

@@ -152,6 +152,8 @@ def train_command(args: argparse.Namespace) -> int:
     from ..recipes import describe
     from ..train import fit
 
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be a whole number >= 1, found {args.nproc}")
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         return _relaunch_with_torchrun(args.nproc, args.argv)
     config, recipe_name, recipe = _configure(args)

@@ -242,10 +242,13 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
 
 
 def find_spec_file(root: Path) -> Path | None:
-    for name in DATASET_FILES:
-        if (root / name).is_file():
-            return root / name
-    return None
+    """The folder's dataset file, or None; two (dataset.yaml and dataset.json) are refused
+    rather than one silently ignored."""
+    found = [root / name for name in DATASET_FILES if (root / name).is_file()]
+    if len(found) > 1:
+        raise ValueError(f"{root} holds {' and '.join(p.name for p in found)}; expected one "
+                         f"dataset file: remove the other")
+    return found[0] if found else None
 
 
 # ---------------------------------------------------------------- files and pairs
