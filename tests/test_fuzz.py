@@ -4,7 +4,7 @@ palettes, truncated files and lying headers) and random dataset files go through
 success or a one-line error (exit 0, 1 or 2): never a traceback, never a hang.
 
 ``make test`` runs a few examples (``UNETSEG_FUZZ_EXAMPLES``, default 4); ``make fuzz`` runs
-hundreds, about ten minutes on the 2-core machine.
+9,000, about ten minutes on the 2-core machine (3,000 took 204 s there).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ EXAMPLE_SECONDS = 60
 
 MODES = ("L", "RGB", "RGBA", "P", "I;16", "1", "LA")
 FORMATS = ("png", "jpg", "tif", "bmp")
-DAMAGE = ("none", "none", "none", "truncated", "lying header", "garbage", "empty")
+DAMAGE = ("none",) * 12 + ("truncated", "lying header", "garbage", "empty")
 
 
 def _encode(array: np.ndarray, mode: str, fmt: str) -> bytes:
