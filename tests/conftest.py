@@ -33,13 +33,17 @@ def pytest_configure(config):
     os.environ.setdefault("UNETSEG_CACHE_DIR", tempfile.mkdtemp(prefix="unetseg-cache-"))
 
 
+# torch's thread count as the session started, before any test or fixture ran.
+THREADS = torch.get_num_threads()
+
+
 @pytest.fixture(autouse=True)
 def same_torch_threads():
-    """A test that changes torch's thread count (the studies' loop sets it) puts it back: runs
-    compared bit for bit must have used the same number of threads."""
-    threads = torch.get_num_threads()
+    """After every test, torch's thread count is the session's again (the studies' loop sets
+    it to 1, in a test or in a fixture): a run made here and one made in a process of its own,
+    compared bit for bit, must have used the same number of threads."""
     yield
-    torch.set_num_threads(threads)
+    torch.set_num_threads(THREADS)
 
 
 # --- data folders --------------------------------------------------------------------------------

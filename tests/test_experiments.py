@@ -200,8 +200,13 @@ def run_study(python: str, script: str, out: Path, *options: str) -> subprocess.
 
 
 def run_study_here(study, out: Path, *options: str) -> None:
-    """The study's --quick mode through its `main`, in this process."""
-    assert study.main(["--quick", "--out", str(out), *options]) == 0
+    """The study's --quick mode through its `main`, in this process (whose torch thread count
+    the study's loop changes, and this puts back)."""
+    threads = torch.get_num_threads()
+    try:
+        assert study.main(["--quick", "--out", str(out), *options]) == 0
+    finally:
+        torch.set_num_threads(threads)
 
 
 def in_unit_range(value) -> bool:

@@ -4,6 +4,7 @@ and the `unetseg predict` command (ONNX export and prediction: tests/test_export
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -283,8 +284,10 @@ PEAK_SCRIPT = textwrap.dedent("""
 def peak_memory(*sizes: int) -> list[tuple[int, int, int]]:
     """(RSS before, peak RSS, bytes of image and mask) of a prediction at each size, each in a
     process of its own (a peak is per process), the processes side by side."""
+    # One thread each: two processes side by side on two cores.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     processes = [subprocess.Popen([sys.executable, "-c", PEAK_SCRIPT, str(size)], text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
                  for size in sizes]
     results = []
     for process in processes:

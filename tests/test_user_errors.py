@@ -5,19 +5,16 @@ reports: tests/test_job_errors.py)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 import unetseg.train as train_module
-from unetseg import infer
 from unetseg.cli import main
 from unetseg.jobs.scoring import score_split
 from unetseg.rundir import RunDir
@@ -82,14 +79,15 @@ def test_a_first_epoch_of_many_batches_is_checkpointed_early(tmp_path, monkeypat
     ("--overlap", "1.0", "--overlap must be >= 0 and < 1, found 1.0"),
     ("--batch-size", "0", "--batch-size must be a whole number >= 1, found 0"),
     ("--tile", "-5", "--tile must be a whole number >= 1 (0 for whole images), found -5")])
-def test_predict_options_are_checked_once_before_the_first_image(boxes_run, capsys, flag,
-                                                                 value, message):
+def test_predict_options_are_checked_once_before_the_first_image(folder_run, tmp_path, capsys,
+                                                                 flag, value, message):
     """`--overlap 1.0`, `--batch-size 0` or `--tile -5` gave 60 error lines for 30 images:
     one line, exit 2, nothing written."""
-    checkpoint, root = boxes_run
-    out = root / f"pred{flag}"
-    assert main(["predict", str(checkpoint), str(root / "data" / "images"), "--out", str(out),
-                 flag, value, "--quiet"]) == 2
+    config, result = folder_run
+    out = tmp_path / f"pred{flag}"
+    assert main(["predict", str(result.run_dir / "best.safetensors"),
+                 str(Path(config.data.source) / "images"), "--out", str(out), flag, value,
+                 "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not out.exists()
@@ -182,27 +180,28 @@ def test_evaluating_another_folder_scores_all_of_it(boxes_run, capsys, make_box_
     assert "over 7 images" in capsys.readouterr().out
 
 
-def test_evaluate_data_scope_does_not_depend_on_how_the_path_is_typed(boxes_run, capsys,
-                                                                      monkeypatch):
-    """The training folder given relatively scored its 2 validation images, given absolutely
-    all 10, and the output never named the split: paths are compared resolved, and every
+def test_evaluate_data_scope_does_not_depend_on_how_the_path_is_typed(folder_run, tmp_path,
+                                                                      capsys, monkeypatch):
+    """The training folder given relatively scored its validation images, given absolutely
+    all of them, and the output never named the split: paths are compared resolved, and every
     evaluation says how many images of which split it scored."""
-    checkpoint, root = boxes_run
-    monkeypatch.chdir(root)
-    for typed in (str(root / "data"), "data", "data/", "./data"):
-        out = root / f"ev-{len(typed)}-{typed.count('/')}"
-        assert main(["evaluate", str(checkpoint), "--data", typed, "--out", str(out),
-                     "--quiet", "--no-inspect"]) == 0
+    config, result = folder_run
+    data = Path(config.data.source)
+    monkeypatch.chdir(data.parent)
+    for typed in (str(data), data.name, data.name + "/", "./" + data.name):
+        out = tmp_path / f"ev-{len(typed)}-{typed.count('/')}"
+        assert main(["evaluate", str(result.run_dir / "best.safetensors"), "--data", typed,
+                     "--out", str(out), "--quiet", "--no-inspect"]) == 0
         out = capsys.readouterr().out
-        assert "over 2 images\n(split val; 0.0% of the pixels ignored)" in out, typed
+        assert "over 4 images\n(split val; 0.0% of the pixels ignored)" in out, typed
 
 
-def test_resume_does_not_depend_on_how_or_where_the_data_path_was_typed(tmp_path, capsys,
-                                                                         monkeypatch):
+def test_resume_does_not_depend_on_how_or_where_the_data_path_was_typed(
+        tmp_path, make_box_folder, capsys, monkeypatch):
     """A trailing slash, or an absolute --data for a relative one, counted as a change, and
     from another working directory resume failed with "no such folder": a run records its
     paths absolute and compares them resolved."""
-    boxes_folder(tmp_path / "project" / "data", 6)
+    make_box_folder(tmp_path / "project" / "data", 6)
     monkeypatch.chdir(tmp_path / "project")
     flags = ["--size", "16", "--batch-size", "2", "--base", "4", "--quiet"]
     assert main(["train", "--data", "data", "--epochs", "1", "--out", "run", *flags]) == 0
@@ -216,17 +215,17 @@ def test_resume_does_not_depend_on_how_or_where_the_data_path_was_typed(tmp_path
     assert "epoch 3/3" in capsys.readouterr().out
 
 
-def test_resume_after_the_data_folder_changed_is_refused_unless_data_changed_ok(tmp_path,
-                                                                                   capsys):
+def test_resume_after_the_data_folder_changed_is_refused_unless_data_changed_ok(
+        tmp_path, make_box_folder, capsys):
     """Images added to the folder between two sessions of a run: validation went from 1 to 2
     images, config.yaml was rewritten and progress read "epoch 3/2", all silently. The
     change is named and refused; `--data-changed ok` continues and records it."""
-    data = boxes_folder(tmp_path / "data", 5)
+    data = make_box_folder(tmp_path / "data", 5)
     run = tmp_path / "run"
     flags = ["--size", "16", "--batch-size", "2", "--base", "4", "--quiet"]
     assert main(["train", "--data", str(data), "--epochs", "1", "--out", str(run),
                  *flags]) == 0
-    more = boxes_folder(tmp_path / "more", 3)
+    more = make_box_folder(tmp_path / "more", 3)
     for kind in ("images", "masks"):
         for index in range(3):
             (more / kind / f"{index}.png").rename(data / kind / f"new{index}.png")
@@ -241,12 +240,12 @@ def test_resume_after_the_data_folder_changed_is_refused_unless_data_changed_ok(
         recorded["changed_on_resume"][0]
 
 
-def test_evaluate_on_a_folder_without_a_dataset_file_reads_masks_as_the_run_did(tmp_path,
-                                                                                  capsys):
+def test_evaluate_on_a_folder_without_a_dataset_file_reads_masks_as_the_run_did(
+        tmp_path, make_box_folder, capsys):
     """A checkpoint trained with a dataset file mapping 0/255 masks (membrane black, as in
     ISBI), evaluated on the same images without the file, swapped the classes silently
     (mIoU 0.106 for 0.579): the checkpoint's recorded mapping reads them, and says so."""
-    data = boxes_folder(tmp_path / "data", 8)
+    data = make_box_folder(tmp_path / "data", 8)
     for mask_path in (data / "masks").iterdir():      # box stored black, background white
         mask = np.array(Image.open(mask_path))
         Image.fromarray(np.where(mask == 1, 0, 255).astype(np.uint8)).save(mask_path)
@@ -269,11 +268,12 @@ def test_evaluate_on_a_folder_without_a_dataset_file_reads_masks_as_the_run_did(
             ) in capsys.readouterr().out
 
 
-def test_evaluate_without_the_inspector_states_the_ignored_share(boxes_run, capsys):
+def test_evaluate_without_the_inspector_states_the_ignored_share(boxes_run, make_box_folder,
+                                                                  capsys):
     """`evaluate --no-inspect` never said how much of the truth was ignored: it does, on the
     terminal and in evaluation.json."""
     checkpoint, root = boxes_run
-    ignored = boxes_folder(root / "ignored", 4)
+    ignored = make_box_folder(root / "ignored", 4)
     for index in range(4):                       # a quarter of every mask is ignore_index
         mask = np.array(Image.open(ignored / "masks" / f"{index}.png"))
         mask[:, :6] = 255
@@ -312,8 +312,9 @@ def test_nproc_0_is_refused(tmp_path, capsys):
     assert "--nproc must be a whole number >= 1, found 0" in capsys.readouterr().err
 
 
-def test_both_dataset_yaml_and_dataset_json_are_refused_not_one_ignored(tmp_path, capsys):
-    data = boxes_folder(tmp_path / "data", 4)
+def test_both_dataset_yaml_and_dataset_json_are_refused_not_one_ignored(tmp_path, capsys,
+                                                                         make_box_folder):
+    data = make_box_folder(tmp_path / "data", 4)
     (data / "dataset.json").write_text('{"classes": ["box", "background"]}')
     assert main(["check", str(data), "--quiet"]) == 2
     assert "holds dataset.yaml and dataset.json; expected one dataset file" in \
