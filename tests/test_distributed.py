@@ -1,5 +1,10 @@
-"""DDP through torchrun on the CPU (gloo, 2 processes): the same steps as one process with the
-global batch, validation that counts every image once, one writer, and resume."""
+"""DDP on the CPU (gloo, 2 processes): the same steps as one process with the global batch,
+validation that counts every image once, one writer, and a run that torchrun stops with SIGTERM
+resumes to the uninterrupted weights.
+
+`unetseg train --nproc 2` hands the processes to torchrun; the other 2-process runs here start
+the same two ranks from `torch.multiprocessing.spawn` with torchrun's environment (`ranks.py`),
+which leaves out the launcher's own start-up, about half of a torchrun launch."""
 
 from __future__ import annotations
 
@@ -12,11 +17,10 @@ import time
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as tmp
 from safetensors.torch import load_file
-from torch.nn.parallel import DistributedDataParallel
 
+import ranks
 from unetseg.cli import main
 from unetseg.distributed import EpochOrder, World, shard
 from unetseg.losses import cross_entropy_loss
@@ -29,12 +33,9 @@ FLAGS = ["--data", "synthetic", "--size", "32", "--train-samples", "32", "--val-
          "--precision", "fp32", "--no-channels-last", "--quiet"]
 
 
-def train(out, *extra: str, nproc: int = 1) -> subprocess.CompletedProcess:
-    """``unetseg train`` in a process of its own, under torchrun with ``nproc`` > 1."""
-    command = [sys.executable, "-m", "unetseg", "train", *FLAGS, "--out", str(out), *extra]
-    if nproc > 1:
-        command += ["--nproc", str(nproc)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+def train_ranks(*argv: str) -> None:
+    """``unetseg train`` (or any command) as two DDP ranks, started by spawn."""
+    tmp.spawn(ranks.train_rank, args=(free_port(), ["train", *argv]), nprocs=2, join=True)
 
 
 def model_weights(path) -> dict[str, torch.Tensor]:
@@ -51,39 +52,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _one_step_gradients(rank: int, port: int, images, masks, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=2)
-    torch.manual_seed(0)
-    model = DistributedDataParallel(UNet(3, 3, base=4, norm="group"))
-    half = slice(4 * rank, 4 * rank + 4)                  # this rank's part of the batch
-    cross_entropy_loss(model(images[half]), masks[half]).backward()
-    if rank == 0:
-        torch.save({n: p.grad for n, p in model.module.named_parameters()}, out)
-    # Both ranks reach the barrier before either tears gloo down: a rank that destroys the
-    # group while the other still uses it can abort the process.
-    dist.barrier()
-    dist.destroy_process_group()
-
-
-def _train_as_rank(rank: int, port: int, argv: list[str]) -> None:
-    """What each of torchrun's workers runs (``-m unetseg train ...``), in a process that
-    `torch.multiprocessing.spawn` started: the environment torchrun would set, and its one
-    thread per worker unless OMP_NUM_THREADS says otherwise."""
-    import os
-
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                      LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    assert main(argv) == 0
-
-
 def test_ddp_gradient_equals_the_single_process_gradient_of_the_global_batch(tmp_path):
     generator = torch.Generator().manual_seed(1)
     images = torch.randn(8, 3, 32, 32, generator=generator)
     masks = torch.randint(0, 3, (8, 32, 32), generator=generator)
     out = tmp_path / "grads.pt"
-    tmp.spawn(_one_step_gradients, args=(free_port(), images, masks, str(out)), nprocs=2,
+    tmp.spawn(ranks.gradient_rank, args=(free_port(), images, masks, str(out)), nprocs=2,
               join=True)
     averaged = torch.load(out)
     torch.manual_seed(0)
@@ -95,12 +69,12 @@ def test_ddp_gradient_equals_the_single_process_gradient_of_the_global_batch(tmp
 
 
 @pytest.mark.slow
-def test_two_processes_take_the_same_steps_as_one_with_the_global_batch(tmp_path):
+def test_two_processes_take_the_same_steps_as_one_with_the_global_batch(tmp_path, capfd):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     one_step = ["--epochs", "1", "--train-samples", "8"]
     assert main(["train", *FLAGS, "--out", str(single), *one_step]) == 0     # in this process
-    result = train(ddp, *one_step, nproc=2)
-    assert result.returncode == 0, result.stderr
+    capfd.readouterr()
+    train_ranks(*FLAGS, "--out", str(ddp), *one_step)
     one, two = model_weights(single / "last.safetensors"), model_weights(ddp / "last.safetensors")
     difference = torch.cat([(one[k] - two[k]).abs().flatten() for k in one])
     # After one AdamW step. Adam divides each gradient element by its own RMS, so an element
@@ -116,17 +90,18 @@ def test_two_processes_take_the_same_steps_as_one_with_the_global_batch(tmp_path
     assert sorted(p.name for p in ddp.iterdir()) == ["best.safetensors", "config.yaml",
                                                      "curves.png", "last.safetensors",
                                                      "metrics.csv", "metrics.jsonl"]
-    assert result.stdout.count("epoch 1/1") == 1
+    assert capfd.readouterr().out.count("epoch 1/1") == 1
 
 
 @pytest.mark.slow
 def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(tmp_path):
+    """`unetseg train --nproc 2` under torchrun, stopped by SIGTERM in its second epoch:
+    torchrun passes the signal to every rank, they stop at one step, checkpoint and say how to
+    resume; resumed, the run ends with the weights of the same run never stopped."""
     whole, run = tmp_path / "whole", tmp_path / "run"
     # 2 ranks of 4 images: 6 steps an epoch; the signal comes in epoch 2 of 3.
     extra = ["--epochs", "3", "--train-samples", "48", "--checkpoint-every", "3"]
-    # The uninterrupted reference: the same two ranks, started without torchrun's launcher.
-    tmp.spawn(_train_as_rank, args=(free_port(), ["train", *FLAGS, "--out", str(whole), *extra]),
-              nprocs=2, join=True)
+    train_ranks(*FLAGS, "--out", str(whole), *extra)
     command = [sys.executable, "-m", "unetseg", "train", *FLAGS, "--out", str(run), *extra,
                "--nproc", "2"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -140,9 +115,7 @@ def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(tmp_p
     _, err = process.communicate(timeout=120)
     assert process.returncode != 0
     assert "stopped by SIGTERM" in err and f"--resume {run}" in err
-    resumed = subprocess.run([sys.executable, "-m", "unetseg", "train", "--resume", str(run),
-                              "--nproc", "2"], capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    train_ranks("--resume", str(run))
     one, two = model_weights(whole / "last.safetensors"), model_weights(run / "last.safetensors")
     assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-6
     assert len(history(run)) == 3

@@ -57,7 +57,7 @@ def test_fit_and_predict_leave_process_wide_state_alone(tmp_path):
 
 def test_the_cli_is_what_tunes_the_allocator(tmp_path):
     script = ("import unetseg.allocator as r, unetseg.cli as cli, sys;"
-              "code = cli.main(['export', sys.argv[1], '--out', sys.argv[1] + '.onnx']);"
+              "code = cli.main(['evaluate', sys.argv[1]]);"
               "print(code, r._malloc_tuned)")
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "missing")],
                             capture_output=True, text=True)

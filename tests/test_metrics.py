@@ -15,12 +15,10 @@ import inspect
 import math
 import socket
 import warnings
-from datetime import timedelta
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as tmp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,6 +31,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+import ranks
 from unetseg import metrics
 from unetseg.metrics import (
     BoundaryF1,
@@ -436,27 +435,6 @@ def test_boundary_meter_reset_forgets_everything():
 
 # --- 7. distributed ------------------------------------------------------------------------------
 
-def _ddp_worker(rank: int, port: int, shards, num_classes: int, ignore_index, out_path: str):
-    """One gloo rank: fold its own shard into both meters, all_reduce, rank 0 saves the result."""
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=2, timeout=timedelta(seconds=60))
-    try:
-        matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index)
-        boundary = BoundaryF1(num_classes, tolerance=1.5, ignore_index=ignore_index)
-        for pred, target in shards[rank]:
-            matrix.update(pred, target)
-            boundary.update(pred, target)
-        matrix.all_reduce()
-        boundary.all_reduce()
-        if rank == 0:
-            torch.save({"matrix": matrix.matrix, "bf1": boundary.compute(),
-                        "count": boundary.count}, out_path)
-        dist.barrier()          # neither rank tears gloo down while the other still uses it
-    finally:
-        dist.destroy_process_group()
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -471,7 +449,7 @@ def test_all_reduce_under_two_process_gloo_equals_one_process(tmp_path):
                              shapes=[(2, 16, 16), (1, 16, 16), (3, 16, 16), (2, 16, 16)])
     shards = [batches[:1], batches[1:]]
     out = tmp_path / "rank0.pt"
-    tmp.spawn(_ddp_worker, args=(free_port(), shards, num_classes, IGNORE, str(out)),
+    tmp.spawn(ranks.metrics_rank, args=(free_port(), shards, num_classes, IGNORE, str(out)),
               nprocs=2, join=True)
     reduced = torch.load(out, weights_only=False)
 
