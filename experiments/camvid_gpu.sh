@@ -6,8 +6,8 @@
 #   experiments/camvid_gpu.sh [--quick] [CAMVID_ROOT]     (default root: ../shared/datasets/camvid)
 #
 # Without a CUDA GPU it says so and exits 0. --quick is the CPU smoke run that make test runs:
-# the same two commands at toy sizes (a few steps of a base-8 U-Net on 64 px crops, on a CamVid
-# of 4 training and 2 validation frames linked from the real one).
+# the same two commands at toy sizes (a few fp32 steps of a base-8 U-Net on 64 px crops, on a
+# CamVid of 4 training and 2 validation frames linked from the real one).
 # PYTHON picks the interpreter (default .venv/bin/python); OUT the run folder.
 set -euo pipefail
 
@@ -41,7 +41,7 @@ if (( quick )); then
         done
     done
     root="$mini"
-    settings=(--size 64 --batch-size 4 --base 8 --max-steps 3 --device cpu)
+    settings=(--size 64 --batch-size 4 --base 8 --max-steps 3 --device cpu --precision fp32)
 else
     if ! "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         echo "no CUDA GPU here: nothing to do (--quick runs the CPU smoke version)"

@@ -33,9 +33,11 @@ FLAGS = ["--data", "synthetic", "--size", "32", "--train-samples", "32", "--val-
          "--precision", "fp32", "--no-channels-last", "--quiet"]
 
 
-def train_ranks(*argv: str) -> None:
-    """``unetseg train`` (or any command) as two DDP ranks, started by spawn."""
-    tmp.spawn(ranks.train_rank, args=(free_port(), ["train", *argv]), nprocs=2, join=True)
+def train_ranks(*argv: str, join: bool = True):
+    """``unetseg train ...`` as two DDP ranks started by spawn; without ``join``, the spawn
+    context to join later."""
+    return tmp.spawn(ranks.train_rank, args=(free_port(), ["train", *argv]), nprocs=2,
+                     join=join)
 
 
 def model_weights(path) -> dict[str, torch.Tensor]:
@@ -101,11 +103,11 @@ def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(tmp_p
     whole, run = tmp_path / "whole", tmp_path / "run"
     # 2 ranks of 4 images: 6 steps an epoch; the signal comes in epoch 2 of 3.
     extra = ["--epochs", "3", "--train-samples", "48", "--checkpoint-every", "3"]
-    train_ranks(*FLAGS, "--out", str(whole), *extra)
     command = [sys.executable, "-m", "unetseg", "train", *FLAGS, "--out", str(run), *extra,
                "--nproc", "2"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
+    reference = train_ranks(*FLAGS, "--out", str(whole), *extra, join=False)   # meanwhile
     deadline = time.monotonic() + 120
     while not (run / "metrics.jsonl").exists() and process.poll() is None:
         assert time.monotonic() < deadline
@@ -115,6 +117,8 @@ def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(tmp_p
     _, err = process.communicate(timeout=120)
     assert process.returncode != 0
     assert "stopped by SIGTERM" in err and f"--resume {run}" in err
+    while not reference.join():
+        pass
     train_ranks("--resume", str(run))
     one, two = model_weights(whole / "last.safetensors"), model_weights(run / "last.safetensors")
     assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-6

@@ -1,7 +1,7 @@
 """The studies in experiments/: the checkerboard score on hand-made logits, the loop's small
-helpers, and each study's --quick mode run end to end: the loss study and the GPU script as a
-user runs them (a process of their own, so the scripts' entry points are run too), the others
-through their `main` in this process (which has imported torch and MONAI already)."""
+helpers, and each study's --quick mode run end to end through its `main` in this process
+(which has imported torch and MONAI already: a process of its own spent seconds on imports);
+the GPU script, a shell script, runs as a user runs it."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ ISBI = ROOT.parent / "shared" / "datasets" / "isbi2012-membrane"
 CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
 
 sys.path.insert(0, str(EXPERIMENTS))
+import loss_study  # noqa: E402
 import smp_study  # noqa: E402
 import upsample_study  # noqa: E402
 from common import (  # noqa: E402  (experiments/ is not a package)
@@ -237,7 +238,7 @@ def datasets_here(*wanted: str) -> list[str]:
 
 def test_loss_study_quick(tmp_path):
     datasets = datasets_here("binary", "isbi")
-    run_study(sys.executable, "loss_study.py", tmp_path, "--datasets", ",".join(datasets))
+    run_study_here(loss_study, tmp_path, "--datasets", ",".join(datasets))
     results = check_results(tmp_path, {(d, loss) for d in datasets for loss in ("BCE", "BCE+Dice")},
                             ("fg_iou", "miou", "pixel_accuracy"))
     assert all(run["steps"] == 6 and len(run["curve"]) == 2 for run in results["runs"])

@@ -327,9 +327,9 @@ def whole_signalled(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_or_sigint_finishes_the_step_checkpoints_and_says_how_to_resume(
-        tmp_path, whole_signalled, signal_number):
+def test_sigterm_finishes_the_step_checkpoints_and_says_how_to_resume(tmp_path,
+                                                                     whole_signalled):
+    """SIGTERM from outside (a scheduler, `kill PID`) to a run in a process of its own."""
     run = tmp_path / "run"
     process = subprocess.Popen(train_command(run, 3, *SIGNALLED), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -337,11 +337,38 @@ def test_sigterm_or_sigint_finishes_the_step_checkpoints_and_says_how_to_resume(
         time.sleep(0.005)
     time.sleep(0.05)
     assert process.poll() is None, "the run ended before the signal"
-    process.send_signal(signal_number)
+    process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal_number
-    assert f"stopped by {signal.Signals(signal_number).name}" in err
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in err
     assert f"unetseg train --resume {run}" in err
+    assert main(["train", "--resume", str(run)]) == 0
+    assert_same_weights(whole_signalled / "last.safetensors", run / "last.safetensors")
+
+
+def test_sigint_finishes_the_step_checkpoints_and_says_how_to_resume(tmp_path, whole_signalled,
+                                                                    monkeypatch, capsys):
+    """Ctrl-C: the same handler as SIGTERM (`unetseg.interrupts.StopSignals`), so this run is
+    stopped in this process, at a known step of its second epoch (right after its mid-epoch
+    checkpoint), instead of from outside at a moment a clock picks."""
+    run = tmp_path / "run"
+    real_save, saves = RunDir.save_resume, []
+
+    def save_then_press_ctrl_c(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(1)
+        # 12 batches an epoch, a checkpoint every 5: saves 1-2 inside epoch 1, save 3 ends it,
+        # save 4 is after batch 5 of epoch 2.
+        if len(saves) == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(RunDir, "save_resume", save_then_press_ctrl_c)
+    assert main(train_args(run, 3, *SIGNALLED)) == 128 + signal.SIGINT
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "stopped by SIGINT" in err and f"unetseg train --resume {run}" in err
+    state = load_checkpoint(run / "last.safetensors").metadata["training"]["progress"]
+    assert state["epoch"] == 1 and state["batch"] > 5          # stopped inside epoch 2
     assert main(["train", "--resume", str(run)]) == 0
     assert_same_weights(whole_signalled / "last.safetensors", run / "last.safetensors")
 
