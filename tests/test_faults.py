@@ -53,15 +53,20 @@ def assert_same_weights(a, b) -> None:
         assert torch.equal(wa[name], wb[name]), name
 
 
-# --- kill -9 at any moment -----------------------------------------------------------------------
+# --- kill -9, SIGTERM and SIGINT at any moment ------------------------------------------------
 
-def train_args(run, epochs: int, *extra: str) -> list[str]:
-    return ["train", *FLAGS, "--epochs", str(epochs), "--out", str(run), *extra]
+# The run each of them stops: 4 epochs of 8 steps.
+INTERRUPTED = ["--epochs", "4", "--train-samples", "64"]
+EPOCHS, STEPS_PER_EPOCH = 4, 8
 
 
-def train_command(run, epochs: int, *extra: str) -> list[str]:
+def train_args(run, *extra: str) -> list[str]:
+    return ["train", *FLAGS, *INTERRUPTED, "--out", str(run), *extra]
+
+
+def train_command(run, *extra: str) -> list[str]:
     """``unetseg train`` in a process of its own: the one a test kills or signals."""
-    return [sys.executable, "-m", "unetseg", *train_args(run, epochs, *extra)]
+    return [sys.executable, "-m", "unetseg", *train_args(run, *extra)]
 
 
 def epochs_logged(run) -> int:
@@ -71,10 +76,10 @@ def epochs_logged(run) -> int:
 
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory):
-    """An uninterrupted 6-epoch run by the command line (in this process: only the runs that
-    are killed need a process of their own)."""
+    """The run uninterrupted, by the command line (in this process: only the runs that are
+    killed or signalled from outside need a process of their own)."""
     run = tmp_path_factory.mktemp("whole") / "run"
-    assert main(train_args(run, 6)) == 0
+    assert main(train_args(run)) == 0
     return run
 
 
@@ -83,7 +88,7 @@ def whole(tmp_path_factory):
 def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, whole, after_epochs,
                                                                  delay):
     run = tmp_path / "killed"
-    process = subprocess.Popen(train_command(run, 6), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(train_command(run), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while epochs_logged(run) < after_epochs and process.poll() is None:
@@ -97,12 +102,57 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, whole
     if not (run / "last.safetensors").exists() and not (run / "previous.safetensors").exists():
         # Nothing to resume: start again. Killed between best.safetensors and the epoch's
         # resume checkpoint, the folder holds weights, which only --overwrite replaces.
-        assert main(train_args(run, 6, "--overwrite")) == 0
+        assert main(train_args(run, "--overwrite")) == 0
     else:
         assert main(["train", "--resume", str(run)]) == 0
     assert_same_weights(whole / "last.safetensors", run / "last.safetensors")
-    assert epochs_logged(run) == 6
+    assert epochs_logged(run) == EPOCHS
     assert not list(run.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_step_checkpoints_and_says_how_to_resume(tmp_path, whole):
+    """SIGTERM from outside (a scheduler, `kill PID`) to a run in a process of its own."""
+    run = tmp_path / "run"
+    process = subprocess.Popen(train_command(run), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    while epochs_logged(run) < 1 and process.poll() is None:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    assert process.poll() is None, "the run ended before the signal"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in err
+    assert f"unetseg train --resume {run}" in err
+    assert main(["train", "--resume", str(run)]) == 0
+    assert_same_weights(whole / "last.safetensors", run / "last.safetensors")
+
+
+def test_sigint_finishes_the_step_checkpoints_and_says_how_to_resume(tmp_path, whole,
+                                                                    monkeypatch, capsys):
+    """Ctrl-C: the same handler as SIGTERM (`unetseg.interrupts.StopSignals`), so this run is
+    stopped in this process, during a known step (batch 3 of epoch 2), instead of from outside
+    at a moment a clock picks."""
+    run = tmp_path / "run"
+    real_step, steps = train_module.train_step, []
+
+    def step_then_press_ctrl_c(*args, **kwargs):
+        result = real_step(*args, **kwargs)
+        steps.append(1)
+        if len(steps) == STEPS_PER_EPOCH + 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(train_module, "train_step", step_then_press_ctrl_c)
+    assert main(train_args(run)) == 128 + signal.SIGINT
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "stopped by SIGINT" in err and f"unetseg train --resume {run}" in err
+    progress = load_checkpoint(run / "last.safetensors").metadata["training"]["progress"]
+    assert (progress["epoch"], progress["batch"]) == (1, 3)      # the step finished, saved
+    assert main(["train", "--resume", str(run)]) == 0
+    assert_same_weights(whole / "last.safetensors", run / "last.safetensors")
 
 
 # --- interrupted and failed writes ---------------------------------------------------------------
@@ -282,7 +332,7 @@ def test_metadata_that_contradicts_the_weights_is_refused_naming_the_mismatch(tm
         load_checkpoint(tmp_path / "future.safetensors")
 
 
-# --- mid-epoch checkpoints, SIGTERM and SIGINT ---------------------------------------------------
+# --- mid-epoch checkpoints ----------------------------------------------------------------------
 
 def test_a_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint_exactly(tmp_path,
                                                                             monkeypatch):
@@ -313,64 +363,6 @@ def test_a_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint_exactly(tm
     def strip(history):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
     assert strip(resumed.history) == strip(whole.history)    # training loss and mIoU too
-
-
-SIGNALLED = ["--train-samples", "96", "--checkpoint-every", "5"]     # 12 steps an epoch
-
-
-@pytest.fixture(scope="module")
-def whole_signalled(tmp_path_factory):
-    """The uninterrupted run the signalled ones must end equal to (in this process)."""
-    run = tmp_path_factory.mktemp("whole") / "run"
-    assert main(train_args(run, 3, *SIGNALLED)) == 0
-    return run
-
-
-@pytest.mark.slow
-def test_sigterm_finishes_the_step_checkpoints_and_says_how_to_resume(tmp_path,
-                                                                     whole_signalled):
-    """SIGTERM from outside (a scheduler, `kill PID`) to a run in a process of its own."""
-    run = tmp_path / "run"
-    process = subprocess.Popen(train_command(run, 3, *SIGNALLED), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    while epochs_logged(run) < 1 and process.poll() is None:
-        time.sleep(0.005)
-    time.sleep(0.05)
-    assert process.poll() is None, "the run ended before the signal"
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM
-    assert "stopped by SIGTERM" in err
-    assert f"unetseg train --resume {run}" in err
-    assert main(["train", "--resume", str(run)]) == 0
-    assert_same_weights(whole_signalled / "last.safetensors", run / "last.safetensors")
-
-
-def test_sigint_finishes_the_step_checkpoints_and_says_how_to_resume(tmp_path, whole_signalled,
-                                                                    monkeypatch, capsys):
-    """Ctrl-C: the same handler as SIGTERM (`unetseg.interrupts.StopSignals`), so this run is
-    stopped in this process, at a known step of its second epoch (right after its mid-epoch
-    checkpoint), instead of from outside at a moment a clock picks."""
-    run = tmp_path / "run"
-    real_save, saves = RunDir.save_resume, []
-
-    def save_then_press_ctrl_c(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saves.append(1)
-        # 12 batches an epoch, a checkpoint every 5: saves 1-2 inside epoch 1, save 3 ends it,
-        # save 4 is after batch 5 of epoch 2.
-        if len(saves) == 4:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(RunDir, "save_resume", save_then_press_ctrl_c)
-    assert main(train_args(run, 3, *SIGNALLED)) == 128 + signal.SIGINT
-    monkeypatch.undo()
-    err = capsys.readouterr().err
-    assert "stopped by SIGINT" in err and f"unetseg train --resume {run}" in err
-    state = load_checkpoint(run / "last.safetensors").metadata["training"]["progress"]
-    assert state["epoch"] == 1 and state["batch"] > 5          # stopped inside epoch 2
-    assert main(["train", "--resume", str(run)]) == 0
-    assert_same_weights(whole_signalled / "last.safetensors", run / "last.safetensors")
 
 
 def test_a_kill_after_the_logs_but_before_the_checkpoint_redoes_the_epoch_consistently(
