@@ -2,8 +2,8 @@
 once per test session.
 
 Tests that need a trained model only read one: they share `tiny_run` (synthetic shapes, 2
-epochs, seconds), `folder_run` (a folder of box images whose height is no multiple of 16) or
-`shapes_checkpoint` (64 x 64 shapes, for prediction). A test that changes a run (resumes it,
+epochs, seconds; `shapes_checkpoint` is its best checkpoint) or `folder_run` (a folder of box
+images whose height is no multiple of 16). A test that changes a run (resumes it,
 extends it) works on its own copy, `tiny_run_copy`. Tests about training itself (resume,
 faults, signals, flags) make their own runs, as small as what they check allows:
 `smallest_config`.
@@ -150,16 +150,9 @@ def folder_run(tmp_path_factory) -> tuple[RunConfig, FitResult]:
 
 
 @pytest.fixture(scope="session")
-def shapes_checkpoint(tmp_path_factory) -> Path:
-    """best.safetensors of a base-8 U-Net trained on 64 x 64 synthetic shapes: the scale of
-    `tests/test_infer.py`'s scenes. Tests use it for invariants (tiles against whole images,
-    precision against precision), never for its accuracy."""
-    out = tmp_path_factory.mktemp("runs") / "shapes"
-    config = RunConfig(
-        data=DataConfig(source="synthetic", size=64, batch_size=16, train_samples=128,
-                        val_samples=16),
-        model=UNetConfig(base=8),
-        train=TrainConfig(out=str(out), epochs=3, lr=1e-2, progress=False),
-    )
-    fit(config)
-    return out / "best.safetensors"
+def shapes_checkpoint(tiny_run) -> Path:
+    """best.safetensors of the shared `tiny_run` (a U-Net trained on synthetic shapes), for
+    the prediction tests. They use it for invariants (tiles against whole images, precision
+    against precision, ONNX against PyTorch), never for its accuracy, so the shared run does:
+    a second, longer run on larger shapes took seconds for nothing those tests check."""
+    return tiny_run[1].run_dir / "best.safetensors"

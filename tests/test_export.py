@@ -16,7 +16,7 @@ from unetseg.infer import load_segmenter
 
 @pytest.fixture(scope="module")
 def checkpoint(shapes_checkpoint):
-    """The session's U-Net trained on 64 x 64 synthetic shapes (see conftest.py)."""
+    """The session's U-Net trained on synthetic shapes (see conftest.py)."""
     return shapes_checkpoint
 
 

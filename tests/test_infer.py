@@ -30,7 +30,7 @@ from unetseg.model import UNet
 
 @pytest.fixture(scope="session")
 def checkpoint(shapes_checkpoint):
-    """The session's U-Net trained on 64 x 64 synthetic shapes (see conftest.py)."""
+    """The session's U-Net trained on synthetic shapes (see conftest.py)."""
     return shapes_checkpoint
 
 
