@@ -83,15 +83,22 @@ def whole(tmp_path_factory):
     return run
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("after_epochs,delay", [(1, 0.05), (2, 0.2)])
-def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, whole, after_epochs,
-                                                                 delay):
-    run = tmp_path / "killed"
-    process = subprocess.Popen(train_command(run), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+def next_command(run) -> list[str]:
+    """How a user carries on with ``run``: resume it, or start it again when nothing can be
+    resumed (killed between best.safetensors and the epoch's resume checkpoint, the folder
+    holds weights, which only --overwrite replaces)."""
+    if (run / "last.safetensors").exists() or (run / "previous.safetensors").exists():
+        return ["train", "--resume", str(run)]
+    return train_args(run, "--overwrite")
+
+
+def kill_when_logged(run, args: list[str], epochs: int, delay: float) -> None:
+    """Run ``unetseg ARGS`` in a process of its own and SIGKILL it ``delay`` seconds after
+    ``run`` has logged ``epochs`` epochs."""
+    process = subprocess.Popen([sys.executable, "-m", "unetseg", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while epochs_logged(run) < after_epochs and process.poll() is None:
+    while epochs_logged(run) < epochs and process.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.005)
     time.sleep(delay)
@@ -99,12 +106,17 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, whole
         pytest.fail(f"the run ended before it could be killed: {process.stderr.read()}")
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
-    if not (run / "last.safetensors").exists() and not (run / "previous.safetensors").exists():
-        # Nothing to resume: start again. Killed between best.safetensors and the epoch's
-        # resume checkpoint, the folder holds weights, which only --overwrite replaces.
-        assert main(train_args(run, "--overwrite")) == 0
-    else:
-        assert main(["train", "--resume", str(run)]) == 0
+
+
+@pytest.mark.slow
+def test_a_run_sigkilled_twice_resumes_to_the_uninterrupted_weights(tmp_path, whole):
+    """Killed just after its first epoch's log (while it writes that epoch's checkpoints),
+    then, resumed, 0.2 s after its second epoch's (inside the third), the run carried on each
+    time ends with the weights and the log of the run never killed."""
+    run = tmp_path / "killed"
+    kill_when_logged(run, train_args(run), 1, 0.05)
+    kill_when_logged(run, next_command(run), 2, 0.2)
+    assert main(next_command(run)) == 0
     assert_same_weights(whole / "last.safetensors", run / "last.safetensors")
     assert epochs_logged(run) == EPOCHS
     assert not list(run.glob(".*.tmp"))
