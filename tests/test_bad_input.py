@@ -147,3 +147,19 @@ def test_a_png_whose_pixel_data_ends_early_is_refused_not_read_as_zeros(shapes_c
     assert "cut.png: cannot be read as an image (its pixel data ends early: 44 of its 64 " \
            "rows are missing)" in err and "whole.png" not in err
     assert (tmp_path / "out" / "whole.png").is_file()        # the other image is predicted
+
+
+def test_skip_bad_names_the_split_left_with_no_good_pair(tmp_path):
+    """Issue 22: "--skip-bad says 'all 1 pairs are bad' when 1 of 6 is bad" (the one bad pair
+    was the whole validation split)."""
+    from unetseg.config import DataConfig
+    from unetseg.data.build import build_datasets
+
+    data = dataset(tmp_path / "data")
+    (data / "train.txt").write_text("0\n1\n2\n3\n4\n5\n")
+    (data / "val.txt").write_text("broken\n")
+    config = DataConfig(source=str(data), train_list="train.txt", val_list="val.txt",
+                        skip_bad=True, augment=False)
+    with pytest.raises(ValueError, match=r"^the only pair of the validation split is bad, and "
+                                         r"a split needs one good pair; the first: .*broken.png"):
+        build_datasets(config)

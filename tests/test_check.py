@@ -359,6 +359,26 @@ def test_each_data_mistake_is_reported_with_its_severity(tmp_path, case, masks, 
     assert message in format_report(report)
 
 
+def test_check_on_0_127_255_masks_shows_the_stored_values_and_the_remap_that_reads_them(
+        tmp_path):
+    """Issue 22: check stopped at "values [127] are not classes" with neither the value
+    histogram nor a remap hint. The hint, pasted into dataset.yaml, makes the folder build."""
+    thirds = np.zeros((S, S), dtype=np.uint8)
+    thirds[:4], thirds[S - 4:] = 127, 255                 # 4 rows of 127 and of 255 each
+    root = plain_folder(tmp_path / "data", [thirds] * 5, None)
+    for extra in ({}, {"classes": ("a", "b")}):
+        report = check_data(DataConfig(source=str(root), val_ratio=0.4, **extra))
+        assert report.status == 2
+        pixels = {row.value: row.pixels for row in report.values}
+        assert pixels == {0: 5 * (S - 8) * S, 127: 5 * 4 * S, 255: 5 * 4 * S}
+        text = format_report(report)
+        assert "mask values (train + val), as stored:" in text
+        assert "'remap: {0: 0, 127: 1, 255: 2}'" in text
+        assert "'remap: {0: 0, 127: 1}' (255 is the ignore label)" in text
+    (root / "dataset.yaml").write_text("classes: [a, b, c]\nremap: {0: 0, 127: 1, 255: 2}\n")
+    assert check_data(DataConfig(source=str(root), val_ratio=0.4)).errors == []
+
+
 def test_junk_files_and_overlapping_split_files(tmp_path):
     root = plain_folder(tmp_path / "data", [halves(0, 1)] * 5, "classes: [a, b]\n")
     (root / "images" / "Thumbs.db").write_bytes(b"junk")

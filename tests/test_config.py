@@ -59,6 +59,22 @@ def test_bad_values_are_refused_on_construction_naming_the_flag(values, message)
         RunConfig.from_dict(values)
 
 
+@pytest.mark.parametrize("data,message", [
+    ({"source": "my_folder", "foreground": 0.3}, "--foreground cannot be used with --data "
+                                                 "my_folder"),
+    ({"source": "my_folder", "train_samples": 50, "val_samples": 5},
+     "--train-samples, --val-samples cannot be used with --data my_folder; remove them"),
+    ({"source": "isbi", "root": "/d", "train_samples": 50}, "--train-samples cannot be used"),
+    ({"source": "synthetic", "foreground": 0.3}, "--foreground cannot be used with --data "
+                                                 "synthetic"),
+])
+def test_foreground_and_train_samples_with_folder_data_are_refused_not_ignored(data, message):
+    """Issue 22: they were ignored, yet written to config.yaml as if they had been used."""
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict({"data": data})
+    RunConfig.from_dict({"data": {"source": "binary", "foreground": 0.3, "train_samples": 50}})
+
+
 def test_yaml_values_take_their_fields_type_and_a_wrong_type_names_the_key(tmp_path):
     # YAML 1.1 reads 3e-3 (no dot) as a string: it is the number it reads as.
     file = tmp_path / "c.yaml"

@@ -82,6 +82,29 @@ def test_inspect_reads_0_255_truth_masks_as_training_does(tmp_path, caplog, clas
     assert "255 is read as class 1" in caplog.text
 
 
+def test_inspecting_0_255_predictions_reads_them_as_two_classes_or_names_the_file(
+        tmp_path, caplog):
+    """Issue 22: 0/255 predictions failed with "labels must lie in [0, 2) ... (and not the
+    ignore label 255) ... [255]", the truth's valid labels listed as offending. Two-class
+    predictions of 0 and 255 read 255 as class 1, as true masks do, and say so; a value that
+    is no class is refused naming the file that holds it."""
+    caplog.set_level("INFO", logger="unetseg")
+    masks = box_masks(3)
+    for i, mask in enumerate(masks):
+        save(tmp_path / "pred", f"m{i}.png", (mask * 255).astype(np.uint8))
+        save(tmp_path / "truth", f"m{i}.png", mask)
+    inspection = inspect_folders(tmp_path / "pred", tmp_path / "truth", tmp_path / "out",
+                                 "background,box")
+    assert [row["iou"] for row in inspection.classes] == [1.0, 1.0]
+    assert "predicted masks hold only the values 0 and 255: 255 is read as class 1" in (
+        caplog.text)
+    save(tmp_path / "pred", "m1.png", (masks[1] * 7).astype(np.uint8))   # 0, 7 and 255 found
+    with pytest.raises(ValueError, match=r"m1.png: predicted value 7 is not a class 0..1 "
+                                         r"\(background, box\); --pred masks hold class indices"):
+        inspect_folders(tmp_path / "pred", tmp_path / "truth", tmp_path / "out2",
+                        "background,box")
+
+
 def test_inspect_takes_a_predict_output_folder_as_it_is(tmp_path):
     """summary.json, overlays and probabilities beside the masks made it fail (not an image,
     or overlays without a true mask); only the masks are predictions."""

@@ -163,16 +163,21 @@ class DataConfig:
 
     def _check_options_fit_the_source(self) -> None:
         """Options another kind of source would use are refused rather than ignored."""
+        drawn = ("train_samples", "val_samples", "foreground")    # what synthetic data draws
         if self.source in SYNTHETIC_SOURCES:
             unused = ("root", "val", "spec", "classes", "train_list", "val_list")
+            if self.source != "binary":
+                unused += ("foreground",)
         elif self.source in PRESET_SOURCES:
             if self.root is None:
                 raise ValueError(f"--data {self.source} needs --root DIR, the folder of the "
                                  f"downloaded dataset")
-            unused = ("spec", "classes", "train_list", "val_list")
+            unused = ("spec", "classes", "train_list", "val_list", *drawn)
         else:
-            unused = ("root",)
-        given = [flag_of(DataConfig, name) for name in unused if getattr(self, name)]
+            unused = ("root", *drawn)
+        defaults = {f.name: f.default for f in fields(DataConfig)}
+        given = [flag_of(DataConfig, name) for name in unused
+                 if getattr(self, name) != defaults[name]]
         if given:
             raise ValueError(f"{', '.join(given)} cannot be used with --data {self.source}; "
                              f"remove {'it' if len(given) == 1 else 'them'}")

@@ -27,7 +27,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from ..config import DataConfig
+from ..config import PRESET_SOURCES, DataConfig
 from .folder import (
     DatasetSpec,
     FolderDataset,
@@ -45,7 +45,7 @@ from .synthetic import BinaryShapes, SyntheticShapes
 from .tensors import ChannelStats
 
 __all__ = ["Datasets", "build_datasets", "build_eval_dataset", "mask_reading", "SPLITS",
-           "LABEL_KEYS"]
+           "LABEL_KEYS", "stored_mask_values"]
 
 # Dataset-file keys that say what is ignored or remapped: with any of them, the file has
 # spoken, and 0/255 masks are read as it says, never guessed.
@@ -193,7 +193,7 @@ def _folder_splits(root: Path, config: DataConfig, notices: list[str]) -> tuple[
 def _source(config: DataConfig, class_names: tuple[str, ...] | None = None,
             recorded: DatasetSpec | None = None) -> Source:
     notices: list[str] = []
-    if config.source in ("camvid", "isbi"):
+    if config.source in PRESET_SOURCES:
         root = Path(config.root)
         if config.source == "camvid":
             train, val = camvid_pairs(root, notices)
@@ -366,8 +366,8 @@ def build_datasets(config: DataConfig) -> Datasets:
     if config.synthetic:
         return _synthetic_datasets(config)
     source = _source(config)
-    scans = [FolderScan(pairs, source.spec, config.skip_bad) for pairs in (source.train,
-                                                                           source.val)]
+    scans = [FolderScan(pairs, source.spec, config.skip_bad, split)
+             for pairs, split in ((source.train, "training"), (source.val, "validation"))]
     # The 0/255 question is about every mask of the dataset, so both splits answer it.
     values = _summed(scans[0].raw_values(), scans[1].raw_values())
     spec, notices = _resolve_spec(source, values, [i.pair for s in scans for i in s.items])
@@ -388,6 +388,25 @@ def build_datasets(config: DataConfig) -> Datasets:
     return Datasets(train, val, spec, train.in_channels, mean, std, train.class_pixels.tolist(),
                     train.skipped + val.skipped, notices,
                     _summary(train, len(train), len(val), notices))
+
+
+def stored_mask_values(config: DataConfig) -> dict[int, int]:
+    """Pixels per stored mask value over every readable mask of a folder source, as stored
+    (before any remap): what `unetseg check` shows when the datasets cannot be built (no
+    class names, a value that is no class), so that the fix can be read off the masks.
+    Unreadable masks are left out; a folder whose pairs cannot be listed holds none."""
+    if config.synthetic or config.source in PRESET_SOURCES:
+        return {}
+    root = Path(config.source)
+    try:
+        spec = _folder_spec(root, config, None)[0]
+    except ValueError:                  # no class names: grey masks still read as stored
+        spec = DatasetSpec(class_names=("a", "b"))
+    try:
+        every = _folder_splits(root, config, [])[2]
+    except (ValueError, OSError):
+        return {}
+    return raw_mask_values(every, spec, skip_bad=True)
 
 
 def build_eval_dataset(

@@ -102,6 +102,15 @@ def split_by_ratio(stems: list[str], val_ratio: float, seed: int) -> tuple[list[
 STATS_SAMPLES = 256
 
 
+def _all_bad(skipped: list[tuple[str, str]], split: str) -> ValueError:
+    """The error when ``skip_bad`` left a split with no pair: it names the split, since the
+    other split may be fine (1 bad pair of 6 can be the whole validation split)."""
+    count = "the only pair" if len(skipped) == 1 else f"all {len(skipped)} pairs"
+    where = f" of the {split} split" if split else ""
+    return ValueError(f"{count}{where} {'is' if len(skipped) == 1 else 'are'} bad, and a split "
+                      f"needs one good pair; the first: {skipped[0][1]}")
+
+
 @dataclass
 class PairScan:
     """One pair as the construction pass found it: all a check against a spec needs."""
@@ -157,12 +166,14 @@ class FolderScan:
         pairs: (image path, mask path) pairs.
         spec: how masks are decoded (``colours``, ``ignore_colour``); its remap is not applied.
         skip_bad: leave out unreadable or inconsistent pairs (listed in ``skipped``).
+        split: which split the pairs are ("training", "validation"), for messages.
     """
 
-    def __init__(self, pairs: Pairs, spec: DatasetSpec, skip_bad: bool = False) -> None:
+    def __init__(self, pairs: Pairs, spec: DatasetSpec, skip_bad: bool = False,
+                 split: str = "") -> None:
         if not pairs:
             raise ValueError("the dataset is empty: no (image, mask) pairs")
-        self.spec = spec
+        self.spec, self.split = spec, split
         self.items: list[PairScan] = []
         self.skipped: list[tuple[str, str]] = []          # (image path, why), with skip_bad
         channels: dict[int, Path] = {}
@@ -185,8 +196,7 @@ class FolderScan:
             self.items.append(item)
         indexes.save()
         if not self.items:
-            raise ValueError(f"all {len(pairs)} pairs are bad; the first: "
-                             f"{self.skipped[0][1]}")
+            raise _all_bad(self.skipped, split)
         self.in_channels = next(iter(channels))
 
     def raw_values(self) -> dict[int, int]:
@@ -255,7 +265,7 @@ class FolderDataset(Dataset):
         self.spec, self.transform = spec, transform
         self.mean, self.std = mean, std
         self.seed, self.epoch = seed, 0
-        self.skip_bad = skip_bad
+        self.skip_bad, self.split = skip_bad, scan.split
         self.skipped = list(scan.skipped)                  # (image path, why), with skip_bad
         self.notices: list[str] = []     # what a user should read first; set by its builder
         self.in_channels = scan.in_channels
@@ -342,8 +352,7 @@ class FolderDataset(Dataset):
             self._stats.merge(item.stats)
             self.pairs.append(item.pair)
         if not self.pairs:
-            raise ValueError(f"all {len(self.skipped)} pairs are bad; the first: "
-                             f"{self.skipped[0][1]}")
+            raise _all_bad(self.skipped, self.split)
         if not self._stats.count:
             # skip_bad left out every sampled pair (their labels were bad): sample the kept.
             for position in _spread(len(self.pairs)):

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import DataConfig
-from ..data.build import Datasets, build_datasets
+from ..data.build import Datasets, build_datasets, stored_mask_values
 from ..data.folder import DatasetSpec
 from ..data.io import list_images, read_raw_image, scale_to_unit
 from ..files import write_json
@@ -69,7 +69,8 @@ class ClassRow:
 
 @dataclass(frozen=True)
 class ValueRow:
-    """One stored mask value over all masks, and the label the remap makes of it."""
+    """One stored mask value over all masks, and the label the remap makes of it (the value
+    itself where the datasets could not be built: no remap could be trusted)."""
 
     value: int
     pixels: int
@@ -329,6 +330,7 @@ def check_data(config: DataConfig, progress: bool = False, strict: bool = False)
         data = build_datasets(replace(config, skip_bad=True))
     except (ValueError, OSError) as error:
         report.errors.append(str(error))
+        _explain_from_stored_values(report, config)
         return report
     _read_datasets(report, config, data)
     if config.synthetic:
@@ -345,6 +347,38 @@ def check_data(config: DataConfig, progress: bool = False, strict: bool = False)
         return report
     _fill_from_scan(report, scan, data.spec, data.train.pairs, data.val.pairs)
     return report
+
+
+def _explain_from_stored_values(report: DataReport, config: DataConfig) -> None:
+    """When the datasets cannot be built, the values the masks store (no remap: none could be
+    trusted) and, from them, what the dataset file should say."""
+    stored = stored_mask_values(config)
+    if not stored:
+        return
+    report.values = [ValueRow(value, pixels, value) for value, pixels in sorted(stored.items())]
+    report.errors.append(_labelling_hint(sorted(stored)))
+
+
+def _labelling_hint(values: list[int]) -> str:
+    """What to put in a dataset file for masks storing ``values`` (sorted)."""
+    listed = ", ".join(map(str, values[:SHOWN * 2])) + (", ..." if len(values) > SHOWN * 2
+                                                         else "")
+    found = f"the masks store {len(values)} values ({listed})"
+    if len(values) > 64:
+        return (f"{found}: a mask stores one value per class; this many come from a resized or "
+                f"JPEG-saved mask, or an image saved as a mask")
+    if values == list(range(len(values))):
+        return (f"{found}, labels 0..{len(values) - 1}: name {len(values)} classes, in "
+                f"that order (--classes or 'classes:' in dataset.yaml)")
+    remap = ", ".join(f"{value}: {label}" for label, value in enumerate(values))
+    hint = (f"{found}: if each is a class, name {len(values)} classes in dataset.yaml and map "
+            f"the values to them, 'remap: {{{remap}}}'")
+    kept = [value for value in values if value != 255]
+    if len(kept) != len(values) and len(kept) >= 2:
+        remap = ", ".join(f"{value}: {label}" for label, value in enumerate(kept))
+        hint += (f"; if 255 marks pixels to leave out, name {len(kept)} classes and "
+                 f"'remap: {{{remap}}}' (255 is the ignore label)")
+    return hint
 
 
 def _read_datasets(report: DataReport, config: DataConfig, data: Datasets) -> None:
@@ -402,6 +436,7 @@ def format_report(report: DataReport) -> str:
     lines = [f"data: {report.source}{where}"]
     if report.errors and not report.class_names:
         lines.append("the datasets could not be built; nothing else was checked")
+        lines += _value_lines(report)
     else:
         lines.append(f"{report.train_images} training and {report.val_images} validation "
                      f"images, {len(report.class_names)} classes, ignore label "
@@ -440,6 +475,10 @@ def _value_lines(report: DataReport) -> list[str]:
     if not report.values:
         return []
     total = sum(row.pixels for row in report.values) or 1
+    if not report.class_names:           # the datasets could not be built: values as stored
+        return ["", "mask values (train + val), as stored:"] + [
+            f"  {row.value:>5} {row.pixels:>13,} {row.pixels / total:>7.2%}"
+            for row in report.values]
     lines = ["", f"mask values in {report.masks_read} masks (train + val): stored -> after "
                  f"the remap"]
     for row in report.values:

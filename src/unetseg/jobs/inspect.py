@@ -2,9 +2,11 @@
 a dataset split with a checkpoint (through `score_split`, as ``unetseg evaluate`` does) and
 inspect that.
 
-Predicted masks are read as the class indices they hold (what ``unetseg predict`` writes);
-the dataset file's value remap and RGB colours describe how the *true* masks are stored, so
-they apply to those only, by the rule training reads masks by
+Predicted masks are read as the class indices they hold (what ``unetseg predict`` writes),
+except that two-class predictions holding only 0 and one other value (saved for viewing, as
+0/255) read that value as class 1, and say so; a value that is no class is refused, naming
+the file. The dataset file's value remap and RGB colours describe how the *true* masks are
+stored, so they apply to those only, by the rule training reads masks by
 (`unetseg.data.build.mask_reading`: 0/255 masks of two classes read 255 as class 1, and say
 so). The output policy (`unetseg.outputs`): refuse, unless ``overwrite``, to replace a report
 in the output folder.
@@ -95,6 +97,30 @@ def _read_prediction(path: Path) -> np.ndarray:
                          f"to the --truth masks only") from error
 
 
+def _prediction_remap(pairs: list[tuple[Path, Path]], class_names: tuple[str, ...],
+                      pred_dir: Path) -> dict[int, int]:
+    """How the predicted masks' stored values become classes: as stored, or ``{v: 1}`` for
+    two-class predictions holding only 0 and v > 1. ValueError naming the first file with a
+    value that is then no class."""
+    first_file: dict[int, Path] = {}
+    for pred_path, _ in pairs:
+        for value in np.unique(_read_prediction(pred_path)).tolist():
+            first_file.setdefault(value, pred_path)
+    stored, c = sorted(first_file), len(class_names)
+    remap = {}
+    if c == 2 and len(stored) == 2 and stored[0] == 0 and stored[1] > 1:
+        remap = {stored[1]: 1}
+        log.info(f"{pred_dir}: predicted masks hold only the values 0 and {stored[1]}: "
+                 f"{stored[1]} is read as class 1 ({class_names[1]})")
+    bad = [value for value in stored if not 0 <= remap.get(value, value) < c]
+    if bad:
+        raise ValueError(f"{first_file[bad[0]]}: predicted value {bad[0]} is not a class "
+                         f"0..{c - 1} ({', '.join(class_names)}); --pred masks hold class "
+                         f"indices, as `unetseg predict` writes them (values found in --pred: "
+                         f"{', '.join(map(str, stored[:10]))})")
+    return remap
+
+
 def _found_labels(pairs: list[tuple[Path, Path]], truth_values: dict[int, int]) -> int:
     """The number of classes when no --classes names them: 2 for true masks of 0 and one other
     value (0/255: what training reads as two classes), else 1 + the largest value in the
@@ -141,11 +167,14 @@ def inspect_folders(
                                  _stored_values(spec, truths), [(t, t) for t in truths])
     for notice in notices:                             # as training says them
         log.info(notice)
+    predicted = DatasetSpec(class_names=spec.class_names, ignore_index=spec.ignore_index,
+                            remap=_prediction_remap(pairs, spec.class_names, Path(pred_dir)))
 
     def read_pair(index: int) -> tuple[np.ndarray, np.ndarray]:
         pred_path, truth_path = pairs[index]
         # Truth as stored, decoded as training reads it (colours, void colour, remap).
-        pred, truth = _read_prediction(pred_path), spec.apply_remap(spec.decode_mask(truth_path))
+        pred = predicted.apply_remap(_read_prediction(pred_path))
+        truth = spec.apply_remap(spec.decode_mask(truth_path))
         if pred.shape != truth.shape:
             raise ValueError(f"{pred_path} is {pred.shape[1]}x{pred.shape[0]} but {truth_path} "
                              f"is {truth.shape[1]}x{truth.shape[0]}; expected the same size")

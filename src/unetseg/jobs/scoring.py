@@ -30,8 +30,10 @@ from ..runtime import Runtime, pick_device
 
 __all__ = ["ScoredSplit", "score_split", "data_with_overrides"]
 
-# The settings that say where a source's files are: reset when another source is asked for.
-SOURCE_SETTINGS = ("root", "val", "spec", "classes", "train_list", "val_list")
+# The settings that say where a source's files are, or what synthetic data draws: reset when
+# another source is asked for (a folder refuses the drawing settings rather than ignore them).
+SOURCE_SETTINGS = ("root", "val", "spec", "classes", "train_list", "val_list", "train_samples",
+                   "val_samples", "foreground")
 
 
 @dataclass
