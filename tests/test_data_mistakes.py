@@ -293,6 +293,22 @@ def test_ignore_colour_marks_void_pixels_of_rgb_masks(tmp_path):
     assert data.spec.ignore_colour == (0, 0, 0)
 
 
+def test_rgb_masks_mostly_ignore_colour_get_a_hint_about_colours_not_a_remap(tmp_path):
+    """Issue 22: the warning said to map 255 to a class with a remap, which RGB masks with an
+    ignore_colour cannot use: the colour is what would become the class."""
+    rgb = np.asarray(COLOURS, np.uint8)[stripes(1, 3)]
+    rgb[:, :6] = 0                                   # half the pixels void (black)
+    save(tmp_path / "images" / "a.png", grey(0, (H, W, 3)))
+    save(tmp_path / "masks" / "a.png", rgb)
+    (tmp_path / "dataset.yaml").write_text(
+        "classes: [road, building]\ncolours: [[128, 64, 128], [128, 0, 0]]\n"
+        "ignore_colour: [0, 0, 0]\n")
+    notices = build_datasets(config(tmp_path, val=str(tmp_path))).notices
+    assert found(notices, r"^50\.0% of the training pixels are ignore_colour \[0, 0, 0\] .*give "
+                          r"it \[0, 0, 0\] in 'colours' instead of ignore_colour$")
+    assert not found(notices, "remap")
+
+
 def test_ignore_colour_of_a_class_is_refused(tmp_path):
     write_pairs(tmp_path, {"a": stripes(1, 2)})
     (tmp_path / "dataset.yaml").write_text(

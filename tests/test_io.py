@@ -50,7 +50,7 @@ def test_training_check_inspect_and_predict_find_the_same_images(tmp_path):
     """Each listed a folder its own way: predict took macOS's ._A.PNG twin for an image."""
     folder = folder_of_everything(tmp_path / "f")
     expected = [folder / name for name in IMAGES]
-    assert expand_inputs([str(folder)]) == expected
+    assert expand_inputs([str(folder)]).images == expected
     assert list(_image_stems(folder).values()) == expected
     assert list(_mask_files(folder, "--truth", predictions=False).values()) == expected
     masks = folder_of_everything(tmp_path / "m")

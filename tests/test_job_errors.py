@@ -249,6 +249,20 @@ def test_a_finished_predict_says_it_was_not_interrupted(three_images, tmp_path, 
     assert len(report.written) == 6
 
 
+def test_predict_counts_the_gif_and_webp_files_it_skips(three_images, tmp_path, monkeypatch):
+    """Issue 22: GIF and WebP inputs in a folder were passed over without a word."""
+    monkeypatch.setattr(predict_job, "predict", predict_sending_ctrl_c(on_call=0, times=0))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(three_images / "anim.gif")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(three_images / "photo.webp")
+    (three_images / ".DS_Store").write_bytes(b"")                    # the OS's, not the user's
+    report = predict_files(PREDICTOR, [str(three_images)], tmp_path / "out",
+                           PredictOptions(progress=False))
+    skipped = json.loads((tmp_path / "out" / "summary.json").read_text())["skipped"]
+    assert skipped == report.skipped
+    assert sorted(skipped) == [str(three_images / "anim.gif"), str(three_images / "photo.webp")]
+    assert all(why.startswith("not an image unetseg reads (.png,") for why in skipped.values())
+
+
 # --- 5. the report says how many images and how much was ignored ---------------------------------
 
 def test_report_states_the_image_count_and_the_ignored_share(tmp_path):

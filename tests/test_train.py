@@ -250,7 +250,8 @@ def test_a_dataset_file_with_one_class_is_refused_before_training(tmp_path, make
             tmp_path / "data" / "masks" / f"{index}.png")
     (tmp_path / "data" / "dataset.yaml").write_text("classes: [membrane]\n")
     config = make_tiny_config(tmp_path / "run")
-    config = replace(config, data=replace(config.data, source=str(tmp_path / "data"), size=16))
+    config = replace(config, data=DataConfig(source=str(tmp_path / "data"), size=16,
+                                             batch_size=config.data.batch_size))
     with pytest.raises(ValueError, match=r"the dataset names 1 class; segmentation needs at "
                                          r"least 2 .*--classes background,membrane"):
         fit(config)

@@ -121,14 +121,23 @@ def test_a_negative_size_is_one_line(tmp_path, capsys):
                                                     "found -64")
 
 
-def test_an_abort_is_one_line_that_says_what_is_kept(tmp_path, capsys, monkeypatch):
+def test_an_abort_is_one_line_that_names_the_run_to_resume(tmp_path, capsys, monkeypatch):
+    """Issue 22: the double-Ctrl-C message said "--resume RUN", not the run's path."""
+    run = tmp_path / "run"
+
     def aborted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "fit", aborted)
-    assert train(tmp_path / "run") == 130
+    assert train(run) == 130
     err = capsys.readouterr().err
-    assert "unetseg train: aborted; the run keeps its last checkpoint" in err
+    assert f"unetseg train: aborted before the first checkpoint; {run} holds nothing" in err
+    run.mkdir()
+    (run / "last.safetensors").write_bytes(b"")
+    assert train(run) == 130
+    err = capsys.readouterr().err
+    assert (f"unetseg train: aborted; {run} keeps its last checkpoint: unetseg train --resume "
+            f"{run} continues from it") in err
     assert "Traceback" not in err
 
 

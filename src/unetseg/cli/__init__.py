@@ -218,9 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as error:
         # predict stops cleanly at the first Ctrl-C and says what it kept; a second Ctrl-C (or
         # one elsewhere) aborts, and the message says what is kept.
-        kept = {"train": "the run keeps its last checkpoint; unetseg train --resume RUN "
-                         "continues from it",
-                "predict": "finished images are written and listed in summary.json"}
+        # (train and predict raise it saying what they kept: the run folder, the images)
+        kept = {"predict": "finished images are written and listed in summary.json"}
         said = str(error) or "aborted" + (f"; {kept[args.command]}" if args.command in kept
                                           else "")
         print(f"\nunetseg {args.command}: {said}", file=sys.stderr)

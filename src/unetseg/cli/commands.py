@@ -119,6 +119,11 @@ def predict_command(args: argparse.Namespace) -> int:
                              max_pixels=args.max_pixels)
     report = predict_files(predictor, args.inputs, args.out, options)
     print(f"wrote {len(report.written)} file(s) and summary.json into {args.out}")
+    if report.skipped:
+        names = ", ".join(Path(path).name for path in list(report.skipped)[:5])
+        more = ", ..." if len(report.skipped) > 5 else ""
+        print(f"skipped {len(report.skipped)} file(s) of the folders given, "
+              f"{next(iter(report.skipped.values()))}: {names}{more}")
     for path, reason in report.failed.items():
         print(f"failed: {path}: {reason}", file=sys.stderr)
     return 1 if report.failed else 0

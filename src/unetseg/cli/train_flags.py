@@ -160,10 +160,20 @@ def train_command(args: argparse.Namespace) -> int:
     main_process = distributed.is_main_process()        # under torchrun, one log
     if recipe_name and main_process:
         print(describe(recipe_name, recipe, config), flush=True)
-    result = fit(config, resume=bool(args.resume), overwrite=args.overwrite)
+    try:
+        result = fit(config, resume=bool(args.resume), overwrite=args.overwrite)
+    except KeyboardInterrupt:                 # a second Ctrl-C: say where the run is kept
+        raise KeyboardInterrupt(_what_an_abort_keeps(Path(config.train.out))) from None
     if main_process:
         print(f"best validation mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
               f"run in {result.run_dir}\n"
               f"(best.safetensors was chosen on these validation images, so their score flatters "
               f"it; `unetseg evaluate` with --split test or --data FOLDER scores held-out data)")
     return 0
+
+
+def _what_an_abort_keeps(run: Path) -> str:
+    if (run / "last.safetensors").is_file():
+        return (f"aborted; {run} keeps its last checkpoint: unetseg train --resume {run} "
+                f"continues from it")
+    return f"aborted before the first checkpoint; {run} holds nothing to resume"

@@ -290,10 +290,17 @@ def _training_warnings(train: FolderDataset) -> list[str]:
     share = train.ignored_pixels / total if total else 0.0
     if share > IGNORED_SHARE_WARNING:
         ignore = spec.ignore_index
-        notes.append(f"{share:.1%} of the training pixels are ignore_index {ignore} ({where}) "
-                     f"and count nowhere; if {ignore} marks a class rather than unlabelled "
-                     f"pixels, name that class and map {ignore} to it in a dataset file "
-                     f"(remap: {{{ignore}: CLASS_INDEX}})")
+        if spec.ignore_colour is not None:         # RGB masks: a colour is what is ignored
+            colour = list(spec.ignore_colour)
+            notes.append(f"{share:.1%} of the training pixels are ignore_colour {colour} "
+                         f"({where}) and count nowhere; if {colour} marks a class rather than "
+                         f"unlabelled pixels, name that class and give it {colour} in "
+                         f"'colours' instead of ignore_colour")
+        else:
+            notes.append(f"{share:.1%} of the training pixels are ignore_index {ignore} "
+                         f"({where}) and count nowhere; if {ignore} marks a class rather than "
+                         f"unlabelled pixels, name that class and map {ignore} to it in a "
+                         f"dataset file (remap: {{{ignore}: CLASS_INDEX}})")
     return notes
 
 

@@ -8,7 +8,8 @@ Inputs are files, folders (their images, not recursing) or glob patterns. For ea
 - ``NAME_probs.npy`` (with ``probs``): float16 (C, H, W) class probabilities;
 
 and ``summary.json`` gathers every image's size and class areas (merged with the entries of
-earlier runs into the same folder), the inputs that failed, and, when the run stopped early,
+earlier runs into the same folder), the inputs that failed, the files of the folders given
+that are not images it reads (``skipped``: a GIF, a WebP), and, when the run stopped early,
 ``"interrupted": true`` with the inputs not reached under ``"remaining"``.
 
 Before anything is written, every planned output is checked: two inputs that would write the
@@ -27,12 +28,19 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from ..data.io import image_header, list_images, no_pixel_limit, read_raw_image
+from ..data.io import (
+    IMAGE_SUFFIXES,
+    JUNK_FILES,
+    image_header,
+    list_images,
+    no_pixel_limit,
+    read_raw_image,
+)
 from ..files import atomic_write_bytes, write_json
 from ..infer import check_options, predict
 from ..interrupts import StopSignals
@@ -41,7 +49,8 @@ from ..outputs import check_output_folder, refuse_existing_outputs
 from ..progress import progress, say
 from ..report.images import overlay, palette_png, png_bytes
 
-__all__ = ["expand_inputs", "output_paths", "PredictOptions", "PredictReport", "predict_files"]
+__all__ = ["Inputs", "expand_inputs", "output_paths", "PredictOptions", "PredictReport",
+           "predict_files"]
 
 # What each of `output_paths`' files is, in its order, for messages.
 OUTPUT_KINDS = ("mask", "overlay", "probabilities")
@@ -76,21 +85,35 @@ class PredictOptions:
                              f"{self.max_pixels}")
 
 
+NOT_READ = f"not an image unetseg reads ({', '.join(IMAGE_SUFFIXES)})"
+
+
 @dataclass
 class PredictReport:
     written: list[Path] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)     # input path -> reason
+    skipped: dict[str, str] = field(default_factory=dict)    # a folder's other file -> why
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Image paths from files, folders and glob patterns, in order, without duplicates. A
-    name that matches nothing is an error, so a typo is not mistaken for an empty folder."""
+class Inputs(NamedTuple):
+    images: list[Path]          # what is predicted, in order
+    skipped: list[Path]         # other files of the folders given (dot-files left out)
+
+
+def expand_inputs(inputs: list[str]) -> Inputs:
+    """Image paths from files, folders and glob patterns, in order, without duplicates, and
+    the folders' files that are not images read (a GIF, a WebP), to be counted rather than
+    passed over in silence. A name that matches nothing is an error, so a typo is not
+    mistaken for an empty folder."""
     found: list[Path] = []
+    skipped: list[Path] = []
     for entry in inputs:
         path = Path(entry)
         if path.is_dir():
-            matches = list_images(path).images
+            matches, others = list_images(path)
+            skipped += [path / name for name in others
+                        if not name.startswith(".") and name.lower() not in JUNK_FILES]
         elif path.is_file():
             matches = [path]
         else:
@@ -99,7 +122,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
             raise ValueError(f"{entry}: no such file, no images in that folder, or no match "
                              f"for the pattern")
         found.extend(matches)
-    return list(dict.fromkeys(found))
+    return Inputs(list(dict.fromkeys(found)), list(dict.fromkeys(skipped)))
 
 
 def output_paths(image: Path, out_dir: Path, probs: bool) -> list[Path]:
@@ -211,6 +234,7 @@ def _write_summary(path: Path, report: PredictReport, remaining: list[Path]) -> 
     """summary.json: this run's entries merged into the earlier ones, the failures, and
     whether the run stopped before ``remaining`` (empty when it finished)."""
     report.summary["failed"] = report.failed
+    report.summary["skipped"] = report.skipped
     report.summary["interrupted"] = bool(remaining)
     report.summary["remaining"] = [str(p) for p in remaining]
     write_json(path, report.summary)
@@ -226,11 +250,11 @@ def predict_files(predictor, inputs: list[str], out_dir: str | Path,
     finished images and summary.json (with ``"interrupted": true``) are written.
     """
     out_dir = check_output_folder(out_dir, "--out")
-    paths = expand_inputs(inputs)
+    paths, skipped = expand_inputs(inputs)
     _check_outputs(paths, out_dir, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path = out_dir / "summary.json"
-    report = PredictReport()
+    report = PredictReport(skipped={str(path): NOT_READ for path in skipped})
     report.summary = (json.loads(summary_path.read_text()) if summary_path.is_file() else {})
     report.summary.setdefault("images", {})
     # Ctrl-C only: a SIGTERM (a pre-empted job) still ends predict at once, as it always has.
