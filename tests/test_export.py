@@ -4,6 +4,9 @@ writes the checkpoint's masks."""
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -30,11 +33,34 @@ def images(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def onnx_model(checkpoint, tmp_path_factory):
+def onnx_export(checkpoint, tmp_path_factory):
+    """The exported file, and what the export wrote to file descriptor 2 (where torch's own
+    log handler writes, whatever sys.stderr is) and warned."""
     pytest.importorskip("onnxruntime")
-    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(out)]) == 0
-    return out
+    folder = tmp_path_factory.mktemp("onnx")
+    out, said = folder / "model.onnx", folder / "stderr.txt"
+    saved_fd = os.dup(2)
+    with open(said, "wb") as capture, warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        os.dup2(capture.fileno(), 2)
+        try:
+            assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(out)]) == 0
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+    return out, said.read_text(), [str(w.message) for w in warned]
+
+
+@pytest.fixture(scope="module")
+def onnx_model(onnx_export):
+    return onnx_export[0]
+
+
+def test_export_says_nothing_of_torchvision_or_deprecations(onnx_export):
+    """Issue 22: every export printed four torchvision lines and a FutureWarning."""
+    _, said, warned = onnx_export
+    assert "torchvision" not in said and "FutureWarning" not in said
+    assert not [message for message in warned if "LeafSpec" in message]
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 64, 64), (2, 3, 37, 53), (1, 3, 100, 17),

@@ -11,7 +11,11 @@ onnx, onnxscript and onnxruntime are an optional extra: ``pip install "unetseg[o
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,23 @@ def _require(module: str):
                          f"'unetseg[onnx]'") from error
 
 
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """torch's ONNX exporter says, on every export, that torchvision is not installed (its
+    detection operators are skipped: a U-Net uses none) and that a pytree class is
+    deprecated: noise a user can do nothing about. Both are hushed for the export only; an
+    error still surfaces."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """Write ``checkpoint`` as an ONNX model with dynamic batch, height and width.
 
@@ -48,10 +69,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, overwrite: bool = False
     batch, height, width = (torch.export.Dim(name) for name in ("batch", "height", "width"))
     with tempfile.TemporaryDirectory() as folder:
         staged = Path(folder) / "model.onnx"
-        torch.onnx.export(segmenter, (example,), str(staged), dynamo=True, opset_version=OPSET,
-                          input_names=["images"], output_names=["logits"],
-                          dynamic_shapes={"images": {0: batch, 2: height, 3: width}},
-                          verbose=False)
+        with _quiet_exporter():
+            torch.onnx.export(segmenter, (example,), str(staged), dynamo=True,
+                              opset_version=OPSET, input_names=["images"],
+                              output_names=["logits"],
+                              dynamic_shapes={"images": {0: batch, 2: height, 3: width}},
+                              verbose=False)
         model = onnx.load(str(staged))
     entry = model.metadata_props.add()
     entry.key = METADATA_KEY
