@@ -81,6 +81,19 @@ def test_an_empty_image_is_refused_naming_the_file(tmp_path):
         read_image(tmp_path / "empty.tif")
 
 
+@pytest.mark.parametrize("header", [b"II*", b"II*\x00\x08", b"MM\x00*\x00\x00"])
+def test_a_tiff_cut_short_in_its_header_is_an_error_naming_the_file(tmp_path, header):
+    """Found by `make fuzz`: tifffile raised struct.error, a traceback, on a header of 3 to 6
+    bytes, from every reader (the header, the size, the image and the mask)."""
+    from unetseg.data.io import image_header, image_size, read_mask
+
+    path = tmp_path / "cut.tif"
+    path.write_bytes(header)
+    for reader in (image_header, image_size, read_image, read_mask):
+        with pytest.raises(ValueError, match=r"cut.tif: cannot be read as an image"):
+            reader(path)
+
+
 def test_a_checkpoint_of_another_class_count_is_refused_on_other_data(tiny_run, tmp_path,
                                                                       capsys):
     _, result = tiny_run

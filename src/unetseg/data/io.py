@@ -14,6 +14,7 @@ grey: alpha carries no image content.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 # Files that operating systems drop into folders; never images, whatever their suffix.
 JUNK_FILES = ("thumbs.db", "desktop.ini")
+# What the decoders raise on a damaged or lying file: Pillow (OSError, SyntaxError for a broken
+# PNG, its decompression-bomb error), tifffile (TiffFileError is a ValueError; a header cut
+# short raises struct.error) and both on arrays that make no sense (IndexError). Each becomes
+# a ValueError naming the file.
+UNREADABLE = (OSError, ValueError, IndexError, SyntaxError, EOFError, struct.error,
+              UnidentifiedImageError, Image.DecompressionBombError)
 # Pillow modes an image keeps as one grey channel (LA too: its alpha is dropped); any other
 # mode (palette, RGBA, CMYK, 1-bit) is read as RGB.
 GREY_MODES = ("L", "LA", "I", "I;16", "F")
@@ -118,8 +125,7 @@ def _read_array(path: Path, keep_modes: tuple[str, ...]) -> np.ndarray:
                 # Grey with alpha is grey: converting it to RGB would triple one channel.
                 return np.asarray(image.getchannel("L"))
             return np.asarray(image if image.mode in keep_modes else image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError, IndexError,
-            Image.DecompressionBombError) as error:
+    except UNREADABLE as error:
         raise ValueError(f"{path}: cannot be read as an image ({error})") from error
 
 
@@ -235,8 +241,7 @@ def image_header(path: str | Path) -> tuple[int, int, int]:
             with Image.open(path) as image:
                 (width, height), mode = image.size, image.mode
                 image.verify()                   # a no-op for formats without checksums
-        except (OSError, SyntaxError, UnidentifiedImageError,
-                Image.DecompressionBombError) as error:
+        except UNREADABLE as error:
             raise ValueError(f"{path}: cannot be read as an image ({error})") from error
         return height, width, 1 if mode in GREY_MODES else 3
     import tifffile
@@ -244,7 +249,7 @@ def image_header(path: str | Path) -> tuple[int, int, int]:
     try:
         with tifffile.TiffFile(path) as tif:
             shape = tuple(tif.series[0].shape)        # what tifffile.imread returns
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as error:
+    except UNREADABLE as error:
         raise ValueError(f"{path}: cannot be read as an image ({error})") from error
     if len(shape) == 2:
         return shape[0], shape[1], 1
@@ -262,12 +267,12 @@ def image_size(path: str | Path) -> tuple[int, int]:
         try:
             with tifffile.TiffFile(path) as tif:
                 shape = tif.pages[0].shape
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as error:
+        except UNREADABLE as error:
             raise ValueError(f"{path}: cannot be read as an image ({error})") from error
         return int(shape[0]), int(shape[1])
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+    except UNREADABLE as error:
         raise ValueError(f"{path}: cannot be read as an image ({error})") from error
     return height, width
