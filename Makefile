@@ -16,11 +16,15 @@ demo: $(STAMP)
 # pyproject.toml), then the suite. The HTML report is checked in headless Chromium; where
 # apt-get cannot install it (no root, no Debian), that one test says why it is skipped.
 # `make test PYTEST_ARGS="-m 'not slow'"` leaves out the slow tests.
+# The suite runs in one pytest-xdist worker per core, at most 4, each torch process on one
+# thread (two processes of two threads each on two cores spin); `make test PYTEST_WORKERS=`
+# runs it in one process.
+PYTEST_WORKERS ?= -n auto --maxprocesses 4 --dist worksteal
 test: $(STAMP) docs
 	$(BIN)/ruff check src tests benchmarks experiments
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq \
 		chromium) >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 	@if [ -x $(EXP)/bin/python ]; then \
 		echo "== the tests that need smp, in $(EXP)"; \
 		$(EXP)/bin/python -m pytest -m smp; \
