@@ -14,8 +14,8 @@ from PIL import Image
 from unetseg.cli import main
 from unetseg.data.io import read_image
 
-TINY = ["--size", "16", "--base", "4", "--batch-size", "2", "--epochs", "1", "--quiet",
-        "--no-augment"]
+TINY = ["--plan", "none", "--size", "16", "--base", "4", "--batch-size", "2", "--epochs", "1",
+        "--quiet", "--no-augment"]
 
 
 def dataset(root, bad: bool = True):

@@ -39,7 +39,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
     return dict(action.choices)
 
 
-COMMANDS = ["train", "evaluate", "predict", "export", "inspect", "check", "pick", "demo"]
+COMMANDS = ["train", "evaluate", "predict", "export", "inspect", "check", "plan", "pick", "demo"]
 
 
 def test_every_command_is_there():

@@ -605,6 +605,41 @@ def test_same_seed_gives_the_same_augmentation_and_other_seeds_differ():
     assert differ >= 18
 
 
+@pytest.mark.parametrize("share", [0.0, 1 / 3, 0.8])
+def test_focused_crops_hold_a_rare_object_at_the_share_asked_for(share):
+    """A 4 x 4 object in a 400 x 400 image: a uniform 64-pixel crop holds it in about 0.3% of
+    draws, so the crops holding it are, within sampling error, the focused ones. Image and mask
+    still move together."""
+    mask = np.zeros((400, 400), np.int64)
+    mask[10:14, 380:384] = 1
+    image = np.repeat((mask == 1)[..., None], 3, axis=2).astype(np.float32)
+    transform = TrainTransform(64, scale=(1.0, 1.0), jitter=0, focus=(1,), focus_share=share)
+    draws = 600
+    holding = 0
+    for seed in range(draws):
+        out_image, out_mask = transform(image, mask, seed)
+        assert np.array_equal(out_image[..., 0] == 1, out_mask == 1)
+        holding += bool((out_mask == 1).any())
+    spread = 3 * (share * (1 - share) / draws) ** 0.5 + 0.01      # 3 sigma, and the 0.3%
+    assert abs(holding / draws - share) <= spread
+
+
+def test_focus_classes_must_be_classes_of_the_data(tmp_path):
+    root = tmp_path / "d"
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(np.eye(8, dtype=np.uint8)).save(root / "masks" / f"{i}.png")
+    config = DataConfig(source=str(root), classes="a,b", size=8, focus_classes="b,c",
+                        focus_share=0.5)
+    with pytest.raises(ValueError, match=r"--focus-classes b,c: c is not a class of this "
+                                         r"dataset \(a, b\)"):
+        build_datasets(config)
+    with pytest.raises(ValueError, match="--focus-share 0.5 needs --focus-classes"):
+        DataConfig(source=str(root), classes="a,b", focus_share=0.5)
+
+
 def test_flips_and_turns_move_image_and_mask_together():
     rng = np.random.default_rng(2)
     image = rng.uniform(0, 1, (32, 32, 3)).astype(np.float32)

@@ -55,8 +55,9 @@ def test_a_users_own_config_yaml_is_not_taken_for_an_unstarted_run(tmp_path, cap
 def test_a_run_folder_inside_the_masks_folder_is_refused(tmp_path, capsys, make_box_folder):
     data = make_box_folder(tmp_path / "data", 6)
     out = data / "masks" / "run"
-    assert main(["train", "--data", str(data), "--size", "16", "--batch-size", "2", "--base",
-                 "4", "--epochs", "1", "--quiet", "--out", str(out)]) == 2
+    assert main(["train", "--data", str(data), "--plan", "none", "--size", "16",
+                 "--batch-size", "2", "--base", "4", "--epochs", "1", "--quiet", "--out",
+                 str(out)]) == 2
     assert "is inside the data folder" in capsys.readouterr().err
     assert not out.exists()
 
@@ -212,7 +213,7 @@ def test_resume_does_not_depend_on_how_or_where_the_data_path_was_typed(
     paths absolute and compares them resolved."""
     make_box_folder(tmp_path / "project" / "data", 6)
     monkeypatch.chdir(tmp_path / "project")
-    flags = ["--size", "16", "--batch-size", "2", "--base", "4", "--quiet"]
+    flags = ["--plan", "none", "--size", "16", "--batch-size", "2", "--base", "4", "--quiet"]
     assert main(["train", "--data", "data", "--epochs", "1", "--out", "run", *flags]) == 0
     recorded = yaml.safe_load((tmp_path / "project" / "run" / "config.yaml").read_text())
     assert recorded["data"]["source"] == str(tmp_path / "project" / "data")
@@ -231,7 +232,7 @@ def test_resume_after_the_data_folder_changed_is_refused_unless_data_changed_ok(
     change is named and refused; `--data-changed ok` continues and records it."""
     data = make_box_folder(tmp_path / "data", 5)
     run = tmp_path / "run"
-    flags = ["--size", "16", "--batch-size", "2", "--base", "4", "--quiet"]
+    flags = ["--plan", "none", "--size", "16", "--batch-size", "2", "--base", "4", "--quiet"]
     assert main(["train", "--data", str(data), "--epochs", "1", "--out", str(run),
                  *flags]) == 0
     more = make_box_folder(tmp_path / "more", 3)
@@ -260,8 +261,9 @@ def test_evaluate_on_a_folder_without_a_dataset_file_reads_masks_as_the_run_did(
         Image.fromarray(np.where(mask == 1, 0, 255).astype(np.uint8)).save(mask_path)
     (data / "dataset.yaml").write_text("classes: [background, box]\nremap: {255: 0, 0: 1}\n")
     run = tmp_path / "run"
-    assert main(["train", "--data", str(data), "--size", "16", "--batch-size", "2", "--base",
-                 "4", "--epochs", "1", "--quiet", "--out", str(run)]) == 0
+    assert main(["train", "--data", str(data), "--plan", "none", "--size", "16",
+                 "--batch-size", "2", "--base", "4", "--epochs", "1", "--quiet", "--out",
+                 str(run)]) == 0
     plain = tmp_path / "plain"
     shutil.copytree(data, plain)
     (plain / "dataset.yaml").unlink()

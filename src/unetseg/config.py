@@ -120,6 +120,11 @@ class DataConfig:
     foreground: float = option(0.05, "share of object pixels per image for --data binary")
     augment: bool = option(True, "train without augmentation (default: random scale, crop, "
                            "flips, rotations, brightness/contrast)", flag="--no-augment")
+    focus_classes: tuple[str, ...] | None = option(None, "comma-separated classes that a "
+                                                   "share of the crops is centred on (rare "
+                                                   "or small ones; see --focus-share)")
+    focus_share: float = option(0.0, "share of the training crops centred on a pixel of a "
+                                "--focus-classes class (0 = every crop placed uniformly)")
     scale_min: float = option(0.5, "smallest random rescale before cropping")
     scale_max: float = option(2.0, "largest random rescale before cropping")
     seed: int = option(0, "seed of the data: synthetic draws, the train/val split and the "
@@ -132,10 +137,11 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _typed_fields(self)
-        if isinstance(self.classes, str):          # "a, b" from a flag or a YAML string
-            object.__setattr__(self, "classes",
-                               tuple(name.strip() for name in self.classes.split(",")))
-        for name in ("classes", "mean", "std"):
+        for name in ("classes", "focus_classes"):    # "a, b" from a flag or a YAML string
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, tuple(part.strip()
+                                                     for part in getattr(self, name).split(",")))
+        for name in ("classes", "focus_classes", "mean", "std"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         _require(self, "source", isinstance(self.source, str) and self.source.strip() != "",
@@ -150,6 +156,10 @@ class DataConfig:
                  "a whole number >= 0")
         _require(self, "val_ratio", 0.0 < self.val_ratio < 1.0, "between 0 and 1")
         _require(self, "foreground", 0.0 < self.foreground < 1.0, "between 0 and 1")
+        _require(self, "focus_share", 0.0 <= self.focus_share <= 1.0, "between 0 and 1")
+        if self.focus_share and not self.focus_classes:
+            raise ValueError(f"--focus-share {self.focus_share} needs --focus-classes, the "
+                             f"classes to centre crops on")
         _require(self, "scale_min", 0.0 < self.scale_min <= self.scale_max,
                  f"> 0 and <= --scale-max ({self.scale_max})")
         if (self.mean is None) != (self.std is None) or (
@@ -165,7 +175,8 @@ class DataConfig:
         """Options another kind of source would use are refused rather than ignored."""
         drawn = ("train_samples", "val_samples", "foreground")    # what synthetic data draws
         if self.source in SYNTHETIC_SOURCES:
-            unused = ("root", "val", "spec", "classes", "train_list", "val_list")
+            unused = ("root", "val", "spec", "classes", "train_list", "val_list",
+                      "focus_classes", "focus_share")
             if self.source != "binary":
                 unused += ("foreground",)
         elif self.source in PRESET_SOURCES:
@@ -348,7 +359,7 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # config.yaml also records what training found and chose: the data check (class shares,
 # ignored share, notices) and the runtime (the precision measured fastest). Written by
 # training, skipped when the file is read back as a configuration.
-RECORD_SECTIONS = ("data_check", "runtime")
+RECORD_SECTIONS = ("data_check", "runtime", "plan")
 
 
 @dataclass(frozen=True)

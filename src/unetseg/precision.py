@@ -109,31 +109,38 @@ def _input_channels(model: Network) -> int:
 
 
 def measure_step(model: Network, batch: int, size: int, precision: str,
-                 channels_last: bool = True) -> Callable[[], float]:
+                 channels_last: bool = True,
+                 device: torch.device | None = None) -> Callable[[], float]:
     """A function that runs one training step (forward, CE + Dice, backward, AdamW) at these
-    shapes under ``precision`` and returns its seconds: of a fresh network for a configuration, of
-    a copy of a module (so the measurement never changes the caller's weights)."""
+    shapes under ``precision`` on ``device`` (the CPU by default) and returns its seconds: of a
+    fresh network for a configuration, of a copy of a module (so the measurement never changes
+    the caller's weights)."""
     torch.manual_seed(0)
+    device = device or torch.device("cpu")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     network = (copy.deepcopy(model) if isinstance(model, nn.Module)
-               else build_model(model)).train().to(memory_format=memory_format)
+               else build_model(model)).train().to(device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
-    images = torch.rand(batch, _input_channels(model), size, size).contiguous(
+    images = torch.rand(batch, _input_channels(model), size, size, device=device).contiguous(
         memory_format=memory_format)
-    device = torch.device("cpu")
     loss_fn = CEDiceLoss()
 
+    def finished() -> float:
+        if device.type == "cuda":                # kernels run asynchronously: wait for them
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
     def step() -> float:
-        start = time.perf_counter()
+        start = finished()
         with autocast(device, precision):
             logits = network(images)
         classes = logits.shape[1]
-        masks = torch.randint(0, max(classes, 2), (batch, size, size))
+        masks = torch.randint(0, max(classes, 2), (batch, size, size), device=device)
         loss = (loss_fn(logits.float(), masks) if classes > 1 else logits.float().mean())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return time.perf_counter() - start
+        return finished() - start
 
     return step
 

@@ -78,11 +78,14 @@ class FitResult:
     best_epoch: int
 
 
-def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> FitResult:
+def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
+        plan: dict | None = None) -> FitResult:
     """Train a U-Net as ``config`` says; with ``resume``, continue the run in ``config.train.out``
     from its ``last.safetensors`` (model, optimiser, schedule, scaler, RNG, progress, history),
     refusing settings a resumed run may not change (`unetseg.config.check_resume_changes`).
-    A new run refuses an ``out`` folder that holds files unless ``overwrite``.
+    A new run refuses an ``out`` folder that holds files unless ``overwrite``. ``plan`` is the
+    record of the plan the settings came from (`unetseg.planner.Plan.record`), kept in
+    config.yaml and every checkpoint; a resumed run keeps its own and never plans again.
 
     Logs through `logging` (the ``unetseg`` logger; the CLI prints it, rank 0 only) and
     changes no process-wide setting: the CLI tunes the allocator (`allocator.tune_malloc`).
@@ -117,8 +120,10 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
         follow_schedule(parts.scheduler)
         # A resumed run may run longer now; the data check's findings and the precision chosen
         # are recorded beside the settings.
-        run_dir.write_config(config.to_yaml({"data_check": data.summary,
-                                             "runtime": parts.precision.to_dict()}))
+        if resume:
+            plan = run_dir.record("plan")
+        records = {"data_check": data.summary, "runtime": parts.precision.to_dict()}
+        run_dir.write_config(config.to_yaml({**records, "plan": plan} if plan else records))
         if cfg.tensorboard:
             run_dir.open_tensorboard()
         if length.finished(done.step):
@@ -164,7 +169,8 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                         _read(counts, tally, done, cfg)
                         clock.tick()
                         state.tally = tally
-                        run_dir.save_resume(parts.model, _metadata(config, data, parts, state),
+                        run_dir.save_resume(parts.model,
+                                            _metadata(config, data, parts, state, plan),
                                             parts.optimizer, _resume_tensors(tally))
                     if stopping and unfinished:
                         raise stop.interrupted(run_dir.path, f"{title}, batch {done.batch}")
@@ -191,10 +197,10 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False) -> Fit
                 # The resume checkpoint goes last: it is the commit point. Killed before it,
                 # the epoch is redone and best and the logs are rewritten.
                 if improved:
-                    run_dir.save_best(parts.model, _metadata(config, data, parts, state))
+                    run_dir.save_best(parts.model, _metadata(config, data, parts, state, plan))
                 run_dir.write_logs(state.history, spec.class_names)
                 run_dir.log_tensorboard(row, spec.class_names)
-                run_dir.save_resume(parts.model, _metadata(config, data, parts, state),
+                run_dir.save_resume(parts.model, _metadata(config, data, parts, state, plan),
                                     parts.optimizer, _resume_tensors(None))
                 skipped = (f"  ({done.skipped} non-finite steps skipped so far)"
                            if done.skipped else "")
@@ -432,8 +438,9 @@ def _time_note(seconds: float, length: RunLength, done: Progress) -> str:
 
 
 def _metadata(config: RunConfig, data: Datasets, parts: TrainingParts,
-              state: RunState) -> dict:
-    """What a checkpoint records beside the weights: enough to predict, score and resume."""
+              state: RunState, plan: dict | None) -> dict:
+    """What a checkpoint records beside the weights: enough to predict, score and resume, and
+    the plan the settings came from (None without one)."""
     spec, weights = data.spec, parts.class_weights
     return {"class_names": list(spec.class_names),
             "colours": [list(c) for c in spec.colours],
@@ -446,6 +453,7 @@ def _metadata(config: RunConfig, data: Datasets, parts: TrainingParts,
             "channels_last": config.train.channels_last,
             "run_config": config.to_dict(),
             "data_check": data.summary,
+            "plan": plan,
             "training": {**state.to_json(), "scheduler": parts.scheduler.state_dict(),
                          "scaler": (parts.scaler.state_dict() if parts.scaler.is_enabled()
                                     else None)}}

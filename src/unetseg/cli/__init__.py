@@ -18,11 +18,13 @@ import sys
 
 from .commands import (
     CHECK_FIELDS,
+    PLAN_FIELDS,
     check_command,
     demo_command,
     evaluate_command,
     export_command,
     inspect_command,
+    plan_command,
     predict_command,
 )
 from .pick_dialogue import add_pick_arguments, run_pick
@@ -31,7 +33,8 @@ from .train_flags import add_config_flags, add_train_flags, config_from_args, tr
 __all__ = ["main", "build_parser", "config_from_args", "add_pick_arguments", "run_pick"]
 
 # Commands whose work is numerical, for which the allocator is tuned (see tune_malloc).
-COMPUTE_COMMANDS = ("train", "evaluate", "predict", "inspect", "export", "demo", "check")
+COMPUTE_COMMANDS = ("train", "evaluate", "predict", "inspect", "export", "demo", "check",
+                    "plan")
 
 
 # --- the parser ---------------------------------------------------------------------------------
@@ -147,6 +150,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     check.add_argument("--quiet", action="store_true", help="no progress bars "
                                                             "(default: shown)")
     check.set_defaults(run=check_command)
+
+    plan = commands.add_parser("plan", help="plan a training configuration from the data, "
+                                            "this machine and a time budget, each decision "
+                                            "with its reason")
+    plan.add_argument("data", help="a folder with images/ and masks/ (or train/ and val/), "
+                                   "camvid or isbi (default: none, required)")
+    if command in (None, "plan"):
+        add_config_flags(plan, "data", PLAN_FIELDS)
+    plan.add_argument("--time-budget", type=float, metavar="MIN",
+                      help="minutes of training to plan for (default: 15)")
+    plan.add_argument("--device", help="where the steps are timed and the run will train: "
+                                       "cpu, cuda, ... (default: cpu)")
+    plan.add_argument("--out", metavar="FILE", help="also write the plan as a --config file "
+                                                    "for unetseg train (default: none)")
+    plan.add_argument("--overwrite", action="store_true",
+                      help="replace an existing --out file (default: refuse)")
+    plan.add_argument("--quiet", action="store_true", help="no progress bars "
+                                                           "(default: shown)")
+    plan.set_defaults(run=plan_command)
 
     pick = commands.add_parser("pick", help="which segmentation task and architecture fit your "
                                             "problem (asks what the flags leave out)")

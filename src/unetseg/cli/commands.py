@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["evaluate_command", "inspect_command", "demo_command", "check_command",
-           "predict_command", "export_command", "CHECK_FIELDS"]
+           "predict_command", "export_command", "plan_command", "CHECK_FIELDS", "PLAN_FIELDS"]
 
 
 def _print_evaluation(evaluation, class_names, images: int, split: str) -> None:
@@ -90,6 +90,8 @@ def demo_command(args: argparse.Namespace) -> int:
 # The data flags of `unetseg check`: where the data is and how it splits, as in `train`.
 CHECK_FIELDS = ("root", "val", "spec", "classes", "val_ratio", "train_list", "val_list", "seed",
                 "skip_bad")
+# `unetseg plan` reads the data as `check` does, but a plan of a folder with bad pairs is none.
+PLAN_FIELDS = tuple(name for name in CHECK_FIELDS if name != "skip_bad")
 
 
 def check_command(args: argparse.Namespace) -> int:
@@ -134,4 +136,26 @@ def export_command(args: argparse.Namespace) -> int:
 
     path = export_onnx(args.checkpoint, args.out, overwrite=args.overwrite)
     print(f"wrote {path}")
+    return 0
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..config import DataConfig, RunConfig
+    from ..jobs.plan import plan_data, write_plan
+
+    settings = {name: getattr(args, f"data.{name}") for name in PLAN_FIELDS
+                if hasattr(args, f"data.{name}")}
+    config = RunConfig(data=DataConfig(source=args.data, **settings))
+    if args.out:                         # refused before the data is read and timed
+        from ..outputs import claim_file
+
+        claim_file(args.out, args.overwrite, "--out")
+    device = torch.device(args.device) if args.device else torch.device("cpu")
+    plan = plan_data(config, args.time_budget, device, progress=not args.quiet)
+    print(plan.table())
+    if args.out:
+        path = write_plan(plan, config, args.out, overwrite=args.overwrite)
+        print(f"wrote {path}: unetseg train --config {path} trains it")
     return 0

@@ -6,6 +6,7 @@ torchrun for ``--nproc``."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -27,6 +28,12 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
                         "model fastest on a kind of data (unetseg.recipes): auto = the data's "
                         "own (isbi and camvid have one), none = the classic defaults, or a name; a "
                         "--config file and flags given override it (default: auto)")
+    parser.add_argument("--plan", default="auto", metavar="auto|none|FILE", help="plan the "
+                        "configuration of a folder's run from its data, this machine and "
+                        "--time-budget (unetseg plan: every decision with its reason), or use "
+                        "a plan file that `unetseg plan --out` wrote; none = the classic "
+                        "defaults. A recipe (--recipe, or --data camvid/isbi) is used instead; "
+                        "a --config file and flags override single decisions (default: auto)")
     parser.add_argument("--nproc", type=int, default=1, help="train with this many processes "
                         "on this machine through torchrun (DDP; gloo on CPU, NCCL on GPUs); "
                         "--batch-size stays the global batch (default: 1)")
@@ -79,8 +86,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _configure(args: argparse.Namespace):
-    """`config_from_args`'s configuration, with the recipe it started from: ``(config, recipe
-    name or None, recipe settings)``; no recipe when resuming (the run's own file is the base)."""
+    """`config_from_args`'s configuration, with the recipe or the plan it started from:
+    ``(config, recipe name or None, recipe settings, plan or None)``; neither when resuming
+    (the run's own file is the base, and its plan is never made again)."""
     from ..config import RunConfig, layered_settings
     from ..rundir import load_run_config
 
@@ -92,8 +100,10 @@ def _configure(args: argparse.Namespace):
     if not getattr(args, "resume", None):
         from_file = _file_settings(args)
         recipe_name, recipe = chosen_recipe(args, from_file)
-        values = layered_settings(recipe, from_file, flags)
-        return RunConfig.from_dict(values), recipe_name, recipe
+        plan = None if recipe_name else _plan(args, from_file, flags)
+        base = plan.settings() if plan else recipe
+        values = layered_settings(base, from_file, flags)
+        return RunConfig.from_dict(values), recipe_name, recipe, plan
     run = Path(args.resume)
     recorded = load_run_config(run)
     given_out = flags.get("train", {}).get("out")
@@ -101,7 +111,42 @@ def _configure(args: argparse.Namespace):
         raise ValueError(f"--out {given_out} and --resume {run} name different runs; drop --out")
     values = layered_settings({}, recorded.to_dict(), flags)     # no recipe: the run's own
     values["train"]["out"] = args.resume
-    return RunConfig.from_dict(values), None, {}     # `fit` checks what may change
+    return RunConfig.from_dict(values), None, {}, None     # `fit` checks what may change
+
+
+# How `train --nproc N` hands its plan to the ranks torchrun starts: made once, before the
+# relaunch, so that every rank trains the same configuration.
+PLAN_VARIABLE = "UNETSEG_PLAN"
+
+
+def _plan(args: argparse.Namespace, from_file: dict, flags: dict):
+    """The plan under the file's and the flags' settings (`--plan`), or None: ``none``, or
+    data that cannot be planned (built-in data, another architecture)."""
+    import json
+
+    from .. import distributed
+    from ..config import PRESET_SOURCES, RunConfig, layered_settings
+    from ..planner import Plan
+    from ..runtime import pick_device
+
+    choice = getattr(args, "plan", "none")
+    if choice == "none":
+        return None
+    if distributed.launched_by_torchrun() and os.environ.get(PLAN_VARIABLE):
+        return Plan.from_record(json.loads(os.environ[PLAN_VARIABLE]))      # --nproc's plan
+    if choice != "auto":
+        return Plan.from_file(choice)
+    from ..jobs.plan import plan_data, plannable
+
+    given = RunConfig.from_dict(layered_settings({}, from_file, flags))
+    if plannable(given) or given.data.source in PRESET_SOURCES:
+        return None            # a preset has its recipe; --recipe none is the classic defaults
+    if distributed.launched_by_torchrun():
+        raise ValueError("--plan auto under torchrun: each rank would time the machine and "
+                         "could plan differently; plan once (unetseg plan DATA --out "
+                         "plan.yaml) and pass --plan plan.yaml, or use unetseg train --nproc N")
+    return plan_data(given, given.train.time_budget or None, pick_device(given.train.device),
+                     progress=given.train.progress)
 
 
 def _file_settings(args: argparse.Namespace) -> dict:
@@ -155,13 +200,19 @@ def train_command(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise ValueError(f"--nproc must be a whole number >= 1, found {args.nproc}")
     if args.nproc > 1 and not distributed.launched_by_torchrun():
+        plan = _configure(args)[3]               # planned once, here, for every rank
+        if plan is not None:
+            os.environ[PLAN_VARIABLE] = json.dumps(plan.record())
         return _relaunch_with_torchrun(args.nproc, args.argv)
-    config, recipe_name, recipe = _configure(args)
+    config, recipe_name, recipe, plan = _configure(args)
     main_process = distributed.is_main_process()        # under torchrun, one log
     if recipe_name and main_process:
         print(describe(recipe_name, recipe, config), flush=True)
+    if plan is not None and main_process:
+        print(plan.table(replaced=_replaced(plan, config)), flush=True)
     try:
-        result = fit(config, resume=bool(args.resume), overwrite=args.overwrite)
+        result = fit(config, resume=bool(args.resume), overwrite=args.overwrite,
+                     plan=plan.record() if plan else None)
     except KeyboardInterrupt:                 # a second Ctrl-C: say where the run is kept
         raise KeyboardInterrupt(_what_an_abort_keeps(Path(config.train.out))) from None
     if main_process:
@@ -177,3 +228,16 @@ def _what_an_abort_keeps(run: Path) -> str:
         return (f"aborted; {run} keeps its last checkpoint: unetseg train --resume {run} "
                 f"continues from it")
     return f"aborted before the first checkpoint; {run} holds nothing to resume"
+
+
+def _replaced(plan, config) -> dict:
+    """The plan's decisions a --config file or a flag replaced: setting -> the value used."""
+    values = config.to_dict()
+    used = {}
+    for decision in plan.decisions:
+        section, name = decision.setting.split(".")
+        value = values[section][name]
+        planned = list(decision.value) if isinstance(decision.value, tuple) else decision.value
+        if value != planned:
+            used[decision.setting] = value
+    return used

@@ -367,6 +367,16 @@ def _check_rescale_applies(scale_min: float, items) -> None:
                      f"--no-augment")
 
 
+def _focus(config: DataConfig, spec: DatasetSpec) -> tuple[int, ...]:
+    """The class indices of ``--focus-classes``, refusing a name the dataset does not have."""
+    names = config.focus_classes or ()
+    unknown = [name for name in names if name not in spec.class_names]
+    if unknown:
+        raise ValueError(f"--focus-classes {','.join(names)}: {', '.join(unknown)} is not a "
+                         f"class of this dataset ({', '.join(spec.class_names)})")
+    return tuple(spec.class_names.index(name) for name in names)
+
+
 def build_datasets(config: DataConfig) -> Datasets:
     """Train and validation datasets with normalisation from the training set (or the config),
     and the notices a user must read before training on them (`Datasets`)."""
@@ -383,7 +393,8 @@ def build_datasets(config: DataConfig) -> Datasets:
     if config.augment:
         _check_rescale_applies(config.scale_min, scans[0].items)
     transform = TrainTransform(config.size, (config.scale_min, config.scale_max),
-                               spec.ignore_index) if config.augment else None
+                               spec.ignore_index, focus=_focus(config, spec),
+                               focus_share=config.focus_share) if config.augment else None
     train = FolderDataset(scans[0], spec, transform, seed=config.seed, skip_bad=config.skip_bad)
     val = FolderDataset(scans[1], spec, skip_bad=config.skip_bad)
     if val.in_channels != train.in_channels:

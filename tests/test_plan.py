@@ -1,0 +1,128 @@
+"""`unetseg plan` and planned training (`unetseg.jobs.plan`, ``train --plan``): the plan is
+printed with its reasons, written as a --config file that trains, recorded in config.yaml and
+every checkpoint, overridden decision by decision, and never made again on --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+import unetseg.jobs.plan as plan_job
+from unetseg.checkpoint import read_metadata
+from unetseg.cli import main
+from unetseg.planner import Plan
+
+# Seconds a step: a stand-in for the machine, so the plan does not depend on its load.
+FAST = 0.01
+
+
+@pytest.fixture(autouse=True)
+def steady_machine(monkeypatch):
+    monkeypatch.setattr(plan_job, "measured_step_seconds",
+                        lambda model, crop, batch, device=None: FAST * (model.base / 16) ** 2)
+
+
+@pytest.fixture
+def data(tmp_path, make_box_folder):
+    return make_box_folder(tmp_path / "data", 8, size=(48, 64))
+
+
+SHORT = ["--max-steps", "2", "--val-every", "1", "--quiet", "--precision", "fp32"]
+
+
+def test_plan_prints_each_decision_with_its_reason_and_writes_a_config_that_trains(
+        data, tmp_path, capsys):
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", str(data), "--time-budget", "5", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "plan for 5 minutes" in text and "--size 48" in text
+    assert "capped at the median image side; median image 48 x 64" in text
+    written = yaml.safe_load(out.read_text())
+    assert written["data"]["source"] == str(data) and written["data"]["size"] == 48
+    assert written["train"]["time_budget"] == 5.0
+    assert written["plan"]["fingerprint"]["images"] == 6           # the training split only
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(out), *SHORT, "--out", str(run)]) == 0
+    used = yaml.safe_load((run / "config.yaml").read_text())
+    assert used["data"]["size"] == 48 and used["model"]["upsample"] == "transpose"
+
+
+def test_plan_refuses_an_existing_out_file_before_reading_the_data(data, tmp_path, capsys):
+    out = tmp_path / "plan.yaml"
+    out.write_text("mine")
+    assert main(["plan", str(data), "--out", str(out), "--quiet"]) == 2
+    assert "exists" in capsys.readouterr().err and out.read_text() == "mine"
+
+
+def test_plan_of_built_in_data_is_one_line(capsys):
+    assert main(["plan", "synthetic", "--quiet"]) == 2
+    assert "there are no masks to plan from" in capsys.readouterr().err
+
+
+def test_train_on_a_folder_plans_by_default_and_records_the_plan(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--size", "32", *SHORT, "--out", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert "plan for 15 minutes" in text
+    assert "--size 48" in text and "[replaced: 32]" in text          # the flag wins, and says so
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert recorded["data"]["size"] == 32 and recorded["model"]["upsample"] == "transpose"
+    assert recorded["plan"]["decisions"][0]["setting"] == "data.size"
+    metadata = read_metadata(run / "last.safetensors")
+    assert Plan.from_record(metadata["plan"]).decisions == Plan.from_record(
+        recorded["plan"]).decisions
+
+
+def test_plan_none_trains_the_classic_configuration(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--plan", "none", *SHORT, "--out",
+                 str(run)]) == 0
+    assert "plan for" not in capsys.readouterr().out
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert recorded["model"]["upsample"] == "bilinear" and "plan" not in recorded
+
+
+def test_resume_keeps_the_recorded_plan_and_never_plans_again(data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), *SHORT, "--out", str(run)]) == 0
+    before = yaml.safe_load((run / "config.yaml").read_text())["plan"]
+    monkeypatch.setattr(plan_job, "plan_data", lambda *a, **k: pytest.fail("planned again"))
+    assert main(["train", "--resume", str(run), "--max-steps", "3"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["plan"] == before
+
+
+def test_a_plan_file_is_a_plan_layer_under_the_flags(data, tmp_path):
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", str(data), "--out", str(out), "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--plan", str(out), "--base", "4", *SHORT,
+                 "--out", str(run)]) == 0
+    used = yaml.safe_load((run / "config.yaml").read_text())
+    assert used["model"]["base"] == 4 and used["data"]["size"] == 48
+    assert main(["train", "--data", str(data), "--plan", str(tmp_path / "none.yaml"),
+                 "--out", str(tmp_path / "r2")]) == 2
+
+
+def test_nproc_plans_once_and_every_rank_trains_that_plan(data, tmp_path, monkeypatch):
+    """The parent plans before torchrun starts the ranks and hands the plan on in the
+    environment; a rank uses it and never times the machine itself (ranks timing at once
+    could choose differently)."""
+    import unetseg.cli.train_flags as train_flags
+    from unetseg.cli import build_parser
+    from unetseg.cli.train_flags import PLAN_VARIABLE, config_from_args
+
+    monkeypatch.delenv(PLAN_VARIABLE, raising=False)
+    monkeypatch.setattr(train_flags, "_relaunch_with_torchrun", lambda nproc, argv: 0)
+    rank = ["train", "--data", str(data), "--quiet", "--out", str(tmp_path / "run")]
+    assert main([*rank, "--nproc", "2"]) == 0
+    handed = Plan.from_record(json.loads(os.environ[PLAN_VARIABLE]))
+    monkeypatch.setattr(plan_job, "plan_data", lambda *a, **k: pytest.fail("a rank planned"))
+    monkeypatch.setenv("WORLD_SIZE", "2")                   # as torchrun starts a rank
+    config = config_from_args(build_parser("train").parse_args(rank))
+    assert config.data.size == handed.settings()["data"]["size"]
+    monkeypatch.delenv(PLAN_VARIABLE)
+    with pytest.raises(ValueError, match="--plan auto under torchrun"):
+        config_from_args(build_parser("train").parse_args(rank))
