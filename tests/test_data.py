@@ -932,3 +932,25 @@ def test_a_rescale_below_one_pixel_is_refused_naming_the_smallest_image(tmp_path
                                          r"or --no-augment"):
         build_datasets(config)
     assert len(build_datasets(replace(config, augment=False)).train) == 5
+
+
+def test_a_train_and_test_layout_validates_on_part_of_train_and_keeps_test_aside(
+        tmp_path, make_box_folder):
+    """DRIVE's and the horses' layout: train/ and test/, no val/. Validation (what chooses the
+    checkpoint) is carved from train/ by --val-ratio; test/ is only ever scored, by --split
+    test, and is what evaluate scores when another run's folder of this layout is given."""
+    root = tmp_path / "d"
+    make_box_folder(root / "train", 10)
+    make_box_folder(root / "test", 3, seed=7)
+    (root / "dataset.yaml").write_text("classes: [background, box]\n")
+    config = DataConfig(source=str(root), size=16, val_ratio=0.2)
+    data = build_datasets(config)
+    names = {p[0].name for p in data.train.pairs} | {p[0].name for p in data.val.pairs}
+    assert (len(data.train), len(data.val)) == (8, 2) and len(names) == 10
+    assert all(p[0].parent == root / "train" / "images" for p in data.train.pairs + data.val.pairs)
+    test, _ = build_eval_dataset(config, data.mean, data.std, split="test")
+    assert [p[0] for p in test.pairs] == sorted((root / "test" / "images").iterdir())
+    with pytest.raises(ValueError, match="--split test is for synthetic data, CamVid and "
+                                         "folders with train/ and test/"):
+        build_eval_dataset(DataConfig(source=str(root / "train")), data.mean, data.std,
+                           split="test")

@@ -45,7 +45,7 @@ from .synthetic import BinaryShapes, SyntheticShapes
 from .tensors import ChannelStats
 
 __all__ = ["Datasets", "build_datasets", "build_eval_dataset", "mask_reading", "SPLITS",
-           "LABEL_KEYS", "stored_mask_values"]
+           "LABEL_KEYS", "stored_mask_values", "has_test_folder"]
 
 # Dataset-file keys that say what is ignored or remapped: with any of them, the file has
 # spoken, and 0/255 masks are read as it says, never guessed.
@@ -173,12 +173,18 @@ def _listed_splits(root: Path, config: DataConfig, by_stem: dict) -> tuple[Pairs
 
 
 def _folder_splits(root: Path, config: DataConfig, notices: list[str]) -> tuple[Pairs, ...]:
-    """(train, val, every pair) of a folder source."""
+    """(train, val, every pair) of a folder source. A ``train/`` folder without ``val/`` (an
+    official train/test layout) gives its validation pairs by ``val_ratio``: ``test/`` is kept
+    for `test_pairs` and never chooses anything."""
     if (root / "train").is_dir():
         train = match_pairs(root / "train" / "images", root / "train" / "masks", notices)
         val_root = Path(config.val) if config.val else root / "val"
-        val = match_pairs(val_root / "images", val_root / "masks", notices)
-        return train, val, train + val
+        if config.val or val_root.is_dir() or not (root / "test").is_dir():
+            val = match_pairs(val_root / "images", val_root / "masks", notices)
+            return train, val, train + val
+        by_stem = {p[0].stem: p for p in train}
+        kept, held = split_by_ratio(sorted(by_stem), config.val_ratio, config.seed)
+        return [by_stem[s] for s in kept], [by_stem[s] for s in held], train
     pairs = match_pairs(root / "images", root / "masks", notices)
     if config.val:
         val_root = Path(config.val)
@@ -427,6 +433,14 @@ def stored_mask_values(config: DataConfig) -> dict[int, int]:
     return raw_mask_values(every, spec, skip_bad=True)
 
 
+def has_test_folder(config: DataConfig) -> bool:
+    """A folder source laid out as train/ and test/ (and no val/): its test/ is held out."""
+    root = Path(config.source)
+    return (not config.synthetic and config.source not in PRESET_SOURCES
+            and (root / "train").is_dir() and (root / "test").is_dir()
+            and not (root / "val").is_dir())
+
+
 def build_eval_dataset(
     config: DataConfig, mean: tuple[float, ...], std: tuple[float, ...], split: str = "val",
     class_names: tuple[str, ...] | list[str] | None = None,
@@ -455,13 +469,16 @@ def build_eval_dataset(
         length = config.train_samples if split == "train" else config.val_samples
         dataset = _synthetic(config, length, config.seed + SEED_OFFSETS[split], mean, std)
         return dataset, DatasetSpec(class_names=dataset.class_names)
-    if split == "test" and config.source != "camvid":
-        raise ValueError(f"--split test is for synthetic data and CamVid; --data "
-                         f"{config.source} has train, val and all (point --data or --val at a "
-                         f"test folder)")
+    if split == "test" and not (config.source == "camvid" or has_test_folder(config)):
+        raise ValueError(f"--split test is for synthetic data, CamVid and folders with train/ "
+                         f"and test/; --data {config.source} has train, val and all (point "
+                         f"--data or --val at a test folder)")
     source = _source(config, tuple(class_names) if class_names else None, recorded)
-    if split == "test":
+    if split == "test" and config.source == "camvid":
         pairs = camvid_test_pairs(config.root, source.notices)
+    elif split == "test":
+        test = Path(config.source) / "test"
+        pairs = match_pairs(test / "images", test / "masks", source.notices)
     else:
         pairs = {"train": source.train, "val": source.val, "all": source.every}[split]
     scan = FolderScan(pairs, source.spec)

@@ -18,7 +18,7 @@ import torch
 
 from ..checkpoint import load_model
 from ..config import PRESET_SOURCES, DataConfig, RunConfig, same_path
-from ..data.build import build_eval_dataset
+from ..data.build import build_eval_dataset, has_test_folder
 from ..data.protocol import SegmentationDataset
 from ..data.spec import DatasetSpec
 from ..evaluation import Evaluation, evaluate, validation_loader
@@ -75,7 +75,10 @@ def data_with_overrides(data: DataConfig, overrides: dict[str, Any] | None) -> D
 
 
 def _default_split(trained: DataConfig, scored: DataConfig) -> str:
-    """The run's validation images; another folder is a test set, scored whole."""
+    """The run's validation images; another folder is a test set, scored whole, and a folder
+    laid out as train/ and test/ is scored on its test/."""
+    if has_test_folder(scored) and not same_path(scored.source, trained.source):
+        return "test"
     other_folder = not same_path(scored.source, trained.source) and not (
         scored.synthetic or scored.source in PRESET_SOURCES)
     return "all" if other_folder else "val"
