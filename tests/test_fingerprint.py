@@ -52,8 +52,11 @@ def test_every_figure_matches_a_count_by_hand(pairs):
     assert box.share == pytest.approx((16 + 36 + 30) / labelled, abs=1e-6)
     assert (background.images, box.images, line.images) == (3, 2, 1)
     assert (box.components, line.components) == (3, 1)
-    assert box.area == pytest.approx(tuple(np.percentile([16, 36, 30], [5, 50, 95])), abs=0.01)
-    assert box.extent == pytest.approx(tuple(np.percentile([4, 6, 10], [5, 50, 95])), abs=0.01)
+    # Weighted by pixels (82 in all): 5% (4.1) lies in the 16-pixel square, 50% (41) is
+    # reached with the 30-pixel bar, 95% (77.9) only with the 36-pixel square.
+    assert box.area == (16, 30, 36)
+    # Extents 4 (16 px), 6 (36 px) and 10 (30 px): cumulative 16, 52, 82.
+    assert box.extent == (4, 6, 10)
     assert line.extent == (20, 20, 20)
     # Two erosions leave nothing of the 4 x 4 square and the 3-row bar, and the 2 x 2 middle
     # of the 6 x 6 square: 78 of the 82 pixels are within 2 px of another label.
@@ -64,6 +67,17 @@ def test_every_figure_matches_a_count_by_hand(pairs):
     assert (fp.images, fp.height, fp.width, fp.channels) == (3, (H, H, H), (W, W, W), 1)
     assert fp.bit_depth == "8-bit"
     assert fp.background == 0 and [c.name for c in fp.objects] == ["box", "line"]
+
+
+def test_a_speck_of_noise_does_not_pass_for_the_objects():
+    """Annotation noise: 300 one-pixel specks beside one 20 x 20 object. Counted per
+    component the specks are the 5th to the 95th percentile; weighted by pixels (400 against
+    300) the object is the median and the top."""
+    from unetseg.data.fingerprint import weighted_percentiles
+
+    extents, areas = [1] * 300 + [20], [1] * 300 + [400]
+    assert weighted_percentiles(extents, areas) == (1, 20, 20)
+    assert np.percentile(extents, 50) == 1
 
 
 def test_a_second_fingerprint_of_unchanged_files_reads_no_mask(pairs, monkeypatch):

@@ -126,7 +126,7 @@ class Plan:
         the value a --config file or a flag gives instead) marks the decisions overridden."""
         replaced = replaced or {}
         rows = [(d.flag, _shown(d.value), d.reason) for d in self.decisions]
-        width = max(len(flag) + len(value) for flag, value, _ in rows) + 2
+        width = min(max(len(flag) + len(value) for flag, value, _ in rows) + 2, 30)
         lines = [f"plan for {self.budget:g} minutes (unetseg.planner; flags and --config "
                  f"override single decisions):"]
         for (flag, value, reason), decision in zip(rows, self.decisions):
