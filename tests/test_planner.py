@@ -99,6 +99,25 @@ def test_the_base_is_the_widest_that_takes_enough_steps_at_the_measured_pace(ste
         assert seconds >= MIN_STEPS
 
 
+def test_a_plan_fits_the_memory_available_lowering_the_batch_then_the_width():
+    """A stand-in estimate: 1,000 bytes per pixel of the batch per base channel."""
+    def need(model, crop, batch):
+        return 1000 * batch * crop * crop * model.base
+
+    # BLOBS plans crop 480 in batches of 2; base 8 at batch 2 needs 3.7 GB.
+    roomy = plan_run(BLOBS, 20, 15, timer(0.01), available=10 ** 12, need=need)
+    assert (chosen(roomy)["data.batch_size"], chosen(roomy)["model.base"]) == (2, 32)
+    tight = plan_run(BLOBS, 20, 15, timer(0.01), available=2 * 10 ** 10, need=need)
+    decided = chosen(tight)
+    # Within half of 20 GB: batch 2 of base 8 fits (3.7 GB), base 32 (14.7 GB) does not.
+    assert (decided["data.batch_size"], decided["model.base"]) == (2, 16)
+    small = plan_run(BLOBS, 20, 15, timer(0.01), available=4 * 10 ** 9, need=need)
+    decided = chosen(small)
+    assert decided["data.batch_size"] == 1 and decided["model.base"] == 8
+    assert "lowered to fit 50% of the 3.7 GiB available" in next(
+        d.reason for d in small.decisions if d.setting == "data.batch_size")
+
+
 def test_validation_is_spaced_to_a_small_share_of_the_time():
     decided = chosen(plan(BLOBS, step=0.1))
     # ~0.033 s a crop-batch forward of 480^2 x 2: 20 validation images of 512^2 take ~0.38 s,

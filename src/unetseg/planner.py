@@ -12,8 +12,11 @@ dataset's name: a rule that needs one is a recipe, not a plan.
 - **depth**: as deep as the crop allows with a bottleneck of at least `BOTTLENECK_PX`, at most
   the classic 4.
 - **batch**: about `PIXELS_PER_STEP` pixels a step (4 crops of 256), at least 2 crops.
-- **base width**: the widest of `BASES` that still takes `MIN_STEPS` steps in the budget, at the
-  step time *measured* on this machine (`unetseg.precision`: the precision timing, cached).
+- **memory**: batch, then crop, halved until a step of the narrowest network needs at most
+  `MEMORY_SHARE` of the memory available (`unetseg.memory`'s estimate, made on the meta device).
+- **base width**: the widest of `BASES` that fits that memory and still takes `MIN_STEPS` steps
+  in the budget, at the step time *measured* on this machine (`unetseg.precision`: the
+  precision timing, cached).
 - **loss and class weights**: BCE + Dice for two classes; CE + Dice otherwise, with the square
   roots of median-frequency weights when the largest class outweighs the smallest
   `IMBALANCE`-fold.
@@ -58,6 +61,9 @@ LR = 1e-3
 
 # Seconds of one training step of a network at (crop, batch): injectable for tests.
 StepTimer = Callable[[ModelConfig, int, int], float]
+# Bytes one training step of a network at (crop, batch) needs (`memory.training_estimate`).
+MemoryNeed = Callable[[ModelConfig, int, int], int]
+MEMORY_SHARE = 0.5              # of the memory available: room for the loader and the rest
 
 
 @dataclass(frozen=True)
@@ -182,11 +188,13 @@ def _batch(crop: int, images: int) -> tuple[int, str]:
     return batch, f"about {PIXELS_PER_STEP // 1024}k pixels a step at crop {crop}"
 
 
-def _base(model: ModelConfig, crop: int, batch: int, seconds: float,
-          timer: StepTimer) -> tuple[int, float, str]:
-    """The widest base taking MIN_STEPS steps in ``seconds`` of training."""
+def _base(model: ModelConfig, crop: int, batch: int, seconds: float, timer: StepTimer,
+          fits: Callable[[ModelConfig], bool]) -> tuple[int, float, str]:
+    """The widest base that ``fits`` in memory and takes MIN_STEPS steps in ``seconds``."""
     timed = {}
     for base in BASES:
+        if base != BASES[-1] and not fits(replace(model, base=base)):
+            continue
         step = timer(replace(model, base=base), crop, batch)
         timed[base] = step
         if seconds / step >= MIN_STEPS or base == BASES[-1]:
@@ -197,6 +205,26 @@ def _base(model: ModelConfig, crop: int, batch: int, seconds: float,
                                 f"budget" + (f" ({others})" if others else "")
                                 + f"; the widest with >= {MIN_STEPS:,}")
     raise AssertionError("unreachable: the last base is always taken")
+
+
+def _fitted(model: ModelConfig, crop: int, batch: int, available: int | None,
+            need: MemoryNeed) -> tuple[int, int, str]:
+    """(crop, batch) halved, batch first, until a step needs at most MEMORY_SHARE of the
+    ``available`` bytes; the reason says what was lowered (nothing, when it fits or when the
+    available memory cannot be read)."""
+    if available is None:
+        return crop, batch, ""
+    lowered = False
+    while need(model, crop, batch) > MEMORY_SHARE * available and (batch > 1 or crop > 16):
+        if batch > 1:
+            batch //= 2
+        else:
+            crop //= 2
+        lowered = True
+    if not lowered:
+        return crop, batch, ""
+    return crop, batch, (f"; lowered to fit {MEMORY_SHARE:.0%} of the "
+                         f"{available / 2 ** 30:.1f} GiB available")
 
 
 def _loss(fp: Fingerprint) -> list[Decision]:
@@ -249,11 +277,14 @@ def _validation(fp: Fingerprint, val_images: int, train_images: int, batch: int,
 
 
 def plan_run(fp: Fingerprint, val_images: int, budget: float | None,
-             timer: StepTimer | None = None, model: ModelConfig | None = None) -> Plan:
+             timer: StepTimer | None = None, model: ModelConfig | None = None,
+             available: int | None = None, need: MemoryNeed | None = None) -> Plan:
     """The plan for a dataset with fingerprint ``fp`` (its training split) and ``val_images``
     validation images, in ``budget`` minutes (`DEFAULT_BUDGET` when None or 0), with step
-    times from ``timer`` (`measured_step_seconds` by default)."""
+    times from ``timer`` (`measured_step_seconds` by default), in ``available`` bytes of
+    memory (None: not checked) as ``need`` estimates it (`memory.training_estimate`)."""
     timer = timer or measured_step_seconds
+    need = need or _estimated_bytes
     notes = []
     if not budget:
         budget = DEFAULT_BUDGET
@@ -264,7 +295,14 @@ def plan_run(fp: Fingerprint, val_images: int, budget: float | None,
     depth, depth_why = _depth(crop)
     batch, batch_why = _batch(crop, fp.images)
     model = replace(model, depth=depth, upsample="transpose")
-    base, step, base_why = _base(model, crop, batch, TRAIN_SHARE * budget * 60, timer)
+    crop, batch, memory_why = _fitted(replace(model, base=BASES[-1]), crop, batch, available,
+                                      need)
+    if memory_why:
+        depth, depth_why = _depth(crop)
+        model = replace(model, depth=depth)
+    base, step, base_why = _base(model, crop, batch, TRAIN_SHARE * budget * 60, timer,
+                                 lambda network: _fitted(network, crop, batch, available,
+                                                         need)[:2] == (crop, batch))
     (low, high), scale_why = _scale(fp)
     every, val_why = _validation(fp, val_images, fp.images, batch, step, crop)
     if fp.images < 4:
@@ -273,8 +311,8 @@ def plan_run(fp: Fingerprint, val_images: int, budget: float | None,
         notes.append(f"{fp.empty_share:.0%} of the training masks hold only "
                      f"{fp.classes[fp.background].name}")
     decisions = [
-        Decision("data.size", crop, crop_why),
-        Decision("data.batch_size", batch, batch_why),
+        Decision("data.size", crop, crop_why + memory_why),
+        Decision("data.batch_size", batch, batch_why + memory_why),
         Decision("model.depth", depth, depth_why),
         Decision("model.base", base, base_why),
         Decision("model.upsample", "transpose", "learnt upsampling, as both measured recipes"),
@@ -292,6 +330,12 @@ def plan_run(fp: Fingerprint, val_images: int, budget: float | None,
 
 
 # ---------------------------------------------------------------- the machine probe
+
+def _estimated_bytes(model: ModelConfig, crop: int, batch: int) -> int:
+    from .memory import training_estimate
+
+    return training_estimate(model, batch, crop, crop).total_bytes
+
 
 def measured_step_seconds(model: ModelConfig, crop: int, batch: int,
                           device: torch.device | None = None) -> float:

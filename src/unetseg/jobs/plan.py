@@ -19,6 +19,7 @@ from ..config import RunConfig
 from ..data.build import build_datasets
 from ..data.fingerprint import fingerprint
 from ..files import atomic_write_text, json_ready, yaml_text
+from ..memory import available_bytes
 from ..outputs import claim_file
 from ..planner import Plan, measured_step_seconds, plan_run
 
@@ -58,7 +59,7 @@ def plan_data(config: RunConfig, budget: float | None = None,
     def timer(network, crop: int, batch: int) -> float:
         return measured_step_seconds(network, crop, batch, device)
 
-    return plan_run(fp, len(data.val), budget, timer, model)
+    return plan_run(fp, len(data.val), budget, timer, model, available_bytes(device))
 
 
 def write_plan(plan: Plan, config: RunConfig, path: str | Path, overwrite: bool = False) -> Path:
