@@ -20,6 +20,7 @@ from unetseg.jobs.check import (
     DUPLICATE_DISTANCE,
     ClassRow,
     DataReport,
+    ObjectRow,
     SizeRow,
     ValueRow,
     check_data,
@@ -174,6 +175,18 @@ def test_a_clean_folder_is_status_0_with_the_class_table_counted_by_hand(tmp_pat
     text = format_report(report)
     assert "b              1           512  25.00%      1 of 2" in text
     assert "near-duplicates" in text and text.endswith("status 0: clean")
+
+
+def test_the_objects_of_each_class_are_counted_by_hand(tmp_path):
+    """Training masks of clean_folder: a is the top half of t1 and columns 8-31 of t2 (two
+    components), b the bottom half of t1, c columns 0-7 of t2; every component spans 32 px.
+    Within 2 px of another label: 2 rows or columns of each (64 px), the image border not."""
+    report = check_data(DataConfig(source=str(clean_folder(tmp_path))))
+    assert report.objects == [ObjectRow("a", 2, 32, 32, 128 / 1280),
+                              ObjectRow("b", 1, 32, 32, 64 / 512),
+                              ObjectRow("c", 1, 32, 32, 64 / 256)]
+    assert round_trip(report).objects == report.objects
+    assert "c                     1         32     32          25%" in format_report(report)
 
 
 def test_0_255_masks_with_two_classes_warn_with_the_mapping(tmp_path):

@@ -7,6 +7,8 @@ what is an error, then reads every kept pair once more for what training does no
 - the stored mask values before the remap and the labels they become after it;
 - image sizes and channel counts;
 - files in an images or masks folder without their partner (matched by stem);
+- each class's objects in the training masks: connected components, their extents and how
+  thin the class is (`unetseg.data.fingerprint`; cached, so `unetseg plan` reads none again);
 - validation images that nearly duplicate a training image, by a 64-bit difference hash
   (`difference_hash`): a pair is reported when their hashes differ in at most
   `DUPLICATE_DISTANCE` of the 64 bits. Frames of one video or slices of one stack land on
@@ -34,13 +36,15 @@ from PIL import Image
 
 from ..config import DataConfig
 from ..data.build import Datasets, build_datasets, stored_mask_values
+from ..data.fingerprint import fingerprint
 from ..data.folder import DatasetSpec
 from ..data.io import list_images, read_raw_image, scale_to_unit
 from ..files import write_json
 from ..outputs import claim_file
 from ..progress import progress as progress_bar
 
-__all__ = ["DataReport", "ClassRow", "ValueRow", "SizeRow", "NearDuplicate", "check_data",
+__all__ = ["DataReport", "ClassRow", "ValueRow", "SizeRow", "NearDuplicate", "ObjectRow",
+           "check_data",
            "format_report", "difference_hash", "near_duplicates", "DUPLICATE_DISTANCE",
            "data_folders", "claim_report_file", "write_report"]
 
@@ -85,6 +89,18 @@ class SizeRow:
 
 
 @dataclass(frozen=True)
+class ObjectRow:
+    """One class's connected components in the training masks (`unetseg.data.fingerprint`,
+    the pass `unetseg plan` then reads from its cache): extents weighted by pixels."""
+
+    name: str
+    components: int
+    extent_p50: float
+    extent_p95: float
+    edge_share: float                  # of its pixels within 2 px of another label
+
+
+@dataclass(frozen=True)
 class NearDuplicate:
     """A validation image and the closest training image, ``distance`` bits apart."""
 
@@ -116,6 +132,7 @@ class DataReport:
     unpaired_masks: list[str] = field(default_factory=list)
     near_duplicates: list[NearDuplicate] = field(default_factory=list)
     duplicate_distance: int = DUPLICATE_DISTANCE
+    objects: list[ObjectRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     strict: bool = False
@@ -146,7 +163,7 @@ class DataReport:
         """The report `to_dict` gave (also after a JSON round trip)."""
         values = {k: v for k, v in values.items() if k not in ("status", "label_pixels")}
         rows = {"classes": ClassRow, "values": ValueRow, "sizes": SizeRow,
-                "near_duplicates": NearDuplicate}
+                "near_duplicates": NearDuplicate, "objects": ObjectRow}
         for key, kind in rows.items():
             values[key] = [kind(**row) for row in values.get(key, [])]
         values["channels"] = {int(c): n for c, n in values.get("channels", {}).items()}
@@ -346,6 +363,10 @@ def check_data(config: DataConfig, progress: bool = False, strict: bool = False)
         report.errors.append(str(error))
         return report
     _fill_from_scan(report, scan, data.spec, data.train.pairs, data.val.pairs)
+    fp = fingerprint(data.train.pairs, data.spec, data.mean, data.std, data.in_channels,
+                     progress)
+    report.objects = [ObjectRow(c.name, c.components, c.extent[1], c.extent[2], c.edge_share)
+                      for c in fp.classes if c.components]
     return report
 
 
@@ -441,7 +462,8 @@ def format_report(report: DataReport) -> str:
         lines.append(f"{report.train_images} training and {report.val_images} validation "
                      f"images, {len(report.class_names)} classes, ignore label "
                      f"{report.ignore_index}")
-        lines += _class_lines(report) + _value_lines(report) + _image_lines(report)
+        lines += (_class_lines(report) + _object_lines(report) + _value_lines(report)
+                  + _image_lines(report))
     lines += _pairing_lines(report)
     for title, items in (("warnings", report.warnings), ("errors", report.errors)):
         if items:
@@ -465,6 +487,17 @@ def _class_lines(report: DataReport) -> list[str]:
     if report.ignored_share is not None:
         lines.append(f"ignored pixels (label {report.ignore_index}): "
                      f"{report.ignored_share:.2%} of the training pixels")
+    return lines
+
+
+def _object_lines(report: DataReport) -> list[str]:
+    if not report.objects:
+        return []
+    width = max(12, *(len(row.name) for row in report.objects))
+    lines = ["", f"{'objects':<{width}} {'components':>10} {'extent p50':>10} {'p95':>6} "
+                 f"{'near an edge':>12}   (training masks; extents in px, by pixels)"]
+    lines += [f"{row.name:<{width}} {row.components:>10,} {row.extent_p50:>10g} "
+              f"{row.extent_p95:>6g} {row.edge_share:>12.0%}" for row in report.objects]
     return lines
 
 
