@@ -126,3 +126,20 @@ def test_nproc_plans_once_and_every_rank_trains_that_plan(data, tmp_path, monkey
     monkeypatch.delenv(PLAN_VARIABLE)
     with pytest.raises(ValueError, match="--plan auto under torchrun"):
         config_from_args(build_parser("train").parse_args(rank))
+
+
+def test_small_images_and_a_class_in_one_image_only_get_a_plan(tmp_path, make_box_folder,
+                                                                capsys):
+    """Edge cases of issue 23: 32 x 32 images, a third class held by one mask, one image per
+    class side: a plan and its printout, no traceback."""
+    import numpy as np
+    from PIL import Image
+
+    root = make_box_folder(tmp_path / "d", 5, size=(32, 32),
+                           classes=("background", "box", "rare"))
+    mask = np.asarray(Image.open(root / "masks" / "0.png")).copy()
+    mask[0, 0] = 2
+    Image.fromarray(mask).save(root / "masks" / "0.png")
+    assert main(["plan", str(root), "--val-ratio", "0.2", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "--size 32" in text and "--depth 2" in text and "--focus-classes rare" in text
