@@ -67,7 +67,7 @@ def main() -> None:
               f"{row['run_over_budget']:.3f} | {row['wall_s']:.0f} | {row['steps']} |")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "machine": machine(), "commit": _commit(),
+        "machine": machine(), "run_threads": 1, "commit": _commit(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "rows": rows}, indent=1))
     print(f"wrote {RESULTS}")
 
