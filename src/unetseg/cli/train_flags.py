@@ -122,8 +122,6 @@ PLAN_VARIABLE = "UNETSEG_PLAN"
 def _plan(args: argparse.Namespace, from_file: dict, flags: dict):
     """The plan under the file's and the flags' settings (`--plan`), or None: ``none``, or
     data that cannot be planned (built-in data, another architecture)."""
-    import json
-
     from .. import distributed
     from ..config import PRESET_SOURCES, RunConfig, layered_settings
     from ..planner import Plan
