@@ -809,15 +809,19 @@ needs_camvid = pytest.mark.skipif(not (CAMVID_ROOT / "val").is_dir(),
 
 
 @needs_isbi
-def test_isbi_preset_splits_24_6_and_membrane_is_a_fifth_of_the_pixels():
-    data = build_datasets(DataConfig(source="isbi", root=str(ISBI_ROOT), augment=False))
+def test_isbi_preset_splits_19_5_6_and_membrane_is_a_fifth_of_the_pixels():
+    """Slices 24-29 are the held-out test block (--split test); the other 24 split 19/5."""
+    config = DataConfig(source="isbi", root=str(ISBI_ROOT), augment=False)
+    data = build_datasets(config)
     assert data.spec.class_names == ("cell", "membrane") and data.in_channels == 1
     train = {p[0].stem for p in data.train.pairs}
     val = {p[0].stem for p in data.val.pairs}
-    assert len(train) == 24 and len(val) == 6
-    assert not train & val and train | val == {str(i) for i in range(30)}
+    test, _ = build_eval_dataset(config, data.mean, data.std, split="test")
+    held = {p[0].stem for p in test.pairs}
+    assert (len(train), len(val), held) == (19, 5, {str(i) for i in range(24, 30)})
+    assert not train & val and train | val | held == {str(i) for i in range(30)}
     # README: over all 30 masks 0 (membrane) -> 1,727,250 px, 255 (cell) -> 6,137,070 px.
-    total = data.train.class_pixels + data.val.class_pixels
+    total = data.train.class_pixels + data.val.class_pixels + test.class_pixels
     assert total.tolist() == [6_137_070, 1_727_250]
     assert total[1] / total.sum() == pytest.approx(0.2196, abs=5e-5)
     # README: images have mean about 126 and std about 44 (of 255).
@@ -950,7 +954,7 @@ def test_a_train_and_test_layout_validates_on_part_of_train_and_keeps_test_aside
     assert all(p[0].parent == root / "train" / "images" for p in data.train.pairs + data.val.pairs)
     test, _ = build_eval_dataset(config, data.mean, data.std, split="test")
     assert [p[0] for p in test.pairs] == sorted((root / "test" / "images").iterdir())
-    with pytest.raises(ValueError, match="--split test is for synthetic data, CamVid and "
-                                         "folders with train/ and test/"):
+    with pytest.raises(ValueError, match="--split test is for synthetic data, CamVid, ISBI "
+                                         "and folders with train/ and test/"):
         build_eval_dataset(DataConfig(source=str(root / "train")), data.mean, data.std,
                            split="test")

@@ -50,8 +50,9 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
                                        "(default: the training run's)")
     parser.add_argument("--split", choices=["train", "val", "all", "test"],
                         help="the run's train or val images, all of them, or test: CamVid's "
-                             "held-out test/ + testannot/, or a fresh synthetic draw (default: "
-                             "val; all for a folder given with --data)")
+                             "held-out test/ + testannot/, ISBI's slices 24-29, a folder's "
+                             "test/ beside its train/, or a fresh synthetic draw (default: val; "
+                             "for another folder given with --data, its test/ or all of it)")
     parser.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars "
                                                              "(default: shown)")

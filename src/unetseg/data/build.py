@@ -40,7 +40,14 @@ from .folder import (
     read_split_file,
     split_by_ratio,
 )
-from .presets import CAMVID, ISBI, camvid_pairs, camvid_test_pairs, isbi_pairs
+from .presets import (
+    CAMVID,
+    ISBI,
+    camvid_pairs,
+    camvid_test_pairs,
+    isbi_pairs,
+    isbi_test_pairs,
+)
 from .synthetic import BinaryShapes, SyntheticShapes
 from .tensors import ChannelStats
 
@@ -469,13 +476,15 @@ def build_eval_dataset(
         length = config.train_samples if split == "train" else config.val_samples
         dataset = _synthetic(config, length, config.seed + SEED_OFFSETS[split], mean, std)
         return dataset, DatasetSpec(class_names=dataset.class_names)
-    if split == "test" and not (config.source == "camvid" or has_test_folder(config)):
-        raise ValueError(f"--split test is for synthetic data, CamVid and folders with train/ "
-                         f"and test/; --data {config.source} has train, val and all (point "
-                         f"--data or --val at a test folder)")
+    if split == "test" and not (config.source in PRESET_SOURCES or has_test_folder(config)):
+        raise ValueError(f"--split test is for synthetic data, CamVid, ISBI and folders with "
+                         f"train/ and test/; --data {config.source} has train, val and all "
+                         f"(point --data or --val at a test folder)")
     source = _source(config, tuple(class_names) if class_names else None, recorded)
     if split == "test" and config.source == "camvid":
         pairs = camvid_test_pairs(config.root, source.notices)
+    elif split == "test" and config.source == "isbi":
+        pairs = isbi_test_pairs(config.root, source.notices)
     elif split == "test":
         test = Path(config.source) / "test"
         pairs = match_pairs(test / "images", test / "masks", source.notices)

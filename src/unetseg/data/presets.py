@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .folder import DatasetSpec, match_pairs, read_split_file, split_by_ratio
 
-__all__ = ["CAMVID", "ISBI", "camvid_pairs", "camvid_test_pairs", "isbi_pairs"]
+__all__ = ["CAMVID", "ISBI", "ISBI_TEST", "camvid_pairs", "camvid_test_pairs", "isbi_pairs",
+           "isbi_test_pairs"]
 
 # SegNet's 11 CamVid classes; stored value 11 is "Unlabelled" (void), remapped to ignore.
 CAMVID = DatasetSpec(
@@ -30,6 +31,12 @@ ISBI = DatasetSpec(
     ignore_index=255,
     remap={255: 0, 0: 1},
 )
+
+# ISBI-2012's held-out test slices: the labelled set has no test split of its own, so the last
+# six of the 30 serial sections are kept aside, never trained on or used to choose anything
+# (`--split test`). A contiguous block, because neighbouring sections look alike: slices drawn
+# at random would each have a near twin in training; a block has one boundary.
+ISBI_TEST = tuple(str(i) for i in range(24, 30))
 
 Pairs = list[tuple[Path, Path]]
 
@@ -71,14 +78,29 @@ def _camvid_split(root: Path, split: str, notices: list[str] | None) -> Pairs:
     return pairs
 
 
+def _isbi(root: str | Path, notices: list[str] | None) -> dict[str, tuple[Path, Path]]:
+    root = Path(root)
+    _require(root, ("images", "masks"), "ISBI-2012")
+    return {p[0].stem: p for p in match_pairs(root / "images", root / "masks", notices)}
+
+
 def isbi_pairs(
     root: str | Path, val_ratio: float = 0.2, seed: int = 0, notices: list[str] | None = None,
 ) -> tuple[Pairs, Pairs]:
-    """(train, val) pairs of ISBI-2012 (images/, masks/), split by a seeded ratio: the
-    challenge's labelled set has no validation split of its own. ``notices``, when given, gets
-    a line for each folder with non-image files left out."""
-    root = Path(root)
-    _require(root, ("images", "masks"), "ISBI-2012")
-    pairs = {p[0].stem: p for p in match_pairs(root / "images", root / "masks", notices)}
-    train, val = split_by_ratio(sorted(pairs), val_ratio, seed)
+    """(train, val) pairs of ISBI-2012 (images/, masks/) without the `ISBI_TEST` slices, split
+    by a seeded ratio: the challenge's labelled set has no validation split of its own.
+    ``notices``, when given, gets a line for each folder with non-image files left out."""
+    pairs = _isbi(root, notices)
+    kept = sorted(stem for stem in pairs if stem not in ISBI_TEST)
+    train, val = split_by_ratio(kept, val_ratio, seed)
     return [pairs[s] for s in train], [pairs[s] for s in val]
+
+
+def isbi_test_pairs(root: str | Path, notices: list[str] | None = None) -> Pairs:
+    """The `ISBI_TEST` slices, held out from training and from every choice."""
+    pairs = _isbi(root, notices)
+    missing = [stem for stem in ISBI_TEST if stem not in pairs]
+    if missing:
+        raise ValueError(f"{Path(root)}: the ISBI-2012 test slices {missing} are missing; "
+                         f"expected images/ and masks/ 0.png to 29.png")
+    return [pairs[stem] for stem in ISBI_TEST]
