@@ -170,8 +170,9 @@ def fingerprint(pairs: list[tuple[Path, Path]], spec: DatasetSpec,
     extents: list[list[int]] = [[] for _ in range(n)]
     edges = np.zeros(n, np.int64)
     ignored, heights, widths, holders = 0, [], [], []
-    for _, mask_path in progress_bar(pairs, "fingerprint", progress, unit="mask",
-                                     disable=len(pairs) < 200):
+    # A few hundred masks take seconds: a bar only beyond that.
+    for _, mask_path in progress_bar(pairs, "fingerprint", progress and len(pairs) >= 200,
+                                     unit="mask"):
         labels = spec.apply_remap(spec.decode_mask(mask_path))
         heights.append(labels.shape[0])
         widths.append(labels.shape[1])
