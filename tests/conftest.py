@@ -27,6 +27,12 @@ from unetseg.config import DataConfig, RunConfig, TrainConfig, UNetConfig
 from unetseg.train import FitResult, fit
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests (real processes, DDP, large images) first: under `make test`'s workers
+    they then run beside the many short ones instead of last, one worker idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)    # stable
+
+
 def pytest_configure(config):
     """Keep the precision measurements of `unetseg.precision` out of the user's ~/.cache: one
     cache per test session, shared with the training processes tests start."""

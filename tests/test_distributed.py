@@ -54,6 +54,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_gradient_equals_the_single_process_gradient_of_the_global_batch(tmp_path):
     generator = torch.Generator().manual_seed(1)
     images = torch.randn(8, 3, 32, 32, generator=generator)

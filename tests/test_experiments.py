@@ -246,6 +246,7 @@ def test_loss_study_quick(tmp_path):
     assert losses == {"BCE": "bce", "BCE+Dice": "bce_dice"}
 
 
+@pytest.mark.slow
 def test_upsample_study_quick(tmp_path):
     datasets = datasets_here("synthetic", "isbi")
     run_study_here(upsample_study, tmp_path, "--datasets", ",".join(datasets))
@@ -335,6 +336,7 @@ def _camvid_gpu(tmp_path, *args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CAMVID.is_dir(), reason=f"no CamVid at {CAMVID}")
 def test_the_camvid_gpu_script_runs_end_to_end_on_the_cpu_in_quick_mode(tmp_path):
     result = _camvid_gpu(tmp_path, "--quick")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 # Run in a fresh interpreter: other tests in this session call the CLI, which tunes malloc.
 SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
@@ -44,6 +46,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_fit_and_predict_leave_process_wide_state_alone(tmp_path):
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True,
                             text=True, check=True, env={"PATH": "/usr/bin:/bin",
@@ -55,6 +58,7 @@ def test_fit_and_predict_leave_process_wide_state_alone(tmp_path):
         assert after == before
 
 
+@pytest.mark.slow
 def test_the_cli_is_what_tunes_the_allocator(tmp_path):
     script = ("import unetseg.allocator as r, unetseg.cli as cli, sys;"
               "code = cli.main(['evaluate', sys.argv[1]]);"

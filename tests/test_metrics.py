@@ -441,6 +441,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_all_reduce_under_two_process_gloo_equals_one_process(tmp_path):
     """Two gloo ranks with uneven shards (1 batch vs 3), after all_reduce, give exactly the
     matrix and the boundary F1 of one process that saw all the data."""

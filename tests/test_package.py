@@ -61,6 +61,7 @@ def test_the_architecture_page_names_every_module_once():
     assert set(listed) == present
 
 
+@pytest.mark.slow
 def test_the_gpu_check_has_nothing_to_do_without_a_gpu():
     """`benchmarks/gpu_check.sh` is safe to run anywhere: without CUDA it says so and exits 0."""
     import torch
