@@ -265,12 +265,12 @@ def _scale(fp: Fingerprint) -> tuple[tuple[float, float], str]:
     return (0.75, 1.5), "no compact objects to size"
 
 
-def _validation(fp: Fingerprint, val_images: int, train_images: int, batch: int,
-                step: float, crop: int) -> tuple[int, str]:
+def _validation(fp: Fingerprint, val_images: int, batch: int, step: float,
+                crop: int) -> tuple[int, str]:
     """Validate every N epochs so that validation takes about VAL_SHARE of the time."""
     per_pixel = FORWARD_SHARE * step / (batch * crop * crop)
     val_seconds = per_pixel * val_images * fp.height[1] * fp.width[1]
-    epoch_seconds = max(train_images // batch, 1) * step
+    epoch_seconds = max(fp.images // batch, 1) * step
     every = max(1, math.ceil(val_seconds / (VAL_SHARE * epoch_seconds)))
     return every, (f"a validation pass ~{val_seconds:.0f} s ({val_images} images), an epoch "
                    f"~{epoch_seconds:.0f} s: about {VAL_SHARE:.0%} of the time or less")
@@ -304,7 +304,7 @@ def plan_run(fp: Fingerprint, val_images: int, budget: float | None,
                                  lambda network: _fitted(network, crop, batch, available,
                                                          need)[:2] == (crop, batch))
     (low, high), scale_why = _scale(fp)
-    every, val_why = _validation(fp, val_images, fp.images, batch, step, crop)
+    every, val_why = _validation(fp, val_images, batch, step, crop)
     if fp.images < 4:
         notes.append(f"{fp.images} training image(s): expect a model that has learnt little")
     if fp.empty_share > 0.5:

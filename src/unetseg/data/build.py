@@ -21,6 +21,7 @@ silent wrong answer:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from .synthetic import BinaryShapes, SyntheticShapes
 from .tensors import ChannelStats
 
 __all__ = ["Datasets", "build_datasets", "build_eval_dataset", "mask_reading", "SPLITS",
-           "LABEL_KEYS", "stored_mask_values", "has_test_folder"]
+           "LABEL_KEYS", "stored_mask_values", "has_test_folder", "binary_value"]
 
 # Dataset-file keys that say what is ignored or remapped: with any of them, the file has
 # spoken, and 0/255 masks are read as it says, never guessed.
@@ -235,12 +236,12 @@ def _mask_folders(pairs: Pairs) -> str:
     return " and ".join(folders[:2]) + more
 
 
-def _binary_value(spec: DatasetSpec, declared: bool, values: dict[int, int]) -> int | None:
-    """v, when a 2-class dataset's masks hold only 0 and one value v > 1 (0/255 above all) and
-    nothing declares what is ignored or remapped: then v can only mean class 1."""
+def binary_value(num_classes: int, values: Iterable[int]) -> int | None:
+    """v, when masks of 2 classes hold only 0 and one value v > 1 (0/255 above all): then,
+    unless a dataset file declares what is ignored or remapped, v can only mean class 1. The
+    one statement of that rule, for true masks (`mask_reading`) and predicted ones alike."""
     stored = sorted(values)
-    if (declared or spec.num_classes != 2 or len(stored) != 2 or stored[0] != 0
-            or stored[1] <= 1):
+    if num_classes != 2 or len(stored) != 2 or stored[0] != 0 or stored[1] <= 1:
         return None
     return stored[1]
 
@@ -278,7 +279,7 @@ def mask_reading(spec: DatasetSpec, declared: bool, origin: str, values: dict[in
     before any value is ignored), and the notices a user must read about it. Masks of two
     classes holding only 0 and one other value (0/255) read that value as class 1."""
     notices = []
-    v = _binary_value(spec, declared, values)
+    v = None if declared else binary_value(spec.num_classes, values)
     if v is not None:
         spec = replace(spec, remap={v: 1})
         notices.append(_binary_notice(spec, v, pairs))

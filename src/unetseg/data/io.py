@@ -25,7 +25,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .png import missing_rows
 
-__all__ = ["IMAGE_SUFFIXES", "JUNK_FILES", "ImageListing", "is_image_name", "list_images",
+__all__ = ["IMAGE_SUFFIXES", "JUNK_FILES", "ImageListing", "is_image_name", "is_system_file",
+           "list_images",
            "images_by_stem", "read_image", "read_raw_image", "scale_to_unit", "read_mask",
            "image_size", "image_header", "no_pixel_limit"]
 
@@ -49,11 +50,16 @@ class ImageListing(NamedTuple):
     skipped: list[str]             # the names of the other files (not folders), sorted
 
 
+def is_system_file(name: str) -> bool:
+    """Whether a file called ``name`` is the operating system's, never the user's: a dot-file
+    (.DS_Store, macOS's ._0001.png twins) or one of `JUNK_FILES`."""
+    return name.startswith(".") or name.lower() in JUNK_FILES
+
+
 def is_image_name(name: str) -> bool:
     """Whether a file called ``name`` is read as an image: one of `IMAGE_SUFFIXES` (any case),
-    not a dot-file (.DS_Store, macOS's ._0001.png twins) and not one of `JUNK_FILES`."""
-    return (not name.startswith(".") and name.lower() not in JUNK_FILES
-            and Path(name).suffix.lower() in IMAGE_SUFFIXES)
+    and not a system file (`is_system_file`)."""
+    return not is_system_file(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES
 
 
 def list_images(folder: str | Path) -> ImageListing:

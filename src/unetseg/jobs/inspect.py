@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.build import LABEL_KEYS, mask_reading
+from ..data.build import LABEL_KEYS, binary_value, mask_reading
 from ..data.folder import DatasetSpec
 from ..data.io import IMAGE_SUFFIXES, images_by_stem, list_images, read_image, read_mask
 from ..data.spec import read_spec_file
@@ -108,10 +108,11 @@ def _prediction_remap(pairs: list[tuple[Path, Path]], class_names: tuple[str, ..
             first_file.setdefault(value, pred_path)
     stored, c = sorted(first_file), len(class_names)
     remap = {}
-    if c == 2 and len(stored) == 2 and stored[0] == 0 and stored[1] > 1:
-        remap = {stored[1]: 1}
-        log.info(f"{pred_dir}: predicted masks hold only the values 0 and {stored[1]}: "
-                 f"{stored[1]} is read as class 1 ({class_names[1]})")
+    v = binary_value(c, stored)
+    if v is not None:
+        remap = {v: 1}
+        log.info(f"{pred_dir}: predicted masks hold only the values 0 and {v}: {v} is read "
+                 f"as class 1 ({class_names[1]})")
     bad = [value for value in stored if not 0 <= remap.get(value, value) < c]
     if bad:
         raise ValueError(f"{first_file[bad[0]]}: predicted value {bad[0]} is not a class "

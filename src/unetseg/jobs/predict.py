@@ -35,8 +35,8 @@ import torch
 
 from ..data.io import (
     IMAGE_SUFFIXES,
-    JUNK_FILES,
     image_header,
+    is_system_file,
     list_images,
     no_pixel_limit,
     read_raw_image,
@@ -112,8 +112,7 @@ def expand_inputs(inputs: list[str]) -> Inputs:
         path = Path(entry)
         if path.is_dir():
             matches, others = list_images(path)
-            skipped += [path / name for name in others
-                        if not name.startswith(".") and name.lower() not in JUNK_FILES]
+            skipped += [path / name for name in others if not is_system_file(name)]
         elif path.is_file():
             matches = [path]
         else:
