@@ -1,16 +1,26 @@
-"""Planned against classic, as a user runs them: ``unetseg train --data FOLDER --time-budget B``
-(planned) and the same with ``--plan none`` (the classic settings), each on one thread, then
-``unetseg evaluate best.safetensors --split test``: scored on test/ images that chose nothing
-(neither the plan, which reads the training split only, nor the checkpoint, chosen on a part
-of train/).
+"""Planned against classic, the hand recipes and two peers, as a user runs them: ``unetseg train
+--data FOLDER --time-budget B`` (planned), the same with ``--plan none`` (the classic settings)
+or ``--recipe NAME`` (the hand recipe, where the dataset has one), each on one thread, then
+``unetseg evaluate best.safetensors --split test``; and smp.Unet (resnet34) and MONAI's
+BasicUNet at their own documented practice for the same budget (`peer_run.py`, which says
+what each uses). Every score is on test/ images that chose nothing: neither the plan (which
+reads the training split), nor a checkpoint (chosen on a part of train/), nor a setting.
 
-    .venv/bin/python experiments/plan_study.py --budget 15 --seeds 0 1 2 \\
-        ../shared/datasets/weizmann-horse ../shared/datasets/drive
+    .venv-exp/bin/python experiments/plan_study.py weizmann-horse drive isbi camvid \\
+        --budget 15 --seeds 0 1 2
 
-Folders must be laid out as train/ and test/. Two runs go at a time (2 cores, one thread
-each). Every run keeps its folder under experiments/results/plan_study/ and is skipped when its
-evaluation.json exists, so an interrupted study resumes. The table is printed and written, with
-the machine, the commit and the command, to docs/results/plan_study.json.
+A dataset is a folder laid out as train/ and test/, or a name under ../shared/datasets.
+``isbi`` and ``camvid`` are laid out so by links under experiments/results/plan_study/data/
+(nothing is copied): ISBI's train/ is slices 0-23 and test/ slices 24-29 (the held-out block
+``--data isbi --split test`` scores), CamVid's train/ is its train split and test/ its val
+split (SegNet's test split is not in ../shared; so CamVid's figures are on val, which chose
+nothing here). Run it with .venv-exp, where smp is installed, so that every contender runs on
+the same torch.
+
+Two runs go at a time (2 cores, one thread each). Every run keeps its folder under
+experiments/results/plan_study/ and is skipped when its evaluation.json exists, so an
+interrupted study resumes. After each run the table of the finished ones is written, with the
+machine, the commit and the command, to docs/results/plan_study_b{budget}.json.
 """
 
 from __future__ import annotations
@@ -20,35 +30,102 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from threading import Lock
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "results" / "plan_study"
-RESULTS = HERE.parent / "docs" / "results" / "plan_study.json"
-CONTENDERS = {"planned": [], "classic": ["--plan", "none"]}
+SHARED = HERE.parent.parent / "shared" / "datasets"
+RESULTS = HERE.parent / "docs" / "results"
+# What each contender adds to `unetseg train --data FOLDER --time-budget B`; the peers are
+# trained by peer_run.py instead.
+TRAIN_FLAGS = {"planned": [], "classic": ["--plan", "none"], "recipe": []}
+PEERS = ("smp", "monai")
+CONTENDERS = ("planned", "smp", "monai", "recipe", "classic")
+# The hand recipes and the datasets they were made for (recipes.py).
+RECIPES = {"isbi": "isbi", "camvid": "camvid"}
+CAMVID_CLASSES = ["sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car",
+                  "pedestrian", "bicyclist"]
 
 
-def _unetseg(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "unetseg", *args], capture_output=True,
-                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+# ---------------------------------------------------------------- the datasets
+
+def _link(target: Path, link: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(target.resolve())
+
+
+def _isbi_view(root: Path, view: Path) -> None:
+    for stem in range(30):
+        split = "test" if stem >= 24 else "train"         # presets.ISBI_TEST: slices 24-29
+        for kind in ("images", "masks"):
+            _link(root / kind / f"{stem}.png", view / split / kind / f"{stem}.png")
+    # 0 = membrane, 255 = cell interior (../shared/datasets/README.md), as presets.ISBI reads it
+    (view / "dataset.yaml").write_text("classes: [cell, membrane]\nremap: {255: 0, 0: 1}\n")
+
+
+def _camvid_view(root: Path, view: Path) -> None:
+    for split, images, masks in (("train", "train", "trainannot"), ("test", "val", "valannot")):
+        _link(root / images, view / split / "images")
+        _link(root / masks, view / split / "masks")
+    # stored 11 is void (../shared/datasets/README.md), as presets.CAMVID reads it
+    (view / "dataset.yaml").write_text(f"classes: [{', '.join(CAMVID_CLASSES)}]\n"
+                                       f"ignore_index: 255\nremap: {{11: 255}}\n")
+
+
+VIEWS = {"isbi": ("isbi2012-membrane", _isbi_view), "camvid": ("camvid", _camvid_view)}
+
+
+def dataset_folder(name: str) -> Path:
+    """A train/ + test/ folder for ``name``: a path, a folder under ../shared/datasets, or a
+    linked view of isbi or camvid."""
+    if name in VIEWS:
+        shared, build = VIEWS[name]
+        view = RUNS / "data" / name
+        build(SHARED / shared, view)
+        return view
+    folder = Path(name) if Path(name).is_dir() else SHARED / name
+    if not (folder / "train").is_dir() or not (folder / "test").is_dir():
+        raise SystemExit(f"{name}: expected a folder with train/ and test/ (or isbi, camvid)")
+    return folder
+
+
+# ---------------------------------------------------------------- one run
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _train(folder: Path, contender: str, seed: int, budget: float, run: Path) -> None:
+    flags = TRAIN_FLAGS[contender]
+    if contender == "recipe":
+        flags = ["--recipe", RECIPES[folder.name]]
+    done = _run("-m", "unetseg", "train", "--data", str(folder), "--time-budget", str(budget),
+                "--seed", str(seed), "--data-seed", str(seed), "--quiet", "--overwrite",
+                "--out", str(run), *flags)
+    if done.returncode != 0:
+        raise RuntimeError(f"{run}: training failed\n{done.stderr[-2000:]}")
+    (run / "train.log").write_text(done.stdout)
+    done = _run("-m", "unetseg", "evaluate", str(run / "best.safetensors"), "--split", "test",
+                "--out", str(run / "test"), "--quiet", "--overwrite")
+    if done.returncode != 0:
+        raise RuntimeError(f"{run}: evaluation failed\n{done.stderr[-2000:]}")
 
 
 def run_one(folder: Path, contender: str, seed: int, budget: float) -> dict:
     run = RUNS / f"{folder.name}-{contender}-b{budget:g}-s{seed}"
     scored = run / "test" / "evaluation.json"
     if not scored.is_file():
-        if not (run / "best.safetensors").is_file():
-            done = _unetseg("train", "--data", str(folder), "--time-budget", str(budget),
-                            "--seed", str(seed), "--data-seed", str(seed), "--quiet",
-                            "--overwrite", "--out", str(run), *CONTENDERS[contender])
+        if contender in PEERS:
+            done = _run(str(HERE / "peer_run.py"), str(folder), contender, "--budget",
+                        str(budget), "--seed", str(seed), "--out", str(run))
             if done.returncode != 0:
-                raise SystemExit(f"{run}: training failed\n{done.stderr[-2000:]}")
-            (run / "train.log").write_text(done.stdout)
-        done = _unetseg("evaluate", str(run / "best.safetensors"), "--split", "test",
-                        "--out", str(run / "test"), "--quiet", "--overwrite")
-        if done.returncode != 0:
-            raise SystemExit(f"{run}: evaluation failed\n{done.stderr[-2000:]}")
+                raise RuntimeError(f"{run}: failed\n{done.stderr[-2000:]}")
+        else:
+            _train(folder, contender, seed, budget, run)
     evaluation = json.loads(scored.read_text())
     log = (run / "train.log").read_text() if (run / "train.log").is_file() else ""
     return {"dataset": folder.name, "contender": contender, "seed": seed, "budget_min": budget,
@@ -58,32 +135,65 @@ def run_one(folder: Path, contender: str, seed: int, budget: float) -> dict:
             "plan": [line.strip() for line in log.splitlines() if line.startswith("  --")]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--budget", type=float, default=15.0, help="minutes (default: 15)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    args = parser.parse_args()
-    jobs = [(folder, contender, seed) for folder in args.folders for seed in args.seeds
-            for contender in CONTENDERS]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        rows = list(pool.map(lambda job: run_one(*job, args.budget), jobs))
-    print("| dataset | contender | seed | test mIoU | IoU per class |")
-    print("| --- | --- | --- | --- | --- |")
+# ---------------------------------------------------------------- the table
+
+def table(rows: list[dict]) -> str:
+    lines = ["| dataset | contender | seed | test mIoU | IoU per class |",
+             "| --- | --- | --- | --- | --- |"]
     for row in rows:
-        ious = ", ".join(f"{name} {value:.3f}" for name, value in row["iou"].items())
-        print(f"| {row['dataset']} | {row['contender']} | {row['seed']} | {row['miou']:.4f} | "
-              f"{ious} |")
+        ious = ", ".join(f"{name} {value:.3f}" for name, value in row["iou"].items()
+                         if value is not None)
+        lines.append(f"| {row['dataset']} | {row['contender']} | {row['seed']} | "
+                     f"{row['miou']:.4f} | {ious} |")
+    return "\n".join(lines)
+
+
+def write_results(path: Path, rows: list[dict], command: str) -> None:
     sys.path.insert(0, str(HERE.parent / "benchmarks"))
     from harness import machine
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine(), "commit": commit,
-                                   "command": " ".join(["python", *sys.argv]), "rows": rows},
-                                  indent=1))
-    print(f"wrote {RESULTS}")
+    order = {name: i for i, name in enumerate(CONTENDERS)}
+    rows = sorted(rows, key=lambda r: (r["dataset"], order[r["contender"]], r["seed"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": machine(), "commit": commit, "command": command,
+                                "rows": rows}, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="+", help="folders, or names under ../shared/datasets")
+    parser.add_argument("--budget", type=float, default=15.0, help="minutes (default: 15)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
+                        choices=CONTENDERS, help="(default: all; recipe only where one exists)")
+    args = parser.parse_args()
+    folders = [dataset_folder(name) for name in args.datasets]
+    jobs = [(folder, contender, seed) for seed in args.seeds for folder in folders
+            for contender in args.contenders
+            if contender != "recipe" or folder.name in RECIPES]
+    command = " ".join(["python", *sys.argv])
+    path = RESULTS / f"plan_study_b{args.budget:g}.json"
+    rows, failures, lock = [], [], Lock()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(run_one, *job, args.budget) for job in jobs]
+        for future in as_completed(futures):
+            try:
+                row = future.result()
+            except RuntimeError as error:
+                failures.append(str(error))
+                print(error, file=sys.stderr, flush=True)
+                continue
+            with lock:
+                rows.append(row)
+                write_results(path, rows, command)
+            print(f"{row['dataset']} {row['contender']} seed {row['seed']}: test mIoU "
+                  f"{row['miou']:.4f}", flush=True)
+    print(table(rows))
+    print(f"wrote {path}")
+    if failures:
+        raise SystemExit(f"{len(failures)} run(s) failed")
 
 
 if __name__ == "__main__":
