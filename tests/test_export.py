@@ -71,6 +71,7 @@ def test_onnx_logits_match_pytorch(checkpoint, onnx_model, shape):
     segmenter = load_segmenter(checkpoint)
     runner = OnnxSegmenter(onnx_model)
     assert runner.class_names == segmenter.class_names and runner.colours == segmenter.colours
+    assert runner.training_crop == segmenter.training_crop      # the default predict tile
     x = torch.rand(*shape)
     with torch.inference_mode():
         expected = segmenter(x)

@@ -22,6 +22,7 @@ from unetseg.infer import (
     importance_map,
     load_segmenter,
     predict,
+    tile_for,
     tile_starts,
 )
 from unetseg.metrics import labels_from_logits
@@ -319,6 +320,33 @@ def images(tmp_path):
     for i, size in enumerate([(70, 90), (128, 64)]):
         Image.fromarray(scene(128, seed=10 + i)[: size[0], : size[1]]).save(folder / f"im{i}.png")
     return folder
+
+
+@pytest.mark.parametrize("crop,tile", [(None, 256), (64, 256), (256, 256), (300, 320),
+                                       (512, 512)])
+def test_the_default_tile_holds_a_training_crop_and_at_least_256_px(crop, tile):
+    assert tile_for(crop) == tile
+
+
+def test_predict_tiles_as_wide_as_the_checkpoints_training_crops_by_default(
+        checkpoint, images, tmp_path, monkeypatch):
+    from unetseg.checkpoint import read_metadata
+    from unetseg.jobs import predict as job
+
+    crop = read_metadata(checkpoint)["run_config"]["data"]["size"]
+    assert load_segmenter(checkpoint).training_crop == crop
+    tiles = []
+
+    def recording(*args, **kwargs):
+        tiles.append(kwargs["tile"])
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(job, "predict", recording)
+    assert main(["predict", str(checkpoint), str(images), "--out", str(tmp_path / "auto"),
+                 "--quiet"]) == 0
+    assert main(["predict", str(checkpoint), str(images), "--out", str(tmp_path / "whole"),
+                 "--tile", "0", "--quiet"]) == 0
+    assert tiles == [tile_for(crop)] * 2 + [None] * 2
 
 
 def test_predict_a_folder_writes_masks_overlays_probs_and_summary(checkpoint, images, tmp_path):

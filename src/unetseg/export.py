@@ -81,6 +81,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, overwrite: bool = False
     entry.value = json.dumps({"class_names": segmenter.class_names,
                               "colours": [list(c) for c in segmenter.colours],
                               "in_channels": segmenter.in_channels,
+                              "training_crop": segmenter.training_crop,
                               "checkpoint": Path(checkpoint).name})
     atomic_write_bytes(out, model.SerializeToString())
     return out
@@ -108,6 +109,7 @@ class OnnxSegmenter:
         self.class_names = list(meta["class_names"])
         self.colours = [tuple(c) for c in meta["colours"]]
         self.in_channels = int(meta["in_channels"])
+        self.training_crop = meta.get("training_crop")      # absent from older exports
 
     @property
     def num_classes(self) -> int:

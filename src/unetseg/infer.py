@@ -33,9 +33,11 @@ from .progress import counter
 from .runtime import autocast, pick_device
 
 __all__ = ["Segmenter", "load_segmenter", "fold_batchnorm", "tile_starts", "importance_map",
-           "predict", "check_options", "prediction_precision", "Prediction", "BLENDS"]
+           "predict", "check_options", "prediction_precision", "Prediction", "BLENDS",
+           "DEFAULT_TILE", "tile_for"]
 
 BLENDS = ("gaussian", "constant")
+DEFAULT_TILE = 256
 # nnU-Net's and MONAI's choice: sigma = tile side / 8.
 GAUSSIAN_SIGMA_SCALE = 1 / 8
 # The weight of a tile's corner pixels, relative to its centre. Keeps the weights of pixels
@@ -53,9 +55,11 @@ class Segmenter(nn.Module):
     it, so every runtime feeds the same [0, 1] images.
     """
 
-    def __init__(self, network: nn.Module, mean, std, class_names, colours) -> None:
+    def __init__(self, network: nn.Module, mean, std, class_names, colours,
+                 training_crop: int | None = None) -> None:
         super().__init__()
         self.network = network
+        self.training_crop = training_crop      # the side of the crops it was trained on
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32)[None, :, None, None])
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32)[None, :, None, None])
         self.class_names = list(class_names)
@@ -79,8 +83,9 @@ def load_segmenter(path, device: torch.device | str = "cpu", fold: bool = True) 
     if fold:
         network = fold_batchnorm(network)
     norm = meta["normalisation"]
+    crop = meta.get("run_config", {}).get("data", {}).get("size")
     segmenter = Segmenter(network, norm["mean"], norm["std"], meta["class_names"],
-                          meta["colours"])
+                          meta["colours"], training_crop=crop)
     # channels_last: the layout the CPU's and the GPU's convolution kernels run fastest in.
     return segmenter.to(device, memory_format=torch.channels_last).eval()
 
@@ -238,6 +243,14 @@ def predict(
         return _predict_whole(model, image, tta, device, precision, probs)
     return _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device,
                           precision, probs, progress)
+
+
+def tile_for(training_crop: int | None) -> int:
+    """The default prediction tile of a network trained on ``training_crop``-pixel crops: at
+    least that crop (a multiple of 32), so that a tile shows the network as much context as
+    training did; and at least `DEFAULT_TILE`, because fewer, larger tiles spend less of the
+    work on their overlaps."""
+    return max(DEFAULT_TILE, 32 * math.ceil((training_crop or 0) / 32))
 
 
 def check_options(tile: int | None, overlap: float, blend: str, batch_size: int) -> None:

@@ -26,6 +26,8 @@ dataset's name: a rule that needs one is a recipe, not a plan.
 - **lr** 1e-3 (the loop's warm-up and cosine), the **run length** the budget
   (`DEFAULT_BUDGET` minutes when none is given), and **validation** every N epochs so that it
   takes about `VAL_SHARE` of the time.
+- **prediction tiles**: `unetseg.infer.tile_for` the crop, which ``unetseg predict`` reads from
+  the checkpoint; the plan's note states it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import torch
 
 from .config import ModelConfig
 from .data.fingerprint import Fingerprint
+from .infer import DEFAULT_TILE, tile_for
 
 __all__ = ["Decision", "Plan", "plan_run", "measured_step_seconds", "DEFAULT_BUDGET"]
 
@@ -305,6 +308,8 @@ def plan_run(fp: Fingerprint, val_images: int, budget: float | None,
                                                          need)[:2] == (crop, batch))
     (low, high), scale_why = _scale(fp)
     every, val_why = _validation(fp, val_images, batch, step, crop)
+    notes.append(f"unetseg predict tiles of {tile_for(crop)} px: the training crop, at least "
+                 f"{DEFAULT_TILE} (read from the checkpoint; --tile changes it)")
     if fp.images < 4:
         notes.append(f"{fp.images} training image(s): expect a model that has learnt little")
     if fp.empty_share > 0.5:

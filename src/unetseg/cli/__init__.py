@@ -39,6 +39,18 @@ COMPUTE_COMMANDS = ("train", "evaluate", "predict", "inspect", "export", "demo",
 
 # --- the parser ---------------------------------------------------------------------------------
 
+def _tile(text: str) -> int | str:
+    """``--tile``: ``auto`` or a whole number (0: whole images); the range is checked with
+    the other prediction options."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number of pixels, found "
+                                         f"{text!r}") from None
+
+
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     """Which data a checkpoint is scored on: by default the split it was trained with."""
     parser.add_argument("--data", help="data source (default: the one it was trained on)")
@@ -90,8 +102,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                                    "(default: none, required)")
     predict.add_argument("--out", required=True, help="output folder for masks, overlays and "
                                                       "summary.json (default: none, required)")
-    predict.add_argument("--tile", type=int, default=256,
-                         help="tile side in pixels; 0 = whole image at once (default: 256)")
+    predict.add_argument("--tile", type=_tile, default="auto",
+                         help="tile side in pixels; 0 = whole image at once; auto = the side "
+                              "of the model's training crops, at least 256 (default: auto)")
     predict.add_argument("--overlap", type=float, default=0.25,
                          help="share of each tile overlapping its neighbour (default: 0.25)")
     predict.add_argument("--blend", default="gaussian", choices=["gaussian", "constant"],

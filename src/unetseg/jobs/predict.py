@@ -7,7 +7,11 @@ Inputs are files, folders (their images, not recursing) or glob patterns. For ea
 - ``NAME_overlay.png``: the image with translucent class colours;
 - ``NAME_probs.npy`` (with ``probs``): float16 (C, H, W) class probabilities;
 
-and ``summary.json`` gathers every image's size and class areas (merged with the entries of
+Images go through in overlapping tiles of ``tile`` pixels; ``"auto"`` (the default) is the
+side of the crops the model was trained on, at least 256 (`unetseg.infer.tile_for`), so that a
+tile holds as much context as training showed.
+
+``summary.json`` gathers every image's size and class areas (merged with the entries of
 earlier runs into the same folder), the inputs that failed, the files of the folders given
 that are not images it reads (``skipped``: a GIF, a WebP), and, when the run stopped early,
 ``"interrupted": true`` with the inputs not reached under ``"remaining"``.
@@ -26,7 +30,7 @@ import glob
 import json
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,7 +46,7 @@ from ..data.io import (
     read_raw_image,
 )
 from ..files import atomic_write_bytes, write_json
-from ..infer import check_options, predict
+from ..infer import check_options, predict, tile_for
 from ..interrupts import StopSignals
 from ..memory import Estimate, check_fits
 from ..outputs import check_output_folder, refuse_existing_outputs
@@ -65,7 +69,7 @@ HOST = torch.device("cpu")
 class PredictOptions:
     """How to predict: the arguments of `unetseg.infer.predict`, plus what to write."""
 
-    tile: int | None = 256
+    tile: int | str | None = "auto"            # "auto": `tile_for` the model; None: whole
     overlap: float = 0.25
     blend: str = "gaussian"
     batch_size: int = 4
@@ -77,7 +81,8 @@ class PredictOptions:
     max_pixels: int | None = None              # None: DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
-        check_options(self.tile, self.overlap, self.blend, self.batch_size)   # once, first
+        check_options(None if self.tile == "auto" else self.tile, self.overlap, self.blend,
+                      self.batch_size)                                      # once, first
         if self.max_pixels is None:
             object.__setattr__(self, "max_pixels", DEFAULT_MAX_PIXELS)
         if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
@@ -249,6 +254,8 @@ def predict_files(predictor, inputs: list[str], out_dir: str | Path,
     finished images and summary.json (with ``"interrupted": true``) are written.
     """
     out_dir = check_output_folder(out_dir, "--out")
+    if options.tile == "auto":
+        options = replace(options, tile=tile_for(getattr(predictor, "training_crop", None)))
     paths, skipped = expand_inputs(inputs)
     _check_outputs(paths, out_dir, options)
     out_dir.mkdir(parents=True, exist_ok=True)
