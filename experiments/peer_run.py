@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -67,7 +67,7 @@ def run_peer(folder: Path, peer: str, seed: int, budget_min: float, out: Path) -
                   "classes": [{"class": name, "iou": iou} for name, iou in scores["iou"].items()]}
     (out / "test").mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps({**run, "data": info,
-                                              "config": asdict(replace(config))}, indent=1,
+                                              "config": asdict(config)}, indent=1,
                                              default=str))
     (out / "test" / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
     return evaluation

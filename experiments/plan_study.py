@@ -20,7 +20,8 @@ the same torch.
 Two runs go at a time (2 cores, one thread each). Every run keeps its folder under
 experiments/results/plan_study/ and is skipped when its evaluation.json exists, so an
 interrupted study resumes. After each run the table of the finished ones is written, with the
-machine, the commit and the command, to docs/results/plan_study_b{budget}.json.
+machine, the commit and the command, to docs/results/plan_study_b{budget}.json; ``--report
+FILE`` prints the table docs/planning.md shows of such a file (a test holds the two equal).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from threading import Lock
 
+from unetseg.data.presets import CAMVID, ISBI, ISBI_TEST
+from unetseg.files import atomic_write_text, yaml_text
+
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "results" / "plan_study"
 SHARED = HERE.parent.parent / "shared" / "datasets"
@@ -45,8 +49,6 @@ PEERS = ("smp", "monai")
 CONTENDERS = ("planned", "smp", "monai", "recipe", "classic")
 # The hand recipes and the datasets they were made for (recipes.py).
 RECIPES = {"isbi": "isbi", "camvid": "camvid"}
-CAMVID_CLASSES = ["sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car",
-                  "pedestrian", "bicyclist"]
 
 
 # ---------------------------------------------------------------- the datasets
@@ -57,22 +59,22 @@ def _link(target: Path, link: Path) -> None:
         link.symlink_to(target.resolve())
 
 
+# Each view's dataset.yaml is its preset's mask spec (classes, colours, ignore, remap), so
+# that the folder's masks are read exactly as --data isbi and --data camvid read them.
+
 def _isbi_view(root: Path, view: Path) -> None:
-    for stem in range(30):
-        split = "test" if stem >= 24 else "train"         # presets.ISBI_TEST: slices 24-29
+    for image in sorted((root / "images").glob("*.png")):
+        split = "test" if image.stem in ISBI_TEST else "train"
         for kind in ("images", "masks"):
-            _link(root / kind / f"{stem}.png", view / split / kind / f"{stem}.png")
-    # 0 = membrane, 255 = cell interior (../shared/datasets/README.md), as presets.ISBI reads it
-    (view / "dataset.yaml").write_text("classes: [cell, membrane]\nremap: {255: 0, 0: 1}\n")
+            _link(root / kind / image.name, view / split / kind / image.name)
+    atomic_write_text(view / "dataset.yaml", yaml_text(ISBI.to_dict()))
 
 
 def _camvid_view(root: Path, view: Path) -> None:
     for split, images, masks in (("train", "train", "trainannot"), ("test", "val", "valannot")):
         _link(root / images, view / split / "images")
         _link(root / masks, view / split / "masks")
-    # stored 11 is void (../shared/datasets/README.md), as presets.CAMVID reads it
-    (view / "dataset.yaml").write_text(f"classes: [{', '.join(CAMVID_CLASSES)}]\n"
-                                       f"ignore_index: 255\nremap: {{11: 255}}\n")
+    atomic_write_text(view / "dataset.yaml", yaml_text(CAMVID.to_dict()))
 
 
 VIEWS = {"isbi": ("isbi2012-membrane", _isbi_view), "camvid": ("camvid", _camvid_view)}
@@ -135,7 +137,32 @@ def run_one(folder: Path, contender: str, seed: int, budget: float) -> dict:
             "plan": [line.strip() for line in log.splitlines() if line.startswith("  --")]}
 
 
-# ---------------------------------------------------------------- the table
+# ---------------------------------------------------------------- the tables
+
+def headline(row: dict) -> float:
+    """A run's score: the foreground IoU of a two-class dataset (its class 1), else mIoU."""
+    ious = list(row["iou"].values())
+    return ious[1] if len(ious) == 2 else row["miou"]
+
+
+def summary(rows: list[dict]) -> str:
+    """The docs' table: per dataset and contender, the seeds run and the mean (range) of the
+    headline score and of mIoU, contenders in `CONTENDERS` order."""
+    lines = ["| data | test images | contender | seeds | score: mean (range) | mIoU: mean |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    order = {name: i for i, name in enumerate(CONTENDERS)}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in sorted(rows, key=lambda r: (r["dataset"], order[r["contender"]], r["seed"])):
+        groups.setdefault((row["dataset"], row["contender"]), []).append(row)
+    for (dataset, contender), runs in groups.items():
+        scores = [headline(run) for run in runs]
+        what = "foreground IoU" if len(runs[0]["iou"]) == 2 else "mIoU"
+        spread = f" ({min(scores):.3f}-{max(scores):.3f})" if len(runs) > 1 else ""
+        miou = sum(run["miou"] for run in runs) / len(runs)
+        lines.append(f"| {dataset} | {runs[0]['test_images']} | {contender} | {len(runs)} | "
+                     f"{what} {sum(scores) / len(scores):.3f}{spread} | {miou:.3f} |")
+    return "\n".join(lines)
+
 
 def table(rows: list[dict]) -> str:
     lines = ["| dataset | contender | seed | test mIoU | IoU per class |",
@@ -163,12 +190,19 @@ def write_results(path: Path, rows: list[dict], command: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("datasets", nargs="+", help="folders, or names under ../shared/datasets")
+    parser.add_argument("datasets", nargs="*", help="folders, or names under ../shared/datasets")
     parser.add_argument("--budget", type=float, default=15.0, help="minutes (default: 15)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
                         choices=CONTENDERS, help="(default: all; recipe only where one exists)")
+    parser.add_argument("--report", type=Path, metavar="RESULTS",
+                        help="train nothing: print the docs' table of a results file")
     args = parser.parse_args()
+    if args.report:
+        print(summary(json.loads(args.report.read_text())["rows"]))
+        return
+    if not args.datasets:
+        parser.error("name the datasets to run (or --report RESULTS)")
     folders = [dataset_folder(name) for name in args.datasets]
     jobs = [(folder, contender, seed) for seed in args.seeds for folder in folders
             for contender in args.contenders
@@ -191,6 +225,7 @@ def main() -> None:
             print(f"{row['dataset']} {row['contender']} seed {row['seed']}: test mIoU "
                   f"{row['miou']:.4f}", flush=True)
     print(table(rows))
+    print(summary(rows))
     print(f"wrote {path}")
     if failures:
         raise SystemExit(f"{len(failures)} run(s) failed")

@@ -12,9 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from unetseg.config import DataConfig
+from unetseg.data.build import build_datasets
+from unetseg.data.presets import ISBI_TEST
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
@@ -24,6 +30,8 @@ CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
 
 sys.path.insert(0, str(EXPERIMENTS))
 import loss_study  # noqa: E402
+import peer_run  # noqa: E402
+import plan_study  # noqa: E402
 import smp_study  # noqa: E402
 import upsample_study  # noqa: E402
 from common import (  # noqa: E402  (experiments/ is not a package)
@@ -397,3 +405,69 @@ def test_recipe_curves_reads_the_runs_clock_and_reports_best_within_and_time_to_
         main([str(run), "--metric", "iou:car", "--out", str(chart)])
     with pytest.raises(ValueError, match="no metrics.jsonl"):
         main([str(tmp_path), "--out", str(chart)])
+
+
+# ---------------------------------------------------------------- the planning study
+
+def test_the_planning_docs_show_each_results_file_as_the_study_reports_it():
+    """No hand-typed figure: each plan_study results file's table is in docs/planning.md as
+    `plan_study.py --report` prints it."""
+    docs = (ROOT / "docs" / "planning.md").read_text()
+    files = sorted((ROOT / "docs" / "results").glob("plan_study_b*.json"))
+    assert files
+    for path in files:
+        assert plan_study.summary(json.loads(path.read_text())["rows"]) in docs, path.name
+
+
+def test_the_summary_gives_foreground_iou_for_two_classes_and_miou_for_more():
+    rows = [{"dataset": "d", "contender": "planned", "seed": s, "test_images": 5, "miou": m,
+             "iou": {"background": 0.9, "fg": f}} for s, (m, f) in enumerate([(0.7, 0.5),
+                                                                                 (0.8, 0.7)])]
+    rows.append({"dataset": "e", "contender": "smp", "seed": 0, "test_images": 2, "miou": 0.4,
+                 "iou": {"a": 0.2, "b": 0.4, "c": None}})
+    assert plan_study.summary(rows).splitlines()[2:] == [
+        "| d | 5 | planned | 2 | foreground IoU 0.600 (0.500-0.700) | 0.750 |",
+        "| e | 2 | smp | 1 | mIoU 0.400 | 0.400 |"]
+
+
+def test_the_isbi_view_holds_out_the_test_slices_and_reads_masks_as_the_preset(
+        tmp_path, monkeypatch):
+    """Linked, not copied: slices 24-29 are test/, the rest train/; a stored 0 (membrane) is
+    class 1 and 255 (cell) class 0, as --data isbi reads them."""
+    root = tmp_path / "shared" / "isbi2012-membrane"
+    for kind in ("images", "masks"):
+        (root / kind).mkdir(parents=True)
+    mask = np.full((32, 32), 255, np.uint8)
+    mask[:, :8] = 0
+    for stem in range(30):
+        Image.fromarray(np.full((32, 32), stem, np.uint8)).save(root / "images" / f"{stem}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
+    monkeypatch.setattr(plan_study, "SHARED", tmp_path / "shared")
+    monkeypatch.setattr(plan_study, "RUNS", tmp_path / "runs")
+    view = plan_study.dataset_folder("isbi")
+    assert sorted(p.stem for p in (view / "test" / "images").iterdir()) == sorted(ISBI_TEST)
+    train = sorted(p.stem for p in (view / "train" / "images").iterdir())
+    assert len(train) == 24 and not set(train) & set(ISBI_TEST)
+    assert all(p.is_symlink() for p in (view / "train" / "masks").iterdir())
+    data = build_datasets(DataConfig(source=str(view), size=32, augment=False))
+    assert data.spec.class_names == ("cell", "membrane")
+    _, labels = data.train[0]
+    assert (labels[:, :8] == 1).all() and (labels[:, 8:] == 0).all()
+    assert plan_study.dataset_folder("isbi") == view            # a second call changes nothing
+
+
+def test_a_peer_trains_for_its_budget_and_writes_what_evaluate_writes(
+        tmp_path, make_box_folder, monkeypatch):
+    root = tmp_path / "d"
+    make_box_folder(root / "train", 10, size=(32, 32))     # BasicUNet halves 32 four times
+    make_box_folder(root / "test", 3, size=(32, 32), seed=7)
+    (root / "dataset.yaml").write_text("classes: [background, box]\n")
+    monkeypatch.setattr(peer_run, "CROP", 32)
+    monkeypatch.setattr(peer_run, "BATCH", 2)
+    evaluation = peer_run.run_peer(root, "monai", 0, 0.02, tmp_path / "run")
+    written = json.loads((tmp_path / "run" / "test" / "evaluation.json").read_text())
+    assert written == evaluation and written["images"] == 3 and written["split"] == "test"
+    assert [row["class"] for row in written["classes"]] == ["background", "box"]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["steps"] >= 1 and run["recipe"]["precision"] == "bf16"
+    assert run["curve"][-1]["train_cpu_s"] >= 0.02 * 60
