@@ -143,3 +143,18 @@ def test_small_images_and_a_class_in_one_image_only_get_a_plan(tmp_path, make_bo
     assert main(["plan", str(root), "--val-ratio", "0.2", "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "--size 32" in text and "--depth 2" in text and "--focus-classes rare" in text
+
+
+@pytest.mark.slow
+def test_a_planned_run_holds_its_time_budget_within_a_tenth(data, tmp_path):
+    """The plan's length is its budget, validation and checkpoints included: the run's own
+    clock (every validated epoch's seconds, summed) ends within 10% of it, at the bottom of
+    the schedule. (benchmarks/plan_budget.py measures the same on real data.)"""
+    run = tmp_path / "run"
+    budget = 0.2                                                   # minutes
+    assert main(["train", "--data", str(data), "--time-budget", str(budget), "--quiet",
+                 "--precision", "fp32", "--out", str(run)]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    spent = sum(row["seconds"] for row in rows)
+    assert abs(spent - 60 * budget) <= 0.1 * 60 * budget, spent
+    assert rows[-1]["lr"] == 0.0
