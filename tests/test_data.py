@@ -879,6 +879,16 @@ def test_a_single_pair_cannot_be_split_into_train_and_validation():
         split_by_ratio(["only"], 0.2, seed=0)
 
 
+def test_a_folder_of_one_image_trains_and_validates_on_it_and_says_so(tmp_path,
+                                                                     make_box_folder):
+    """One labelled scene is a real dataset (issue 23's edge cases): rather than refuse it, it
+    serves both splits, and a notice says that its validation scores are not held out."""
+    root = make_box_folder(tmp_path / "one", 1, size=(32, 32))
+    data = build_datasets(DataConfig(source=str(root), size=32))
+    assert data.train.pairs == data.val.pairs and len(data.train.pairs) == 1
+    assert any("one image, so it both trains and validates" in n for n in data.notices)
+
+
 def test_split_files_choose_the_training_and_validation_pairs(tmp_path):
     root = tmp_path / "data"
     for folder in ("images", "masks"):

@@ -145,6 +145,24 @@ def test_small_images_and_a_class_in_one_image_only_get_a_plan(tmp_path, make_bo
     assert "--size 32" in text and "--depth 2" in text and "--focus-classes rare" in text
 
 
+def test_one_image_and_masks_of_one_class_get_a_plan_and_a_message(tmp_path, make_box_folder,
+                                                                   capsys):
+    """More of issue 23's edge cases, as a user meets them: a plan, and what to know first."""
+    import numpy as np
+    from PIL import Image
+
+    one = make_box_folder(tmp_path / "one", 1, size=(32, 32))
+    assert main(["plan", str(one), "--quiet"]) == 0
+    said = capsys.readouterr()
+    assert "one image, so it both trains and validates" in said.err
+    assert "plan for 15 minutes" in said.out and "1 training image(s)" in said.out
+    blank = make_box_folder(tmp_path / "blank", 4, size=(32, 32))
+    for mask in (blank / "masks").iterdir():
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(mask)
+    assert main(["plan", str(blank), "--quiet"]) == 0
+    assert "of the training masks hold only background" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_a_planned_run_holds_its_time_budget_within_a_tenth(data, tmp_path):
     """The plan's length is its budget, validation and checkpoints included: the run's own

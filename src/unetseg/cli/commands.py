@@ -153,7 +153,7 @@ def plan_command(args: argparse.Namespace) -> int:
 
         claim_file(args.out, args.overwrite, "--out")
     device = torch.device(args.device) if args.device else torch.device("cpu")
-    plan = plan_data(config, args.time_budget, device, progress=not args.quiet)
+    plan = plan_data(config, args.time_budget, device, progress=not args.quiet, announce=True)
     print(plan.table())
     if args.out:
         path = write_plan(plan, config, args.out, overwrite=args.overwrite)

@@ -190,9 +190,7 @@ def _folder_splits(root: Path, config: DataConfig, notices: list[str]) -> tuple[
         if config.val or val_root.is_dir() or not (root / "test").is_dir():
             val = match_pairs(val_root / "images", val_root / "masks", notices)
             return train, val, train + val
-        by_stem = {p[0].stem: p for p in train}
-        kept, held = split_by_ratio(sorted(by_stem), config.val_ratio, config.seed)
-        return [by_stem[s] for s in kept], [by_stem[s] for s in held], train
+        return (*_carved(train, config, root / "train", notices), train)
     pairs = match_pairs(root / "images", root / "masks", notices)
     if config.val:
         val_root = Path(config.val)
@@ -200,8 +198,20 @@ def _folder_splits(root: Path, config: DataConfig, notices: list[str]) -> tuple[
     by_stem = {p[0].stem: p for p in pairs}
     if config.train_list or config.val_list:
         return (*_listed_splits(root, config, by_stem), pairs)
+    return (*_carved(pairs, config, root, notices), pairs)
+
+
+def _carved(pairs: Pairs, config: DataConfig, where: Path, notices: list[str]) -> tuple[Pairs, ...]:
+    """(train, val) carved from ``pairs`` by ``val_ratio``. A single pair (one large scene,
+    say) both trains and validates, and a notice says that its scores are not held out."""
+    if len(pairs) == 1:
+        notices.append(f"{where}: one image, so it both trains and validates: validation "
+                       f"scores are not held out and the best checkpoint is chosen on the "
+                       f"training image; give a validation folder (--val) for honest ones")
+        return pairs, pairs
+    by_stem = {p[0].stem: p for p in pairs}
     train, val = split_by_ratio(sorted(by_stem), config.val_ratio, config.seed)
-    return [by_stem[s] for s in train], [by_stem[s] for s in val], pairs
+    return [by_stem[s] for s in train], [by_stem[s] for s in val]
 
 
 def _source(config: DataConfig, class_names: tuple[str, ...] | None = None,

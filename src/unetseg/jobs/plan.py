@@ -22,6 +22,7 @@ from ..files import atomic_write_text, json_ready, yaml_text
 from ..memory import available_bytes
 from ..outputs import claim_file
 from ..planner import Plan, measured_step_seconds, plan_run
+from ..progress import say
 
 __all__ = ["plan_data", "plannable", "write_plan", "SOURCE_FIELDS"]
 
@@ -42,15 +43,19 @@ def plannable(config: RunConfig) -> str | None:
 
 
 def plan_data(config: RunConfig, budget: float | None = None,
-              device: torch.device | None = None, progress: bool = False) -> Plan:
+              device: torch.device | None = None, progress: bool = False,
+              announce: bool = False) -> Plan:
     """The plan for the data ``config`` describes (its data section: source, classes, split),
-    trained for ``budget`` minutes on ``device`` (the CPU by default). Raises ValueError when
-    the data cannot be planned (`plannable`) or cannot be read (as training would)."""
+    trained for ``budget`` minutes on ``device`` (the CPU by default). With ``announce``, how
+    the data was read (its notices, as training logs them) is said first. Raises ValueError
+    when the data cannot be planned (`plannable`) or cannot be read (as training would)."""
     why_not = plannable(config)
     if why_not:
         raise ValueError(why_not)
     device = device or torch.device("cpu")
     data = build_datasets(replace(config.data, augment=False))
+    for notice in data.notices if announce else ():
+        say(notice)
     fp = fingerprint(data.train.pairs, data.spec, data.mean, data.std, data.in_channels,
                      progress)
     model = replace(config.model, in_channels=data.in_channels,
