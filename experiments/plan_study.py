@@ -164,6 +164,18 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def printouts(rows: list[dict]) -> str:
+    """Each dataset's plan as the planned run printed it (its first seed's: the plan reads
+    the training split and times this machine, so seeds may differ only in timed figures)."""
+    blocks = []
+    for row in sorted(rows, key=lambda r: (r["dataset"], r["seed"])):
+        if row["contender"] == "planned" and row["plan"] and not any(
+                row["dataset"] in block.split("\n")[0] for block in blocks):
+            blocks.append(f"{row['dataset']} (seed {row['seed']}):\n```\n"
+                          + "\n".join(row["plan"]) + "\n```")
+    return "\n\n".join(blocks)
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| dataset | contender | seed | test mIoU | IoU per class |",
              "| --- | --- | --- | --- | --- |"]
@@ -199,7 +211,8 @@ def main() -> None:
                         help="train nothing: print the docs' table of a results file")
     args = parser.parse_args()
     if args.report:
-        print(summary(json.loads(args.report.read_text())["rows"]))
+        rows = json.loads(args.report.read_text())["rows"]
+        print(summary(rows) + "\n\n" + printouts(rows))
         return
     if not args.datasets:
         parser.error("name the datasets to run (or --report RESULTS)")
