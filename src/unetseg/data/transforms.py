@@ -85,7 +85,7 @@ class TrainTransform:
         self, image: np.ndarray, mask: np.ndarray, seed: int
     ) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-        image, mask = self.scaled_crop(image, _compact(mask), rng)
+        image, mask = self.scaled_crop(image, _compact(mask, self.ignore_index), rng)
         # Compose.set_random_seed gives every child the same seed, which ties their draws
         # together (both flips and the rotation would always fire at once): seed each child
         # from its own stream instead.
@@ -123,7 +123,8 @@ class TrainTransform:
         window = (c1 - c0, r1 - r0)
         inverse = cv2.WARP_INVERSE_MAP
         crop = np.zeros((self.size, self.size, image.shape[-1]), dtype=_warpable(image.dtype))
-        content = cv2.warpAffine(image.astype(crop.dtype, copy=False), to_image, window,
+        source = np.ascontiguousarray(image, dtype=crop.dtype)    # an RGBA's RGB is a view
+        content = cv2.warpAffine(source, to_image, window,
                                  flags=cv2.INTER_LINEAR | inverse,
                                  borderMode=cv2.BORDER_REPLICATE)
         crop[r0:r1, c0:c1] = content.reshape(r1 - r0, c1 - c0, -1)
@@ -154,11 +155,13 @@ class TrainTransform:
         return divmod(int(candidates[rng.integers(candidates.size)]), mask.shape[1])
 
 
-def _compact(mask: np.ndarray) -> np.ndarray:
-    """Labels in a type cv2 warps (uint8, else uint16): integer masks as loaded are int64."""
-    if mask.dtype in (np.uint8, np.uint16):
+def _compact(mask: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Labels in a type cv2 warps that holds them and the ignore label: uint8, else uint16
+    (as `FolderDataset.stored` keeps them; integer masks as decoded are int64)."""
+    if mask.dtype == np.uint16 or (mask.dtype == np.uint8 and ignore_index < 256):
         return mask
-    return mask.astype(np.uint8 if mask.max(initial=0) < 256 else np.uint16)
+    small = max(int(mask.max(initial=0)), ignore_index) < 256
+    return mask.astype(np.uint8 if small else np.uint16)
 
 
 def _warpable(dtype: np.dtype) -> np.dtype:
