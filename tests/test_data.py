@@ -606,6 +606,16 @@ def test_an_image_smaller_than_the_crop_is_the_rescaled_image_padded_in_the_cent
     assert (labels[padding] == 255).all() and (crop[padding] == 0).all()
 
 
+def test_an_ignore_label_over_255_and_an_rgba_view_go_through_the_crop():
+    rng = np.random.default_rng(5)
+    rgba = rng.integers(0, 256, (10, 12, 4)).astype(np.uint8)
+    mask = rng.integers(0, 3, (10, 12))
+    image, labels = TrainTransform(24, scale=(1.0, 1.0), ignore_index=300, jitter=0)(
+        rgba[..., :3], mask, 0)
+    assert image.shape == (24, 24, 3) and set(np.unique(labels)) <= {0, 1, 2, 300}
+    assert (labels == 300).sum() == 24 * 24 - 10 * 12
+
+
 def test_decoded_training_pairs_are_kept_while_the_budget_allows(tmp_path, monkeypatch):
     """A second epoch decodes only the pairs the cache could not hold, and gives what decoding
     gives."""
