@@ -1,8 +1,8 @@
 """Is the DataLoader the bottleneck? CamVid samples/s against the model's training images/s.
 
-With the defaults of `unetseg.config` (``--size`` crop, ``--batch-size``, augmentation on, the
-default U-Net with CamVid's 11 classes), three things are timed, each alternated with its
-rivals after a warm-up:
+At each crop size and batch of ``--crops`` (the defaults' 64 x 16, and 256 x 4, about the
+planner's usual crop; augmentation on, the default U-Net with CamVid's 11 classes), three
+things are timed, each alternated with its rivals after a warm-up:
 
 1. one training step (forward, CE + Dice, backward, AdamW; channels_last) on a fixed batch,
    in fp32 and under bf16 autocast: the faster is the precision used below;
@@ -14,7 +14,11 @@ rivals after a warm-up:
    fed steps take about as long as the fixed-batch ones.
 
     .venv/bin/python benchmarks/data_speed.py [--quick] [--repeats 2] [--fed-batches 8]
-        [--root ../shared/datasets/camvid]
+        [--crops 64x16,256x4] [--root ../shared/datasets/camvid] [--out FILE]
+
+The target (issue 24): fed steps at most 1.15x the fixed-batch ones at both crops. The
+tables are printed, and every timing is written with the machine, the commit and the command
+to benchmarks/results/data_speed.json.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 from pathlib import Path
 
 import torch
-from harness import Timing, alternate, machine, print_table
+from harness import Timing, alternate, machine, print_table, write_results
 from torch.utils.data import DataLoader
 
 from unetseg.config import DataConfig
@@ -34,7 +38,9 @@ from unetseg.losses import make_loss
 from unetseg.model import UNet, UNetConfig
 from unetseg.runtime import autocast
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ROOT = ROOT.parent / "shared" / "datasets" / "camvid"
+RESULTS = ROOT / "benchmarks" / "results" / "data_speed.json"
 WORKERS = (0, 1, 2)
 
 
@@ -71,20 +77,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per contender")
     parser.add_argument("--fed-batches", type=int, default=8,
                         help="training steps per fed run (default 8)")
+    parser.add_argument("--crops", default="64x16,256x4", metavar="SIZExBATCH,...",
+                        help="crop sizes and batch sizes measured (default: the defaults' "
+                             "64 x 16, and 256 x 4, about the planner's usual crop)")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help=f"results file (default: {RESULTS.relative_to(ROOT)})")
     args = parser.parse_args()
     if not (args.root / "train").is_dir():
         print(f"skipped: no CamVid at {args.root} (pass --root)")
         return
     print(machine())
-    # The smoke run keeps every default but a batch of 4.
-    defaults = DataConfig(source="camvid", root=str(args.root),
-                          **({"batch_size": 4} if args.quick else {}))
-    data = build_datasets(defaults)
-    train, batch = data.train, defaults.batch_size
-    epoch_batches, warmup = len(train) // batch, 1
+    crops = [tuple(int(n) for n in pair.split("x")) for pair in args.crops.split(",")]
     if args.quick:
-        epoch_batches, args.fed_batches, args.repeats, warmup = 2, 2, 1, 0
+        crops = [(size, min(batch, 4)) for size, batch in crops]
+    results = [measure(args, size, batch) for size, batch in crops]
+    write_results(args.out, root=str(args.root), repeats=args.repeats,
+                  fed_batches=args.fed_batches, crops=results)
+
+
+def measure(args: argparse.Namespace, size: int, batch: int) -> dict:
+    """The three timings at crops of ``size`` in batches of ``batch``; prints their tables and
+    returns their figures."""
+    config = DataConfig(source="camvid", root=str(args.root), size=size, batch_size=batch)
+    data = build_datasets(config)
+    train = data.train
+    epoch_batches, warmup, fed_batches, repeats = len(train) // batch, 1, args.fed_batches, \
+        args.repeats
+    if args.quick:
+        epoch_batches, fed_batches, repeats, warmup = 2, 2, 1, 0
     fixed = [train[i] for i in range(batch)]
     images, masks = torch.stack([x for x, _ in fixed]), torch.stack([y for _, y in fixed])
 
@@ -95,7 +116,7 @@ def main() -> None:
                       repeats=1 if args.quick else 4, warmup=warmup)
     precision = min(alone, key=lambda p: alone[p].median)
     print_table(f"one training step on a fixed batch: default U-Net (base {UNetConfig().base}), "
-                f"batch {batch} x 3 x {defaults.size} x {defaults.size}, 11 classes, CE + Dice, "
+                f"batch {batch} x 3 x {size} x {size}, 11 classes, CE + Dice, "
                 f"AdamW, channels_last",
                 ["precision", "s per step (median)", "min-max", "images/s"],
                 [[p, f"{t.median:.3f}", t.spread(), f"{batch / t.median:.1f}"]
@@ -114,11 +135,10 @@ def main() -> None:
         for _ in batches_of(workers, epoch_batches):
             pass
 
-    loading = alternate({w: (lambda w=w: load(w)) for w in WORKERS}, args.repeats, warmup=0)
+    loading = alternate({w: (lambda w=w: load(w)) for w in WORKERS}, repeats, warmup=0)
     samples = epoch_batches * batch
     print_table(f"the CamVid training loader alone: {samples} samples ({epoch_batches} "
-                f"batches of {batch}), {defaults.size} px crops, augmentation on, "
-                f"{args.repeats} runs each",
+                f"batches of {batch}), {size} px crops, augmentation on, {repeats} runs each",
                 ["workers", "samples/s (median)", "min-max", "/ training images/s"],
                 [[w, f"{samples / t.median:.0f}", _rate_spread(samples, t),
                   f"{samples / t.median / (batch / alone[precision].median):.1f}"]
@@ -127,25 +147,31 @@ def main() -> None:
     # 3. Training steps fed by the loader, against the same steps on a fixed batch.
     def fed(workers: int | None) -> None:
         if workers is None:
-            for _ in range(args.fed_batches):
+            for _ in range(fed_batches):
                 step(images, masks)
             return
-        for x, y in batches_of(workers, args.fed_batches):
+        for x, y in batches_of(workers, fed_batches):
             step(x, y)
 
     contenders = {"fixed batch, no loader": None, **{f"workers={w}": w for w in WORKERS}}
     training = alternate({name: (lambda w=w: fed(w)) for name, w in contenders.items()},
-                         args.repeats, warmup=0)
-    fed_samples = args.fed_batches * batch
+                         repeats, warmup=0)
+    fed_samples = fed_batches * batch
     reference = training["fixed batch, no loader"].median
-    print_table(f"{args.fed_batches} training steps ({precision}) fed by the loader (a new "
-                f"loader per run), against the same steps on a fixed batch, {args.repeats} "
+    print_table(f"{fed_batches} training steps ({precision}) fed by the loader (a new "
+                f"loader per run), against the same steps on a fixed batch, {repeats} "
                 f"runs each, {os.cpu_count()} cores",
                 ["data", "images/s (median)", "min-max", "time / fixed batch's"],
                 [[name, f"{fed_samples / t.median:.1f}", _rate_spread(fed_samples, t),
                   f"{t.median / reference:.2f}"] for name, t in training.items()])
     best = min(WORKERS, key=lambda w: training[f"workers={w}"].median)
-    print(f"fastest fed training: workers={best} (DataConfig default: {defaults.workers})")
+    print(f"fastest fed training: workers={best} (DataConfig default: {config.workers})")
+    return {"size": size, "batch": batch, "precision": precision,
+            "step_s": {p: t.values for p, t in alone.items()},
+            "loader_epoch_s": {str(w): t.values for w, t in loading.items()},
+            "loader_samples": samples,
+            "fed_s": {name: t.values for name, t in training.items()},
+            "fed_ratio": {name: t.median / reference for name, t in training.items()}}
 
 
 def _rate_spread(samples: int, timing: Timing) -> str:

@@ -8,10 +8,13 @@ median with the min-max range and the ratio to a reference measured in the same 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,8 @@ import torch
 
 from unetseg.precision import cpu_model
 
-__all__ = ["Timing", "alternate", "machine", "print_table", "peak_rss_mib", "seconds"]
+__all__ = ["Timing", "alternate", "machine", "print_table", "peak_rss_mib", "seconds",
+           "write_results"]
 
 
 @dataclass
@@ -71,6 +75,30 @@ def machine() -> str:
     return (f"{cpu_model()} ({flags}), {os.cpu_count()} cores, {torch.get_num_threads()} "
             f"torch threads{gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
             f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}")
+
+
+def commit() -> str:
+    """The short commit of the working tree, "+" when it has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
+def write_results(path: Path, **measured) -> Path:
+    """A results file: what a script measured, with the machine, the commit, the command and
+    the date, so that a figure quoted in the docs can be traced to the run that made it."""
+    document = {"machine": machine(), "commit": commit(),
+                "command": " ".join(["python", *sys.argv]),
+                "date": time.strftime("%Y-%m-%d"), **measured}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path
 
 
 def peak_rss_mib(children: bool = False) -> float:

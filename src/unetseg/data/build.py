@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 
 from ..config import PRESET_SOURCES, DataConfig
@@ -401,6 +402,21 @@ def _focus(config: DataConfig, spec: DatasetSpec) -> tuple[int, ...]:
     return tuple(spec.class_names.index(name) for name in names)
 
 
+# Decoded training pairs kept in memory: a share of the memory available, at most CACHE_MAX.
+# Only without DataLoader workers: `fit` makes a loader, and so new worker processes, each
+# epoch, and a worker's cache would go with it.
+CACHE_SHARE, CACHE_MAX = 0.25, 4 * 2**30
+
+
+def _cache_budget(config: DataConfig) -> int:
+    from ..memory import available_bytes
+
+    available = available_bytes(torch.device("cpu"))
+    if config.workers or not config.augment or available is None:
+        return 0
+    return int(min(CACHE_SHARE * available, CACHE_MAX))
+
+
 def build_datasets(config: DataConfig) -> Datasets:
     """Train and validation datasets with normalisation from the training set (or the config),
     and the notices a user must read before training on them (`Datasets`)."""
@@ -419,7 +435,8 @@ def build_datasets(config: DataConfig) -> Datasets:
     transform = TrainTransform(config.size, (config.scale_min, config.scale_max),
                                spec.ignore_index, focus=_focus(config, spec),
                                focus_share=config.focus_share) if config.augment else None
-    train = FolderDataset(scans[0], spec, transform, seed=config.seed, skip_bad=config.skip_bad)
+    train = FolderDataset(scans[0], spec, transform, seed=config.seed, skip_bad=config.skip_bad,
+                          cache_bytes=_cache_budget(config))
     val = FolderDataset(scans[1], spec, skip_bad=config.skip_bad)
     if val.in_channels != train.in_channels:
         raise ValueError(f"training images have {train.in_channels} channels (for example "

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .io import IMAGE_SUFFIXES, images_by_stem, read_image
+from .io import IMAGE_SUFFIXES, images_by_stem, read_image, read_raw_image
 from .scan_cache import FolderIndex, FolderIndexes
 from .spec import DATASET_FILES, DatasetSpec, default_colours, find_spec_file, read_spec_file
 from .tensors import ChannelStats, to_tensors
@@ -244,18 +244,22 @@ class FolderDataset(Dataset):
         pairs: (image path, mask path) pairs, or their `FolderScan` when the caller has already
             scanned them (with a spec that decodes masks as ``spec`` does).
         spec: what the mask values mean.
-        transform: optional joint augmentation ``(image HWC, mask HW, seed) -> (image, mask)``.
+        transform: optional joint augmentation ``(image HWC as stored, labels HW, seed) ->
+            (image float32 HWC in [0, 1], mask)`` (`unetseg.data.transforms.TrainTransform`).
         mean, std: per-channel normalisation; None leaves images in [0, 1].
         seed: base of the per-sample augmentation seeds (with ``epoch`` and the index).
         skip_bad: drop unreadable or inconsistent pairs (listed in ``skipped``) instead of
             raising on the first one.
+        cache_bytes: with a ``transform``, keep decoded pairs (the image as stored, the labels
+            as uint8 or uint16) in memory up to this many bytes, so that later epochs decode
+            only the pairs that did not fit (0: decode every sample).
     """
 
     def __init__(
         self, pairs: Pairs | FolderScan, spec: DatasetSpec,
         transform: JointTransform | None = None,
         mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-        seed: int = 0, skip_bad: bool = False,
+        seed: int = 0, skip_bad: bool = False, cache_bytes: int = 0,
     ) -> None:
         scan = pairs if isinstance(pairs, FolderScan) else FolderScan(pairs, spec, skip_bad)
         decoding = (spec.colours, spec.ignore_colour, spec.ignore_index)
@@ -269,6 +273,7 @@ class FolderDataset(Dataset):
         self.skipped = list(scan.skipped)                  # (image path, why), with skip_bad
         self.notices: list[str] = []     # what a user should read first; set by its builder
         self.in_channels = scan.in_channels
+        self.cache_bytes, self._cached, self._cached_bytes = cache_bytes, {}, 0
         self._count_labels(scan.items)
 
     @property
@@ -297,6 +302,21 @@ class FolderDataset(Dataset):
         image_path, mask_path = self.pairs[index]
         return read_image(image_path), self.spec.apply_remap(self.spec.decode_mask(mask_path))
 
+    def stored(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image (H, W, C) as stored (uint8, uint16 or float) and labels (H, W) as uint8 (or
+        uint16 beyond 255), before any transform: the training transform's input, kept in
+        memory while ``cache_bytes`` allows."""
+        pair = self._cached.get(index)
+        if pair is None:
+            image_path, mask_path = self.pairs[index]
+            labels = self.spec.apply_remap(self.spec.decode_mask(mask_path))
+            small = max(self.num_classes - 1, self.spec.ignore_index) < 256
+            pair = read_raw_image(image_path), labels.astype(np.uint8 if small else np.uint16)
+            size = pair[0].nbytes + pair[1].nbytes
+            if self._cached_bytes + size <= self.cache_bytes:
+                self._cached[index], self._cached_bytes = pair, self._cached_bytes + size
+        return pair
+
     def raw(self, index: int) -> np.ndarray:
         """Image ``index`` before normalisation: float32 (H, W, C) in [0, 1]."""
         return read_image(self.pairs[index][0])
@@ -305,11 +325,12 @@ class FolderDataset(Dataset):
         return self.pairs[index][0].name
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.load(index)
-        if self.transform is not None:
+        if self.transform is None:
+            image, mask = self.load(index)
+        else:      # the transform crops the stored image first and scales only the crop
             sample_seed = int(np.random.SeedSequence([self.seed, self.epoch, index])
                               .generate_state(1)[0])
-            image, mask = self.transform(image, mask, sample_seed)
+            image, mask = self.transform(*self.stored(index), sample_seed)
         return to_tensors(image, mask, self.mean, self.std)
 
     def _labels(self, item: PairScan) -> np.ndarray:
