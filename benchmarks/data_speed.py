@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
+import statistics
 from pathlib import Path
 
 import torch
@@ -83,7 +85,12 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=f"results file (default: {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--report", type=Path, metavar="RESULTS",
+                        help="measure nothing: print the docs' tables of a results file")
     args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return
     if not (args.root / "train").is_dir():
         print(f"skipped: no CamVid at {args.root} (pass --root)")
         return
@@ -172,6 +179,23 @@ def measure(args: argparse.Namespace, size: int, batch: int) -> dict:
             "loader_samples": samples,
             "fed_s": {name: t.values for name, t in training.items()},
             "fed_ratio": {name: t.median / reference for name, t in training.items()}}
+
+
+def report(document: dict) -> str:
+    """docs/benchmarks.md's tables of a results file: per crop, the fed steps' images/s and
+    their time against the fixed batch's (medians, the same run)."""
+    blocks = []
+    for crop in document["crops"]:
+        batch = crop["batch"]
+        images = crop["batch"] * document["fed_batches"]
+        lines = [f"{crop['size']} px crops, batch {batch}, {crop['precision']}:", "",
+                 "| data | img/s (median) | time / fixed batch's |", "|---|---|---|"]
+        for name, values in crop["fed_s"].items():
+            shown = f"`--{name.replace('=', ' ')}`" if name.startswith("workers") else name
+            lines.append(f"| {shown} | {images / statistics.median(values):.1f} | "
+                         f"{crop['fed_ratio'][name]:.2f} |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def _rate_spread(samples: int, timing: Timing) -> str:
