@@ -21,17 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import machine
+from harness import machine, write_results
 
 RESULTS = Path(__file__).parent / "results" / "plan_budget.json"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run_one(folder: Path, budget: float) -> dict:
@@ -65,11 +57,7 @@ def main() -> None:
     for row in rows:
         print(f"| {Path(row['folder']).name} | {row['budget_s']:.0f} | {row['run_s']:.0f} | "
               f"{row['run_over_budget']:.3f} | {row['wall_s']:.0f} | {row['steps']} |")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "machine": machine(), "run_threads": 1, "commit": _commit(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "rows": rows}, indent=1))
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, run_threads=1, rows=rows)
 
 
 if __name__ == "__main__":

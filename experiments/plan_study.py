@@ -167,10 +167,10 @@ def summary(rows: list[dict]) -> str:
 def printouts(rows: list[dict]) -> str:
     """Each dataset's plan as the planned run printed it (its first seed's: the plan reads
     the training split and times this machine, so seeds may differ only in timed figures)."""
-    blocks = []
+    blocks, shown = [], set()
     for row in sorted(rows, key=lambda r: (r["dataset"], r["seed"])):
-        if row["contender"] == "planned" and row["plan"] and not any(
-                row["dataset"] in block.split("\n")[0] for block in blocks):
+        if row["contender"] == "planned" and row["plan"] and row["dataset"] not in shown:
+            shown.add(row["dataset"])
             blocks.append(f"{row['dataset']} (seed {row['seed']}):\n```\n"
                           + "\n".join(row["plan"]) + "\n```")
     return "\n\n".join(blocks)
@@ -187,17 +187,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_results(path: Path, rows: list[dict], command: str) -> None:
+def write_results(path: Path, rows: list[dict]) -> None:
+    """The results file (`harness.write_results`: with the machine, commit, command and date),
+    its rows in the table's order."""
     sys.path.insert(0, str(HERE.parent / "benchmarks"))
-    from harness import machine
+    import harness
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     order = {name: i for i, name in enumerate(CONTENDERS)}
-    rows = sorted(rows, key=lambda r: (r["dataset"], order[r["contender"]], r["seed"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": machine(), "commit": commit, "command": command,
-                                "rows": rows}, indent=1))
+    harness.write_results(path, rows=sorted(
+        rows, key=lambda r: (r["dataset"], order[r["contender"]], r["seed"])))
 
 
 def main() -> None:
@@ -220,7 +218,6 @@ def main() -> None:
     jobs = [(folder, contender, seed) for seed in args.seeds for folder in folders
             for contender in args.contenders
             if contender != "recipe" or folder.name in RECIPES]
-    command = " ".join(["python", *sys.argv])
     path = RESULTS / f"plan_study_b{args.budget:g}.json"
     rows, failures, lock = [], [], Lock()
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -234,7 +231,7 @@ def main() -> None:
                 continue
             with lock:
                 rows.append(row)
-                write_results(path, rows, command)
+                write_results(path, rows)
             print(f"{row['dataset']} {row['contender']} seed {row['seed']}: test mIoU "
                   f"{row['miou']:.4f}", flush=True)
     print(table(rows))

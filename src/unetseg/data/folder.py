@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from .io import IMAGE_SUFFIXES, images_by_stem, read_image, read_raw_image
 from .scan_cache import FolderIndex, FolderIndexes
 from .spec import DATASET_FILES, DatasetSpec, default_colours, find_spec_file, read_spec_file
-from .tensors import ChannelStats, to_tensors
+from .tensors import ChannelStats, label_type, to_tensors
 
 # DatasetSpec, default_colours, find_spec_file and read_spec_file live in .spec; they are
 # imported here for the code that reads folders with them.
@@ -310,8 +310,8 @@ class FolderDataset(Dataset):
         if pair is None:
             image_path, mask_path = self.pairs[index]
             labels = self.spec.apply_remap(self.spec.decode_mask(mask_path))
-            small = max(self.num_classes - 1, self.spec.ignore_index) < 256
-            pair = read_raw_image(image_path), labels.astype(np.uint8 if small else np.uint16)
+            largest = max(self.num_classes - 1, self.spec.ignore_index)
+            pair = read_raw_image(image_path), labels.astype(label_type(largest))
             size = pair[0].nbytes + pair[1].nbytes
             if self._cached_bytes + size <= self.cache_bytes:
                 self._cached[index], self._cached_bytes = pair, self._cached_bytes + size

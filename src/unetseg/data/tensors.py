@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["ChannelStats", "to_tensors"]
+__all__ = ["ChannelStats", "to_tensors", "label_type"]
+
+
+def label_type(largest: int) -> type:
+    """The smallest type cv2 resamples that holds labels up to ``largest`` (the ignore label
+    included): uint8, else uint16."""
+    return np.uint8 if largest < 256 else np.uint16
 
 
 def to_tensors(

@@ -35,6 +35,7 @@ def _import_augmentation_libraries():
 A, cv2 = _import_augmentation_libraries()
 
 from .io import scale_to_unit  # noqa: E402  (after the import above, which sets up cv2)
+from .tensors import label_type  # noqa: E402
 
 __all__ = ["TrainTransform"]
 
@@ -160,8 +161,7 @@ def _compact(mask: np.ndarray, ignore_index: int) -> np.ndarray:
     (as `FolderDataset.stored` keeps them; integer masks as decoded are int64)."""
     if mask.dtype == np.uint16 or (mask.dtype == np.uint8 and ignore_index < 256):
         return mask
-    small = max(int(mask.max(initial=0)), ignore_index) < 256
-    return mask.astype(np.uint8 if small else np.uint16)
+    return mask.astype(label_type(max(int(mask.max(initial=0)), ignore_index)))
 
 
 def _warpable(dtype: np.dtype) -> np.dtype:
