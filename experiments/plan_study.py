@@ -117,10 +117,20 @@ def _train(folder: Path, contender: str, seed: int, budget: float, run: Path) ->
         raise RuntimeError(f"{run}: evaluation failed\n{done.stderr[-2000:]}")
 
 
+def _harness():
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    import harness
+
+    return harness
+
+
 def run_one(folder: Path, contender: str, seed: int, budget: float) -> dict:
     run = RUNS / f"{folder.name}-{contender}-b{budget:g}-s{seed}"
     scored = run / "test" / "evaluation.json"
+    trained_at = run / "commit.txt"        # a study spans sessions: each row says its commit
     if not scored.is_file():
+        run.mkdir(parents=True, exist_ok=True)
+        trained_at.write_text(_harness().commit())
         if contender in PEERS:
             done = _run(str(HERE / "peer_run.py"), str(folder), contender, "--budget",
                         str(budget), "--seed", str(seed), "--out", str(run))
@@ -133,6 +143,7 @@ def run_one(folder: Path, contender: str, seed: int, budget: float) -> dict:
     return {"dataset": folder.name, "contender": contender, "seed": seed, "budget_min": budget,
             "test_images": evaluation["images"], "split": evaluation["split"],
             "miou": evaluation["miou"],
+            "commit": trained_at.read_text().strip() if trained_at.is_file() else "unknown",
             "iou": {row["class"]: row["iou"] for row in evaluation["classes"]},
             "plan": [line.strip() for line in log.splitlines() if line.startswith("  --")]}
 
@@ -190,11 +201,8 @@ def table(rows: list[dict]) -> str:
 def write_results(path: Path, rows: list[dict]) -> None:
     """The results file (`harness.write_results`: with the machine, commit, command and date),
     its rows in the table's order."""
-    sys.path.insert(0, str(HERE.parent / "benchmarks"))
-    import harness
-
     order = {name: i for i, name in enumerate(CONTENDERS)}
-    harness.write_results(path, rows=sorted(
+    _harness().write_results(path, rows=sorted(
         rows, key=lambda r: (r["dataset"], order[r["contender"]], r["seed"])))
 
 
