@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 import ranks
 from unetseg.cli import main
-from unetseg.distributed import EpochOrder, World, shard
+from unetseg.distributed import EpochOrder, World, epoch_parts, shard
 from unetseg.losses import cross_entropy_loss
 from unetseg.model import UNet
 
@@ -140,3 +140,27 @@ def test_rank_batches_together_are_the_single_process_batch():
         assert together == single[8 * batch:8 * batch + 8]
     skipped = list(EpochOrder(37, seed=5, per_rank=4, world=World(1, 2), start=2))
     assert skipped == ranks[1][8:]
+
+
+@pytest.mark.parametrize("world", [World(), World(1, 2)])
+def test_epoch_parts_split_one_pass_into_consecutive_runs_of_its_order(world):
+    """--epoch-steps: a 37-image pass in global batches of 8 (5 batches, the last short) split
+    into three epochs of 1, 2 and 2 batches of its order; under DDP the short global batch is
+    dropped as in a whole pass. A resumed part skips the batches it had taken."""
+    per_rank = 8 // world.size
+    whole = list(EpochOrder(37, seed=5, per_rank=per_rank, world=world))
+    parts = [list(EpochOrder(37, seed=5, per_rank=per_rank, world=world, part=(j, 3)))
+             for j in range(3)]
+    assert sum(parts, []) == whole
+    expected = [8, 16, 13] if world.size == 1 else [4, 8, 4]
+    assert [len(part) for part in parts] == expected
+    resumed = list(EpochOrder(37, seed=5, per_rank=per_rank, world=world, start=1,
+                              part=(1, 3)))
+    assert resumed == parts[1][per_rank:]
+
+
+@pytest.mark.parametrize("batches,steps,parts", [(5, 0, 1), (5, 5, 1), (5, 8, 1), (5, 2, 3),
+                                                 (100, 30, 4)])
+def test_epoch_parts_are_the_fewest_that_keep_each_epoch_within_the_steps(batches, steps,
+                                                                           parts):
+    assert epoch_parts(batches, steps) == parts

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from unetseg.config import RunConfig
+from unetseg.config import ModelConfig, RunConfig
 from unetseg.data.fingerprint import ClassPrint, Fingerprint
-from unetseg.planner import BASES, MIN_STEPS, TRAIN_SHARE, Plan, plan_run
+from unetseg.planner import BASES, MIN_STEPS, TRAIN_SHARE, VAL_SHARE, VALIDATIONS, Plan, plan_run
 
 
 def cls(name: str, share: float, extent: float = 0.0, edge: float = 0.2, images: int = 10,
@@ -30,8 +30,8 @@ def timer(seconds_at_base_16: float):
     return lambda model, crop, batch: seconds_at_base_16 * (model.base / 16) ** 2
 
 
-def plan(fp: Fingerprint, budget: float = 15.0, step: float = 0.1) -> Plan:
-    made = plan_run(fp, val_images=20, budget=budget, timer=timer(step))
+def plan(fp: Fingerprint, budget: float = 15.0, step: float = 0.1, val_images: int = 20) -> Plan:
+    made = plan_run(fp, val_images=val_images, budget=budget, timer=timer(step))
     settings = made.settings()                            # checked as train --config will
     RunConfig.from_dict({**settings, "data": {"source": "a_folder", **settings["data"]}})
     return made
@@ -118,13 +118,31 @@ def test_a_plan_fits_the_memory_available_lowering_the_batch_then_the_width():
         d.reason for d in small.decisions if d.setting == "data.batch_size")
 
 
-def test_validation_is_spaced_to_a_small_share_of_the_time():
-    decided = chosen(plan(BLOBS, step=0.1))
-    # ~0.033 s a crop-batch forward of 480^2 x 2: 20 validation images of 512^2 take ~0.38 s,
-    # an epoch of 50 steps 5 s: validating every epoch is under 15%.
-    assert decided["train.val_every"] == 1
-    decided = chosen(plan(fingerprint(cls("a", 0.7), cls("b", 0.3, extent=100), images=4)))
-    assert decided["train.val_every"] > 1                  # one step an epoch: spaced out
+@pytest.mark.parametrize("images,val_images,split", [
+    (100, 20, False),       # a pass of 50 steps: validated every few passes
+    (10_000, 20, True),     # a pass of 5,000 steps: split into epochs of the interval
+    (100, 4_000, False),    # validation costs a step's time per 13 images: spaced by its cost
+])
+def test_validation_comes_about_forty_times_a_run_and_within_its_share_of_the_time(
+        images, val_images, split):
+    fp = fingerprint(cls("background", 0.7), cls("car", 0.2, extent=180),
+                     cls("road", 0.1, extent=300), images=images)
+    decided = chosen(plan(fp, val_images=val_images))
+    step = timer(0.1)(ModelConfig(base=decided["model.base"]), 0, 0)
+    steps = TRAIN_SHARE * 15 * 60 / step
+    pass_steps = images // decided["data.batch_size"]
+    assert ("train.epoch_steps" in decided) == split
+    interval = decided.get("train.epoch_steps") or decided["train.val_every"] * pass_steps
+    if split:
+        assert decided["train.val_every"] == 1 and interval < pass_steps
+    # A validation forward pass is a third of a training step's time per pixel.
+    val_seconds = (step / 3 / (decided["data.batch_size"] * decided["data.size"] ** 2)
+                   * val_images * 512 ** 2)
+    assert val_seconds / (val_seconds + interval * step) <= VAL_SHARE + 1e-9
+    validations = steps / interval
+    assert validations <= VALIDATIONS + 1
+    if val_seconds * VALIDATIONS < VAL_SHARE * steps * step / 2:    # cheap: not held back
+        assert validations >= VALIDATIONS / 2
 
 
 def test_no_budget_plans_the_documented_default_and_says_so():

@@ -216,6 +216,15 @@ def test_val_every_validates_every_n_epochs_and_after_the_last(make_smallest_con
         state["progress"]["seconds"], abs=0.05)
 
 
+def test_epoch_steps_split_each_pass_so_validation_comes_every_n_steps(make_smallest_config,
+                                                                       tmp_path):
+    """32 images in batches of 8 are a 4-step pass; --epoch-steps 2 makes it two epochs, each
+    validated, and --epochs then counts those."""
+    result = fit(make_smallest_config(tmp_path / "parts", epochs=3, epoch_steps=2,
+                                      train_samples=32))
+    assert [(row["epoch"], row["step"]) for row in result.history] == [(1, 2), (2, 4), (3, 6)]
+
+
 def test_a_time_budget_ends_the_run_with_a_validation_at_the_end_of_its_schedule(
         make_smallest_config, tmp_path):
     """A budget far shorter than the 1000 epochs a timed run first plans: the run re-plans

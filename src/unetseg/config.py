@@ -213,6 +213,9 @@ class TrainConfig:
                                 "ends with a validation and a checkpoint")
     val_every: int = option(1, "validate, and write the checkpoints, every N epochs and after "
                             "the last one (--patience counts validations)")
+    epoch_steps: int = option(0, "split each pass over the training images into epochs of "
+                              "at most N batches, so that a large training set validates "
+                              "every N steps rather than once a pass (0 = an epoch is a pass)")
     lr: float = option(3e-3, "peak AdamW learning rate")
     weight_decay: float = option(1e-4, "AdamW weight decay (on weights of 2 or more "
                                  "dimensions; never on biases and norm parameters)")
@@ -266,7 +269,7 @@ class TrainConfig:
                  "a number of minutes >= 0")
         _require(self, "val_every", _is_int(self.val_every) and self.val_every >= 1,
                  "a whole number >= 1")
-        for name in ("patience", "checkpoint_every"):
+        for name in ("patience", "checkpoint_every", "epoch_steps"):
             _require(self, name, _is_int(getattr(self, name)) and getattr(self, name) >= 0,
                      "a whole number >= 0")
         _require(self, "max_nonfinite", _is_int(self.max_nonfinite) and self.max_nonfinite >= 1,

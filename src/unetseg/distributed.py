@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["World", "setup", "shutdown", "shard", "EpochOrder", "all_sum",
+__all__ = ["World", "setup", "shutdown", "shard", "EpochOrder", "epoch_parts", "all_sum",
            "all_sum_if_initialised", "any_rank", "launched_by_torchrun", "is_main_process",
            "MainProcessOnly"]
 
@@ -97,19 +98,27 @@ class EpochOrder(Sampler):
     Under DDP each global batch of ``per_rank * world.size`` samples is split into consecutive
     slices, one per rank, so N processes together take the same optimiser steps as one process
     with the whole batch (incomplete global batches are dropped).
+
+    ``part = (j, k)`` makes the epoch the j-th of k consecutive runs of batches of the
+    shuffled order, as equal as whole batches allow (``--epoch-steps``: a pass over a large
+    training set split into shorter epochs).
     """
 
     def __init__(self, length: int, seed: int, per_rank: int, world: World,
-                 start: int = 0) -> None:
+                 start: int = 0, part: tuple[int, int] = (0, 1)) -> None:
         self.length, self.seed, self.per_rank, self.world = length, seed, per_rank, world
-        self.start = start
+        self.start, self.part = start, part
 
     def _indices(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed)
         order = torch.randperm(self.length, generator=generator).tolist()
+        size = self.per_rank * self.world.size
+        batches = math.ceil(len(order) / size)
+        j, k = self.part
+        first, last = j * batches // k, (j + 1) * batches // k
+        order = order[first * size:last * size]
         if not self.world.distributed:
             return order[self.start * self.per_rank:]
-        size = self.per_rank * self.world.size
         mine = []
         for batch in range(self.start, len(order) // size):
             first = batch * size + self.world.rank * self.per_rank
@@ -121,6 +130,12 @@ class EpochOrder(Sampler):
 
     def __len__(self) -> int:
         return len(self._indices())
+
+
+def epoch_parts(pass_batches: int, epoch_steps: int) -> int:
+    """Into how many epochs ``--epoch-steps`` splits a pass of ``pass_batches`` batches: the
+    fewest that take at most ``epoch_steps`` each (1 when it is 0, or the pass is no longer)."""
+    return max(1, math.ceil(pass_batches / epoch_steps)) if epoch_steps else 1
 
 
 def all_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:

@@ -23,9 +23,11 @@ dataset's name: a rule that needs one is a recipe, not a plan.
 - **focused crops**: a third of the crops centred on classes under `RARE_SHARE` of the pixels.
 - **scale range**: narrow (0.8-1.25) for thin classes, whose width matters; wide (0.5-2) where
   compact objects vary `SPREAD`-fold in size; 0.75-1.5 otherwise.
-- **lr** 1e-3 (the loop's warm-up and cosine), the **run length** the budget
-  (`DEFAULT_BUDGET` minutes when none is given), and **validation** every N epochs so that it
-  takes about `VAL_SHARE` of the time.
+- **lr** 1e-3 (the loop's warm-up and cosine), and the **run length** the budget
+  (`DEFAULT_BUDGET` minutes when none is given).
+- **validation**: about `VALIDATIONS` times in the run, and never more often than keeps it
+  within `VAL_SHARE` of the time: every N epochs where a pass over the training images is
+  shorter than that interval, else in epochs of that many steps (``--epoch-steps``).
 - **prediction tiles**: `unetseg.infer.tile_for` the crop, which ``unetseg predict`` reads from
   the checkpoint; the plan's note states it.
 """
@@ -59,6 +61,7 @@ RARE_SHARE = 0.05
 FOCUS_SHARE = round(1 / 3, 4)
 SPREAD = 8.0
 VAL_SHARE = 0.15
+VALIDATIONS = 40                # in a run: enough to choose a checkpoint and draw its curves
 FORWARD_SHARE = 1 / 3           # a forward pass's share of a training step's time, per pixel
 LR = 1e-3
 
@@ -268,15 +271,26 @@ def _scale(fp: Fingerprint) -> tuple[tuple[float, float], str]:
     return (0.75, 1.5), "no compact objects to size"
 
 
-def _validation(fp: Fingerprint, val_images: int, batch: int, step: float,
-                crop: int) -> tuple[int, str]:
-    """Validate every N epochs so that validation takes about VAL_SHARE of the time."""
+def _validation(fp: Fingerprint, val_images: int, batch: int, step: float, crop: int,
+                steps: int) -> list[Decision]:
+    """Validate about every ``steps / VALIDATIONS`` steps, more rarely where that would take
+    over VAL_SHARE of the time; between validations of a large training set, at a step
+    interval shorter than a pass, the pass is split into epochs of that many steps."""
     per_pixel = FORWARD_SHARE * step / (batch * crop * crop)
     val_seconds = per_pixel * val_images * fp.height[1] * fp.width[1]
-    epoch_seconds = max(fp.images // batch, 1) * step
-    every = max(1, math.ceil(val_seconds / (VAL_SHARE * epoch_seconds)))
-    return every, (f"a validation pass ~{val_seconds:.0f} s ({val_images} images), an epoch "
-                   f"~{epoch_seconds:.0f} s: about {VAL_SHARE:.0%} of the time or less")
+    interval = max(math.ceil(val_seconds / (VAL_SHARE * step)), math.ceil(steps / VALIDATIONS))
+    share = val_seconds / (val_seconds + interval * step)
+    why = (f"every ~{interval:,} steps: a validation pass ~{val_seconds:.0f} s "
+           f"({val_images} images), {share:.0%} of the time; about "
+           f"{max(1, steps // interval)} in the run")
+    pass_steps = max(fp.images // batch, 1)
+    if interval >= pass_steps:
+        return [Decision("train.val_every", math.ceil(interval / pass_steps),
+                         f"{why} (a pass over the training images is {pass_steps:,} steps)")]
+    return [Decision("train.val_every", 1, why),
+            Decision("train.epoch_steps", interval,
+                     f"a pass over the training images ({pass_steps:,} steps) is split into "
+                     f"epochs of at most {interval:,}")]
 
 
 def plan_run(fp: Fingerprint, val_images: int, budget: float | None,
@@ -307,7 +321,8 @@ def plan_run(fp: Fingerprint, val_images: int, budget: float | None,
                                  lambda network: _fitted(network, crop, batch, available,
                                                          need)[:2] == (crop, batch))
     (low, high), scale_why = _scale(fp)
-    every, val_why = _validation(fp, val_images, batch, step, crop)
+    validation = _validation(fp, val_images, batch, step, crop,
+                             int(TRAIN_SHARE * budget * 60 / step))
     notes.append(f"unetseg predict tiles of {tile_for(crop)} px: the training crop, at least "
                  f"{DEFAULT_TILE} (read from the checkpoint; --tile changes it)")
     if fp.images < 4:
@@ -329,7 +344,7 @@ def plan_run(fp: Fingerprint, val_images: int, budget: float | None,
                                  "project's studies"),
         Decision("train.time_budget", budget, "the run's length: validation and checkpoints "
                                               "included"),
-        Decision("train.val_every", every, val_why),
+        *validation,
     ]
     return Plan(decisions, budget, fp, notes)
 

@@ -17,6 +17,7 @@ schedule, `unetseg.optim`'s; which precision, `unetseg.precision`'s.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from dataclasses import dataclass, replace
@@ -142,7 +143,8 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
             while not length.finished(done.step):
                 title = f"epoch {done.epoch + 1}/{length.epochs}"
                 batches = _train_loader(config, data, world, parts.runtime, done)
-                bar = progress(batches, title, show_bars, total=done.batch + len(batches),
+                epoch_batches = done.batch + len(batches)
+                bar = progress(batches, title, show_bars, total=epoch_batches,
                                lines=False, leave=False, initial=done.batch)
                 parts.model.train()
                 for images, masks in bar:
@@ -164,7 +166,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
                     # few batches. A signal at an epoch's last batch waits for its checkpoint.
                     stopping = ((not world.distributed or done.batch % read_every == 0)
                                 and _stopping(stop, world, device))
-                    unfinished = done.batch < length.steps_per_epoch
+                    unfinished = done.batch < epoch_batches
                     if unfinished and (stopping or _checkpoint_due(done, length, cfg)):
                         _read(counts, tally, done, cfg)
                         clock.tick()
@@ -495,13 +497,17 @@ def _train_loader(config: RunConfig, data: Datasets, world: distributed.World,
         raise ValueError(f"--batch-size {cfg.batch_size} is the global batch and must divide "
                          f"among {world.size} processes")
     per_rank = cfg.batch_size // world.size
+    # --epoch-steps splits each pass into `parts` epochs, each a run of the pass's shuffled
+    # order; augmentations are drawn per epoch, so each part draws its own.
+    parts = distributed.epoch_parts(math.ceil(len(data.train) / cfg.batch_size),
+                                    config.train.epoch_steps)
     data.train.set_epoch(done.epoch)
-    seed = config.train.seed * 100_003 + done.epoch
+    seed = config.train.seed * 100_003 + done.epoch // parts
     # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG,
     # which would shift every later dropout mask after a mid-epoch resume.
     return DataLoader(data.train, batch_size=per_rank, num_workers=cfg.workers,
                       sampler=distributed.EpochOrder(len(data.train), seed, per_rank, world,
-                                                     done.batch),
+                                                     done.batch, (done.epoch % parts, parts)),
                       pin_memory=runtime.device.type == "cuda",
                       generator=torch.Generator().manual_seed(seed),
                       drop_last=len(data.train) > cfg.batch_size)
