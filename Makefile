@@ -12,16 +12,18 @@ STAMP  := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/unetseg demo
 
-# The docs build first (a few seconds; see docs below), then the linter (rules in
-# pyproject.toml), then the suite. The HTML report is checked in headless Chromium; where
-# apt-get cannot install it (no root, no Debian), that one test says why it is skipped.
+# The docs build first (a few seconds; as `make docs` below, but rendering no figures), then
+# the linter (rules in pyproject.toml), then the suite. The HTML report is checked in headless
+# Chromium; where apt-get cannot install it (no root, no Debian), that one test says why it is
+# skipped.
 # `make test PYTEST_ARGS="-m 'not slow'"` leaves out the slow tests.
 # The suite runs in one pytest-xdist worker per core, at most 4, each torch process on one
 # thread (two processes of two threads each on two cores spin); `make test PYTEST_WORKERS=`
 # runs it in one process.
 PYTEST_WORKERS ?= -n auto --maxprocesses 4 --dist worksteal
-test: $(STAMP) docs
-	$(BIN)/ruff check src tests benchmarks experiments
+test: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	$(BIN)/ruff check src tests benchmarks experiments docs
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq \
 		chromium) >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
@@ -32,11 +34,14 @@ test: $(STAMP) docs
 		echo "no $(EXP) (make exp-env builds it): the smp tests were skipped"; \
 	fi
 
-# The documentation site into site/ (git-ignored). --strict turns every warning into a
+# The documentation site into site/ (git-ignored), after rendering the measured figures
+# afresh from their results files (docs/figures.py; `make test` renders nothing, and fails
+# where a committed page differs from its files). --strict turns every warning into a
 # failure: a broken link or anchor, a page left out of the nav, a docstring mkdocstrings cannot
 # read. The CLI reference is generated from the argument parser during the build
 # (docs/gen_cli_reference.py, a mkdocs hook), so it cannot drift from --help.
 docs: $(STAMP)
+	$(BIN)/python docs/figures.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Untrusted input at length: random image, mask and dataset files through check, train and

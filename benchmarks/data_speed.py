@@ -198,6 +198,13 @@ def report(document: dict) -> str:
     return "\n\n".join(blocks)
 
 
+def ratios(document: dict) -> str:
+    """The fed steps' time against the fixed batch's at ``--workers 0``, per crop, in a line."""
+    return ("At `--workers 0`: " + ", ".join(
+        f"{crop['fed_ratio']['workers=0']:.2f}x at {crop['size']} px" for crop in
+        document["crops"]) + f" (commit {document['commit']}, {document['machine']}).")
+
+
 def _rate_spread(samples: int, timing: Timing) -> str:
     return f"{samples / max(timing.values):.1f}-{samples / min(timing.values):.1f}"
 

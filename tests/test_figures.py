@@ -1,0 +1,54 @@
+"""The docs' measured figures are their results files' (docs/figures.py): every figures block
+is what its script renders from its committed file, and the pages done so far quote no figure
+outside a block. (Issue 24 asks this of every page; `CHECKED` grows as pages are converted.)"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "docs"))
+
+import figures  # noqa: E402  (docs/ is no package)
+
+# Pages held to no figure outside a block, and the settings each states in figure-like form
+# (a budget, a rule's constant): each was read and is no measurement.
+CHECKED = {
+    "docs/planning.md": {"15 minutes", "1.5x", "85%", "10x", "5%", "0.75", "15%",
+                         "5 minutes"},
+}
+PAGES = [page.relative_to(ROOT).as_posix() for page in figures.pages()]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_figures_block_is_what_its_script_renders_from_its_results_file(page):
+    text = (ROOT / page).read_text()
+    assert figures.regenerated(text) == text, f"{page}: stale figures; `make docs` renders them"
+
+
+def test_each_block_names_a_committed_results_file_that_says_where_it_was_measured():
+    named = {results for page in PAGES for results, _, _ in
+             figures.blocks((ROOT / page).read_text())}
+    assert "docs/results/plan_study_b15.json" in named
+    for results in named:
+        document = json.loads((ROOT / results).read_text())
+        assert {"machine", "commit", "command"} <= document.keys(), results
+
+
+@pytest.mark.parametrize("page", sorted(CHECKED))
+def test_a_checked_page_quotes_no_measured_figure_outside_a_block(page):
+    found = figures.measured_figures((ROOT / page).read_text())
+    unbacked = [(line, figure) for line, figure in found if figure not in CHECKED[page]]
+    assert not unbacked, f"{page}: figures with no results file (line, figure): {unbacked}"
+
+
+def test_the_scan_finds_figures_in_prose_but_not_in_blocks_code_spans_or_sizes():
+    text = ("took 77 s, 2.4x faster, 814 MiB, IoU 0.711 and 12% of it; `--lr 3e-3 0.5x`,\n"
+            "64 x 64 images\n"
+            "<!-- figures: a.json b.py:f -->\n0.999 inside\n<!-- /figures -->\n")
+    assert [figure for _, figure in figures.measured_figures(text)] == [
+        "77 s", "2.4x", "814 MiB", "0.711", "12%"]
