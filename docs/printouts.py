@@ -1,0 +1,81 @@
+"""The docs' example printouts, run again: each command as a user types it, from the
+repository's root, its output kept.
+
+    .venv/bin/python docs/printouts.py [NAME ...]
+
+writes docs/results/printouts.json (with the machine, the commit and the command), from which
+docs/figures.py renders each page's block: ``<!-- figures: docs/results/printouts.json
+docs/printouts.py:check_isbi -->``. Naming printouts runs only those and keeps the others.
+Data a printout reads lives in ../shared/datasets; where it is missing, that printout is
+skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results" / "printouts.json"
+SHARED = Path("..") / "shared" / "datasets"
+
+# name: (the command after `unetseg`, the data it needs, the exit status it ends with)
+COMMANDS = {
+    "check_isbi": (["check", "isbi", "--root", str(SHARED / "isbi2012-membrane")],
+                   SHARED / "isbi2012-membrane", 0),
+    # A run that cannot fit is refused before any data is read: the estimate, then the fix.
+    "refused_run": (["train", "--data", "synthetic", "--depth", "9", "--base", "64",
+                     "--out", "/nonexistent/refused"], None, 2),
+}
+
+
+def run(name: str) -> dict:
+    arguments, needs, status = COMMANDS[name]
+    done = subprocess.run([str(Path(sys.executable).parent / "unetseg"), *arguments],
+                          cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != status:
+        raise SystemExit(f"{name}: exit status {done.returncode}, expected {status}\n"
+                         f"{done.stderr[-2000:]}")
+    # The report is on standard output; progress lines, and a refusal, on standard error.
+    return {"command": "unetseg " + " ".join(arguments),
+            "output": (done.stdout if done.stdout.strip() else done.stderr).rstrip()}
+
+
+def _shown(name: str):
+    def render(document: dict) -> str:
+        shown = document["printouts"][name]
+        return f"```\n$ {shown['command']}\n{shown['output']}\n```"
+    render.__name__ = name
+    return render
+
+
+check_isbi = _shown("check_isbi")
+refused_run = _shown("refused_run")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"of {', '.join(COMMANDS)} (default: all)")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(COMMANDS)
+    if unknown:
+        parser.error(f"no printout {', '.join(sorted(unknown))}; there are {', '.join(COMMANDS)}")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from harness import write_results
+
+    kept = json.loads(RESULTS.read_text())["printouts"] if RESULTS.is_file() else {}
+    for name in args.names or COMMANDS:
+        needs = COMMANDS[name][1]
+        if needs is not None and not (ROOT / needs).is_dir():
+            print(f"{name}: skipped, {needs} is missing")
+            continue
+        kept[name] = run(name)
+        print(f"{name}:\n{kept[name]['output']}\n")
+    write_results(RESULTS, printouts=kept)
+
+
+if __name__ == "__main__":
+    main()
