@@ -7,6 +7,8 @@ function of the script that measured it, which renders the block from that file:
     ...what demo_figures.held_out(the file's JSON) returns...
     <!-- /figures -->
 
+Words after the function are passed to it too (``plan_study.py:dataset isbi``).
+
 ``python docs/figures.py`` (``make docs``) rewrites every block from its file; ``--check``
 rewrites nothing and lists the blocks that differ (tests/test_figures.py runs it). Nothing
 between the markers is typed by hand, so a figure cannot drift from the run that measured it.
@@ -26,7 +28,8 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(<!-- figures: (\S+) (\S+):(\w+) -->\n)(.*?)(<!-- /figures -->)", re.S)
+BLOCK = re.compile(r"(<!-- figures: (\S+) (\S+):(\w+)((?: [\w.-]+)*) -->\n)(.*?)(<!-- /figures -->)",
+                   re.S)
 # What a measured figure looks like in prose: a ratio ("2.4x"), a number with a unit of time,
 # memory or share, or a score with two or more decimals. Settings are written as `--flags` (in
 # backticks, not scanned) or in words; sizes as "64 x 64".
@@ -52,16 +55,17 @@ def _script(path: str) -> ModuleType:
     return module
 
 
-def render(results: str, script: str, function: str) -> str:
-    """What ``function`` of ``script`` makes of the results file ``results``."""
+def render(results: str, script: str, function: str, *arguments: str) -> str:
+    """What ``function`` of ``script`` makes of the results file ``results`` (and of the
+    block's further words, such as a dataset's name)."""
     document = json.loads((ROOT / results).read_text())
-    text = getattr(_script(script), function)(document).strip("\n")
+    text = getattr(_script(script), function)(document, *arguments).strip("\n")
     return f"\n{text}\n\n"
 
 
 def regenerated(text: str) -> str:
     """``text`` with every figures block rendered afresh from its results file."""
-    return BLOCK.sub(lambda m: m[1] + render(m[2], m[3], m[4]) + m[6], text)
+    return BLOCK.sub(lambda m: m[1] + render(m[2], m[3], m[4], *m[5].split()) + m[7], text)
 
 
 def blocks(text: str) -> list[tuple[str, str, str]]:

@@ -230,6 +230,31 @@ def _gap(score: dict[str, tuple[float, int]], name: str, needed: float,
                                else " (missed)")
 
 
+def dataset(document: dict, name: str) -> str:
+    """One dataset's held-out IoU per class, a column per contender (mean over its seeds)."""
+    rows = [row for row in document["rows"] if row["dataset"] == name]
+    if not rows:
+        return f"(no run of {name} in this results file yet)"
+    order = {contender: i for i, contender in enumerate(CONTENDERS)}
+    contenders = sorted({row["contender"] for row in rows}, key=order.get)
+    runs = {c: [row for row in rows if row["contender"] == c] for c in contenders}
+
+    def mean(values: list) -> str:
+        values = [v for v in values if v is not None]
+        return f"{sum(values) / len(values):.3f}" if values else "-"
+
+    seeds = " | ".join(f"{c} ({len(runs[c])} seed{'s' if len(runs[c]) > 1 else ''})"
+                       for c in contenders)
+    lines = [f"| class | {seeds} |", "| --- |" + " --- |" * len(contenders)]
+    for cls in rows[0]["iou"]:
+        lines.append(f"| {cls} | " + " | ".join(
+            mean([run["iou"][cls] for run in runs[c]]) for c in contenders) + " |")
+    lines.append("| **mIoU** | " + " | ".join(
+        f"**{mean([run['miou'] for run in runs[c]])}**" for c in contenders) + " |")
+    return "\n".join(lines) + (f"\n\n(Mean IoU over the seeds, on {rows[0]['test_images']} "
+                               f"held-out images.)")
+
+
 def results_table(document: dict) -> str:
     """The docs' table of a results file, and where its runs trained."""
     rows = document["rows"]
