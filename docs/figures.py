@@ -28,8 +28,8 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(<!-- figures: (\S+) (\S+):(\w+)((?: [\w.-]+)*) -->\n)(.*?)(<!-- /figures -->)",
-                   re.S)
+BLOCK = re.compile(r"(<!-- figures: (\S+) (\S+):(\w+)((?: [\w.-]+)*) -->\n)"
+                   r"(.*?)(<!-- /figures -->)", re.S)
 # What a measured figure looks like in prose: a ratio ("2.4x"), a number with a unit of time,
 # memory or share, or a score with two or more decimals. Settings are written as `--flags` (in
 # backticks, not scanned) or in words; sizes as "64 x 64".

@@ -6,8 +6,8 @@ repository's root, its output kept.
 writes docs/results/printouts.json (with the machine, the commit and the command), from which
 docs/figures.py renders each page's block: ``<!-- figures: docs/results/printouts.json
 docs/printouts.py:check_isbi -->``. Naming printouts runs only those and keeps the others.
-Data a printout reads lives in ../shared/datasets; where it is missing, that printout is
-skipped, saying so.
+Data a printout reads lives in ../shared/datasets, or is a run a study trains; where it is
+missing, that printout is skipped, saying so.
 """
 
 from __future__ import annotations
@@ -22,10 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results" / "printouts.json"
 SHARED = Path("..") / "shared" / "datasets"
 
+CAMVID_RUN = Path("experiments") / "results" / "plan_study" / "camvid-planned-b15-s0"
+
 # name: (the command after `unetseg`, the data it needs, the exit status it ends with)
 COMMANDS = {
     "check_isbi": (["check", "isbi", "--root", str(SHARED / "isbi2012-membrane")],
                    SHARED / "isbi2012-membrane", 0),
+    # The planning study's 15-minute CamVid run (experiments/plan_study.py trains it), on the
+    # images that chose nothing there.
+    "inspect_camvid": (["inspect", f"{CAMVID_RUN}/best.safetensors", "--split", "test",
+                        "--out", f"{CAMVID_RUN}/inspection", "--overwrite"], CAMVID_RUN, 0),
     # A run that cannot fit is refused before any data is read: the estimate, then the fix.
     "refused_run": (["train", "--data", "synthetic", "--depth", "9", "--base", "64",
                      "--out", "/nonexistent/refused"], None, 2),
@@ -53,6 +59,7 @@ def _shown(name: str):
 
 
 check_isbi = _shown("check_isbi")
+inspect_camvid = _shown("inspect_camvid")
 refused_run = _shown("refused_run")
 
 
