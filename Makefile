@@ -53,10 +53,11 @@ fuzz: $(STAMP)
 		-p no:cacheprovider -q
 
 # Timings, not tests: each script prints Markdown tables of medians and ranges, and ratios
-# measured in the same run (docs/benchmarks.md holds the figures). smp's rows need .venv-exp
-# (`make exp-env` builds it) and are skipped without it. The precision guard and the ISBI race
-# run with `.venv/bin/python benchmarks/time_to_accuracy.py` (--full for the long caps).
-BENCHMARKS := "train_step.py --rounds 2" "time_to_accuracy.py --skip guard,isbi" tiled_predict.py \
+# measured in the same run, and writes them to benchmarks/results/SCRIPT.json, from which
+# `make docs` renders docs/benchmarks.md. smp's rows need .venv-exp (`make exp-env` builds
+# it) and are skipped without it. The precision guard and the ISBI race run with
+# `.venv/bin/python benchmarks/time_to_accuracy.py` (--full for the long caps).
+BENCHMARKS := train_step.py "time_to_accuracy.py --skip guard,isbi" tiled_predict.py \
 	metrics_speed.py data_speed.py startup.py folder_startup.py inspector_speed.py precision_choice.py
 bench: $(STAMP)
 	@for script in $(BENCHMARKS); do \

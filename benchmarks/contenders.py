@@ -8,11 +8,20 @@ A contender is a network and the way its users train it:
   ``fused``) turn single levers off, to show what each one gives;
 - ``seed``: the seed project's plain U-Net (`seed_unet.SeedUNet`), same architecture;
 - ``monai``: MONAI's ``BasicUNet(spatial_dims=2)`` with its default features;
+- ``monai_unet``: MONAI's ``UNet``, as its 2-D segmentation tutorial builds it (channels 16 to
+  256, strides of 2, two residual units);
 - ``smp``: segmentation_models_pytorch's ``Unet("resnet34", encoder_weights=None)``, which
   only the experiments environment (``.venv-exp``) has.
 
-The last three run as their tutorials run them: fp32, NCHW, the default allocator, AdamW with
-torch's defaults (lr 1e-3), and a step that reads the loss back with ``.item()``.
+Each of the last four runs one of two ways (``path``), so that two claims are measured apart,
+"the toolkit makes any network faster" and "our network is the better choice at equal cost":
+
+- ``own``: as its own docs train it. The seed: its own loop, fp32. MONAI and smp: automatic
+  mixed precision as MONAI's tutorials use it (on a CPU, bf16 autocast), NCHW, the default
+  allocator, AdamW with torch's defaults (lr 1e-3), a step that reads the loss back with
+  ``.item()``;
+- ``fast``: through unetseg's fast path as a Python user takes it, `unetseg.optimize_for_training`
+  (channels_last, the precision timed faster) and a fused AdamW, nothing read back.
 
 The allocator setting is process-wide, and the seed must run with glibc's default, so every
 contender runs in a child process of its own (`Worker`), which the benchmark script starts with
@@ -43,6 +52,7 @@ from unetseg.allocator import tune_malloc
 from unetseg.config import RunConfig, TrainConfig, UNetConfig
 from unetseg.data.build import build_datasets
 from unetseg.evaluation import evaluate, validation_loader
+from unetseg.fastpath import optimize_for_training
 from unetseg.losses import ce_dice_loss
 from unetseg.model import UNet
 from unetseg.optim import parameter_groups
@@ -50,7 +60,8 @@ from unetseg.train import TrainingParts, train_step, training_parts, with_data_s
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_PYTHON = ROOT / ".venv-exp" / "bin" / "python"
-KINDS = ("ours", "seed", "monai", "smp")
+KINDS = ("ours", "seed", "monai", "monai_unet", "smp")
+PATHS = ("own", "fast")
 # What a tutorial uses: torch's AdamW defaults (lr 1e-3, weight decay 1e-2).
 PLAIN_LR = 1e-3
 
@@ -66,10 +77,22 @@ class Contender:
     channels_last: bool = True      # ours
     precision: str = "auto"         # ours: fp32, bf16, or auto (measured, cached)
     fused: bool = True              # ours: fused AdamW
+    path: str = "own"               # the others: as their docs train them, or unetseg's fast path
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, found {self.kind!r}")
+        if self.path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, found {self.path!r}")
+
+    @property
+    def practice(self) -> str:
+        """How it runs, for a table's row: precision and layout."""
+        if self.kind == "ours":
+            return "unetseg train's path"
+        if self.path == "fast":
+            return "optimize_for_training"
+        return "fp32, NCHW (its own loop)" if self.kind == "seed" else "bf16 AMP, NCHW"
 
     @property
     def python(self) -> str:
@@ -91,12 +114,17 @@ class Contender:
         return None
 
 
+PEERS = {"seed": "seed (plain)", "monai": "MONAI BasicUNet", "monai_unet": "MONAI UNet",
+         "smp": "smp Unet r34"}
+
+
 def standard(bases: tuple[int, ...] = (32,)) -> list[Contender]:
-    """Ours at each base, then the seed, MONAI and smp."""
+    """Ours at each base, then each peer its own way (a) and through unetseg's fast path
+    (b)."""
     ours = [Contender(f"ours b{base}", "ours", base) for base in bases]
-    return ours + [Contender("seed (plain)", "seed"),
-                   Contender("MONAI BasicUNet", "monai"),
-                   Contender("smp Unet r34", "smp")]
+    return ours + [Contender(f"{name} ({label})", kind, path=path)
+                   for kind, name in PEERS.items()
+                   for path, label in (("own", "a"), ("fast", "b"))]
 
 
 # --- in the worker: networks and training steps ----------------------------------------------
@@ -111,6 +139,11 @@ def network(contender: Contender, in_channels: int, num_classes: int):
     if contender.kind == "monai":
         from monai.networks.nets import BasicUNet  # imported only where it runs
         return BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=num_classes)
+    if contender.kind == "monai_unet":
+        from monai.networks.nets import UNet as MonaiUNet
+        return MonaiUNet(spatial_dims=2, in_channels=in_channels, out_channels=num_classes,
+                         channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2),
+                         num_res_units=2)
     import segmentation_models_pytorch as smp  # only in the experiments venv
     return smp.Unet("resnet34", encoder_weights=None, in_channels=in_channels,
                     classes=num_classes)
@@ -124,6 +157,45 @@ def plain_step(model, optimizer, images, masks) -> float:
     loss.backward()
     optimizer.step()
     return loss.item()
+
+
+def amp_step(model, optimizer, images, masks) -> float:
+    """`plain_step` with the forward pass and the loss under automatic mixed precision, as
+    MONAI's tutorials train (bf16 autocast: the CPU's half precision)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = ce_dice_loss(model(images), masks)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+class FastTraining:
+    """A network through unetseg's fast path as a Python user takes it: the model from
+    `unetseg.optimize_for_training` at the timed shapes, a fused AdamW over its parameters,
+    and a step that reads nothing back."""
+
+    def __init__(self, model, batch: int, size: int) -> None:
+        self.model = optimize_for_training(model, batch_size=batch, size=size)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=PLAIN_LR, fused=True)
+
+    @property
+    def precision(self) -> str:
+        return self.model.runtime.precision
+
+    def step(self, images, masks) -> None:
+        loss = ce_dice_loss(self.model(images), masks)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def own_step(contender: Contender):
+    """The step a peer's own docs take: the seed's loop, or the AMP step."""
+    if contender.kind == "seed":
+        from seed_unet import train_step as seed_step  # benchmarks/ is on the scripts' path
+        return seed_step
+    return amp_step
 
 
 @dataclass

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from harness import Timing, machine, print_table
+from harness import RESULTS, Timing, machine, print_table, printed, write_results
 from PIL import Image
 
 CLASSES = "background,circle,square"
@@ -164,6 +164,7 @@ def main() -> None:
     print_table(f"Start-up on {args.pairs} pairs of {args.side} x {args.side} RGB PNG + index "
                 f"mask PNG (written in {made:.0f} s), {args.repeats} runs each",
                 ["what", "seconds (median)", "min-max", "Pillow opens"], rows)
+    write_results(RESULTS / "folder_startup.json", tables=printed())
 
 
 if __name__ == "__main__":

@@ -24,8 +24,11 @@ import torch
 
 from unetseg.precision import cpu_model
 
-__all__ = ["Timing", "alternate", "machine", "print_table", "peak_rss_mib", "seconds",
-           "write_results"]
+__all__ = ["Timing", "alternate", "machine", "table", "print_table", "printed", "tables",
+           "peak_rss_mib", "seconds", "write_results", "RESULTS"]
+
+# Where the benchmarks' results files go, one per script.
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @dataclass
@@ -107,16 +110,52 @@ def peak_rss_mib(children: bool = False) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
-def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
-    """A Markdown table (so it pastes into docs/benchmarks.md as it is), under a title."""
+def table(title: str, header: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table under a bold title: what docs/benchmarks.md shows (docs/figures.py
+    renders it from a results file) and what the script prints."""
     cells = [header] + [[_cell(value) for value in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    print(f"\n### {title}\n")
+    lines = [f"**{title}**", ""]
     for index, row in enumerate(cells):
-        print("| " + " | ".join(text.ljust(width) for text, width in zip(row, widths)) + " |")
+        lines.append("| " + " | ".join(text.ljust(width) for text, width in zip(row, widths))
+                     + " |")
         if index == 0:
-            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
-    print(flush=True)
+            lines.append("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+# Every table a script prints, in order: what `write_results(path, tables=printed())` keeps.
+_PRINTED: list[dict] = []
+
+
+def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
+    """Print a table, and keep it for the script's results file (`printed`)."""
+    _PRINTED.append({"title": title, "header": header,
+                     "rows": [[_plain(value) for value in row] for row in rows]})
+    print("\n" + table(title, header, rows) + "\n", flush=True)
+
+
+def printed() -> list[dict]:
+    """The tables printed so far, as data."""
+    return list(_PRINTED)
+
+
+def tables(document: dict, *which: str) -> str:
+    """The tables of a results file that kept them (all, or those numbered ``which``, from
+    0), as the script printed them: docs/figures.py renders docs/benchmarks.md with it."""
+    kept = document["tables"]
+    chosen = [kept[int(i)] for i in which] if which else kept
+    return "\n\n".join(table(t["title"], t["header"], t["rows"]) for t in chosen)
+
+
+def _plain(value: object) -> object:
+    """A cell as JSON holds it: numbers stay numbers (formatted when shown)."""
+    if isinstance(value, (int, float, str)) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _cell(value: object) -> str:

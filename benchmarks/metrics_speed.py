@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from harness import alternate, machine, print_table
+from harness import RESULTS, alternate, machine, print_table, printed, write_results
 from PIL import Image
 from torchmetrics.classification import MulticlassJaccardIndex
 
@@ -168,6 +168,8 @@ def main() -> None:
     if pairs:
         per_image_table(pairs, max(3, args.repeats // 2))
     print(f"({time.perf_counter() - start:.0f} s)")
+    if not args.quick:
+        write_results(RESULTS / "metrics_speed.json", tables=printed())
 
 
 if __name__ == "__main__":

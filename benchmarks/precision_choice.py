@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from harness import alternate, machine, print_table
+from harness import RESULTS, alternate, machine, print_table, printed, write_results
 
 from unetseg.model import UNetConfig
 from unetseg.precision import decide_precision, measure_step
@@ -38,6 +38,7 @@ def main() -> None:
                      chosen.median, fp32.median, chosen.median / fp32.median])
     print_table("--precision auto against fp32 (training step, seconds)",
                 ["model and shapes", "chosen", "chosen s", "fp32 s", "chosen / fp32"], rows)
+    write_results(RESULTS / "precision_choice.json", tables=printed())
 
 
 if __name__ == "__main__":

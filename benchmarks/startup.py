@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import Timing, alternate, machine, print_table
+from harness import RESULTS, Timing, alternate, machine, print_table, printed, write_results
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"
 BIN = Path(sys.executable).parent
@@ -179,10 +179,12 @@ def main() -> None:
         args.repeats, args.train_repeats = 1, 1
     print(machine())
     command_table(args.repeats)
-    if not (args.root / "train").is_dir():
+    if (args.root / "train").is_dir():
+        train_table(args.root, args.train_repeats)
+    else:
         print(f"first-step table skipped: no CamVid at {args.root} (pass --root)")
-        return
-    train_table(args.root, args.train_repeats)
+    if not args.quick:
+        write_results(RESULTS / "startup.json", tables=printed())
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from harness import Timing, machine, print_table
+from harness import RESULTS, Timing, machine, print_table, printed, write_results
 
 CONTENDERS = ("unetseg", "monai", "monai-fast")
 TILE, OVERLAP, TILES_PER_PASS = 256, 0.25, 4
@@ -282,12 +282,15 @@ def main() -> None:
                        else "per-pixel stand-in model (1 x 1 conv)",
                        measure(args.large_size, args.large_model, args.large_repeats,
                                checkpoint, folder), folder)
-    for size, ratios in ((args.size, small), (args.large_size, large)):
-        print(f"{size} x {size}: unetseg's throughput = {ratios['monai']:.2f}x MONAI as "
-              f"documented, {ratios['monai-fast']:.2f}x MONAI with the same fast model "
-              f"(target >= 2x); unetseg's peak RSS = {1 / ratios['monai memory']:.2f} of MONAI's "
-              f"as documented, {1 / ratios['monai-fast memory']:.2f} of MONAI-fast's "
-              f"(target at {args.large_size}: <= 0.33)")
+    print_table(f"Ratios measured in this run (targets: throughput >= 2x MONAI; peak RSS at "
+                f"{args.large_size} <= 0.33 of MONAI's)",
+                ["image", "throughput / MONAI as documented", "/ MONAI with our fast model",
+                 "peak RSS / MONAI's as documented", "/ MONAI-fast's"],
+                [[f"{size} x {size}", f"{ratios['monai']:.2f}x", f"{ratios['monai-fast']:.2f}x",
+                  f"{1 / ratios['monai memory']:.2f}", f"{1 / ratios['monai-fast memory']:.2f}"]
+                 for size, ratios in ((args.size, small), (args.large_size, large))])
+    if not args.quick:
+        write_results(RESULTS / "tiled_predict.json", tables=printed())
 
 if __name__ == "__main__":
     main()

@@ -10,8 +10,10 @@ datasets and minimises the same CE + Dice:
 - ours: `unetseg.train.train_step` with every default of ``unetseg train`` (base 32,
   AdamW at lr 3e-3 with warm-up and cosine decay over the default epochs, 30 for ISBI as in
   the README, fused, clipped, channels_last, measured precision, tuned malloc);
-- the seed's U-Net, MONAI ``BasicUNet`` and smp ``Unet(resnet34)``: the tutorials' plain loop
-  (fp32, NCHW, default allocator, AdamW with torch's defaults, ``loss.item()`` every step).
+- the seed's U-Net, MONAI ``BasicUNet`` and ``UNet`` and smp ``Unet(resnet34)``, each (a) as
+  its own docs train it (`contenders.py`: the seed's fp32 loop; MONAI and smp under bf16 AMP;
+  NCHW, default allocator, AdamW with torch's defaults, ``loss.item()`` every step) and (b)
+  through unetseg's fast path (`unetseg.optimize_for_training`, a fused AdamW).
 
 The clock counts training only (loading and augmenting batches, the steps), not the
 validations: each contender is validated on the whole validation set (one confusion matrix,
@@ -47,11 +49,12 @@ import torch
 from contenders import (
     ROOT,
     Contender,
+    FastTraining,
     WorkerFailed,
     epoch_batches,
     network,
     our_trainer,
-    plain_step,
+    own_step,
     serve,
     set_up_process,
     standard,
@@ -59,7 +62,7 @@ from contenders import (
     validate,
     worker_spec,
 )
-from harness import machine, print_table
+from harness import RESULTS, machine, print_table, printed, write_results
 
 from unetseg.config import DataConfig
 from unetseg.data.build import build_datasets
@@ -109,9 +112,15 @@ class TrainingRun:
         else:
             self.data = build_datasets(config)
             model = network(contender, self.data.in_channels, self.data.spec.num_classes)
-            optimizer = torch.optim.AdamW(model.parameters())
-            self.model, self.precision = model.train(), "fp32"
-            self.step = lambda images, masks: plain_step(model, optimizer, images, masks)
+            if contender.path == "fast":        # (b): through unetseg's fast path
+                fast = FastTraining(model, config.batch_size, config.size)
+                self.model, self.step = fast.model, fast.step
+                self.precision = f"{fast.precision}, channels_last"
+            else:                               # (a): as its own docs train it
+                optimizer = torch.optim.AdamW(model.parameters())
+                step = own_step(contender)
+                self.model, self.precision = model.train(), contender.practice
+                self.step = lambda images, masks: step(model, optimizer, images, masks)
         self.batch_size = config.batch_size
         self.val_batch = spec["val_batch"]
         self.batches = self._batches()
@@ -327,13 +336,15 @@ def main() -> None:
     rows = [[f"{race}: ours / {name}", f"{'< ' if bound else ''}{share:.2f}",
              f"<= {TARGET_SHARE}", _verdict(share, bound)]
             for race, found in shares.items() for name, (share, bound) in found.items()
-            if name in ("MONAI BasicUNet", "smp Unet r34")]
+            if name.startswith(("MONAI BasicUNet", "smp Unet r34"))]
     if rows:
         print_table(f"Target: the time to the threshold of {names[0]} at most half of MONAI's "
                     f"and smp's ('<' bounds: they did not reach it within their limit)",
                     ["race", "time ratio", "target", "verdict"], rows)
     if "guard" not in skip:
         precision_guard(args)
+    if not args.quick:
+        write_results(RESULTS / "time_to_accuracy.json", tables=printed())
 
 
 if __name__ == "__main__":

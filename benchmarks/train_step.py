@@ -3,38 +3,47 @@
 Training: one step (forward, CE + Dice, backward, AdamW) on 8 random 256 x 256 RGB images, 3
 classes: img/s, the achieved GFLOP/s (``torch.utils.flop_counter`` counts the convolutions and
 matrix products of a step) and the worker's peak resident memory. Contenders (`contenders.py`):
-our U-Net at base 16, 32 and 64 stepped by `unetseg.train.train_step` as ``unetseg train`` steps
-it; the seed's plain U-Net and ``train_step`` (fp32, NCHW, default allocator); MONAI
-``BasicUNet`` and smp ``Unet(resnet34)`` trained the tutorials' way (smp in ``.venv-exp``, or
-skipped with the reason). For our base 32 it also times each speed lever on its own, from
-fp32 NCHW with glibc's default allocator and torch's default AdamW up to the full fast path.
+our U-Net (base 32 by default; ``--bases 16,32,64`` adds others) stepped by
+`unetseg.train.train_step` as ``unetseg train`` steps it; and each peer twice, (a) as its own
+docs train it and (b) through unetseg's fast path (`unetseg.optimize_for_training`): the
+seed's plain U-Net (a: its own fp32 loop), MONAI's ``BasicUNet`` and ``UNet`` and smp's
+``Unet(resnet34)`` (a: bf16 AMP, as MONAI's tutorials; smp runs in ``.venv-exp``, or is
+skipped with the reason). Every row names its precision and layout. For our base 32 it also
+times each speed lever on its own, from fp32 NCHW with glibc's default allocator and torch's
+default AdamW up to the full fast path.
 
 The machine's 3x3-convolution throughput is measured in the same rounds: one convolution, C to
 C channels, forward and backward, channels_last, at each level's shape of the base-32 U-Net
 (the five levels do equal work), in fp32 and bf16; the best of these is the reference for our
 step's achieved GFLOP/s.
 
-Inference: forward passes at batch 1 and 8, same contenders (ours through
-`unetseg.fastpath.optimize_for_inference`; the others ``eval()`` under ``torch.no_grad()``).
-The masks of our fast path (as timed at batch 8: its precision, layout and folded weights)
-and of the seed's plain fp32 model are compared with the same weights: ours, trained briefly on
-the synthetic 64 x 64 shapes and loaded into the seed's identical architecture, on that
-data's validation images.
+Inference: forward passes at batch 1 and 8, same contenders (ours and the (b) rows through
+`unetseg.fastpath.optimize_for_inference`; the (a) rows ``eval()`` under ``torch.no_grad()``,
+MONAI and smp under bf16 autocast). The masks of our fast path (as timed at batch 8: its
+precision, layout and folded weights) and of the seed's plain fp32 model are compared with the
+same weights: ours, trained briefly on the synthetic 64 x 64 shapes and loaded into the seed's
+identical architecture, on that data's validation images.
 
 Each contender runs in a child process of its own (the allocator setting is process-wide),
 with all cores' threads; the processes take turns, round after round (A B C A B C ...), so a
 slow minute on a shared machine slows every contender alike. A turn is one warm-up step (the
-first also counts the flops) and ``--steps`` timed steps; between turns a worker with the tuned
-allocator gives its heap back, so that a dozen idle workers do not fill the memory and slow
-the one running. Figures are medians with the min-max range, and ratios are to the seed in the
-same run. ``--profile`` adds torch.profiler's top ops of our base-32 step and forward pass.
+first also counts the flops) and ``--steps`` timed steps (10; ``--passes`` forward passes);
+between turns a worker with the tuned allocator gives its heap back, so that a dozen idle
+workers do not fill the memory and slow the one running. Figures are medians with the min-max
+range over every timed step of the ``--rounds`` (3), and ratios are to the seed's own loop in
+the same run. ``--profile`` adds torch.profiler's top ops of our base-32 step and forward pass.
 
-    .venv/bin/python benchmarks/train_step.py [--quick] [--profile] [--rounds 3 --steps 1]
+Everything measured goes, with the machine, the commit and the command, to
+benchmarks/results/train_step.json (``--out``); ``--report FILE`` prints its tables, and
+docs/benchmarks.md renders them from it (docs/figures.py).
+
+    .venv/bin/python benchmarks/train_step.py [--quick] [--profile] [--rounds 3 --steps 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -43,17 +52,17 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import seed_unet
 import torch
 from contenders import (
     Contender,
+    FastTraining,
     Worker,
     WorkerFailed,
     epoch_batches,
     lever,
     network,
     our_trainer,
-    plain_step,
+    own_step,
     release_memory,
     rss_mib,
     serve,
@@ -64,7 +73,7 @@ from contenders import (
     validate,
     worker_spec,
 )
-from harness import Timing, machine, peak_rss_mib, print_table
+from harness import Timing, machine, peak_rss_mib, table, write_results
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -74,13 +83,15 @@ from unetseg.fastpath import optimize_for_inference
 from unetseg.metrics import labels_from_logits
 
 SCRIPT = Path(__file__).resolve()
+ROOT = SCRIPT.parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "train_step.json"
 CLASSES = 3                     # the synthetic shapes' background, circle and square
 TILE = 64                       # side of the synthetic images the compared weights train on
 TARGET_SPEEDUP = 3.0
 TARGET_AGREEMENT = 0.999
 TARGET_CONV_SHARE = 0.70
 PROBED = "ours b32"             # the contender whose worker also runs the 3x3 conv probes
-SEED = "seed (plain)"           # the reference of every ratio
+SEED = "seed (plain) (a)"       # the reference of every ratio: the seed's own loop, fp32
 
 
 def flops_of(function) -> int:
@@ -153,18 +164,23 @@ class TrainingSession(Session):
         torch.manual_seed(0)
         images = torch.randn(self.batch, 3, self.size, self.size)
         masks = torch.randint(0, CLASSES, (self.batch, self.size, self.size))
-        self.precision = "fp32"
         if contender.kind == "ours":
             data = DataConfig(size=self.size, batch_size=self.batch, train_samples=self.batch,
                               val_samples=1)
             trainer = our_trainer(contender, data)
-            self.precision = trainer.precision.precision
+            layout = "channels_last" if contender.channels_last else "NCHW"
+            self.precision = f"{trainer.precision.precision}, {layout}"
             self.call = lambda: trainer.step(images, masks)
+        elif contender.path == "fast":
+            fast = FastTraining(network(contender, 3, CLASSES), self.batch, self.size)
+            self.precision = f"{fast.precision}, channels_last"
+            self.call = lambda: fast.step(images, masks)
         else:
             model = network(contender, 3, CLASSES).train()
             optimizer = torch.optim.AdamW(model.parameters())
-            train_step = seed_unet.train_step if contender.kind == "seed" else plain_step
-            self.call = lambda: train_step(model, optimizer, images, masks)
+            step = own_step(contender)
+            self.precision = contender.practice
+            self.call = lambda: step(model, optimizer, images, masks)
         self.setup_mib = rss_mib()
         self.probes = self._conv_probes() if spec.get("probes") else {}
 
@@ -219,24 +235,35 @@ class InferenceSession(Session):
         self.model = network(contender, 3, CLASSES)
         if spec.get("weights"):
             state = torch.load(spec["weights"], weights_only=True)
-            if contender.kind == "seed":
+            if contender.kind == "seed":      # the compared weights: ours in the seed's net
                 load_into_seed(self.model, state)
             else:
                 self.model.load_state_dict(state)
         self.model.eval()
-        self.precision = "fp32"
+        self.precision = contender.practice
 
     def ready(self) -> dict:
         return {"torch": torch.__version__, "threads": torch.get_num_threads()}
 
     def prepare(self, batch: int) -> dict:
-        """Set up the forward pass at ``batch`` (ours: its fast path for this batch)."""
-        if self.contender.kind == "ours":
+        """Set up the forward pass at ``batch``: ours, and the others' (b), through unetseg's
+        fast path for this batch; the others' (a) as their docs predict (the seed in fp32,
+        MONAI and smp under bf16 autocast), in eval mode without gradients."""
+        contender = self.contender
+        if contender.kind == "ours" or contender.path == "fast":
             fast = optimize_for_inference(self.model, batch_size=batch, size=self.size)
-            self.precision = fast.runtime.precision
+            self.precision = f"{fast.runtime.precision}, channels_last"
             self.forward, self.mode = fast, torch.inference_mode
         else:
-            self.forward, self.mode = self.model, torch.no_grad      # the tutorials' way
+            self.precision = contender.practice
+            autocast = contender.kind != "seed"
+            model = self.model
+
+            def forward(images):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                    return model(images).float()
+
+            self.forward, self.mode = forward, torch.no_grad
         images = torch.randn(batch, 3, self.size, self.size)
 
         def call() -> None:
@@ -293,10 +320,10 @@ SESSIONS = {"train": TrainingSession, "infer": InferenceSession, "pretrain": Pre
 # --- in the parent ----------------------------------------------------------------------------
 
 def take_turns(workers: dict[str, Worker], failed: dict[str, str], rounds: int, steps: int,
-               extra: Callable[[], object] | None = None) -> dict[str, Timing]:
-    """Seconds per call of each worker: ``rounds`` rounds in which each worker in turn makes a
-    warm-up call and ``steps`` timed ones (A B C A B C ...); ``extra`` runs after each round.
-    A worker that fails is dropped, its reason kept in ``failed``."""
+               extra: Callable[[], object] | None = None) -> dict[str, list[float]]:
+    """Seconds of each call of each worker: ``rounds`` rounds in which each worker in turn
+    makes a warm-up call and ``steps`` timed ones (A B C A B C ...); ``extra`` runs after
+    each round. A worker that fails is dropped, its reason kept in ``failed``."""
     times: dict[str, list[float]] = {name: [] for name in workers}
     for _ in range(rounds):
         for name, worker in workers.items():
@@ -307,19 +334,7 @@ def take_turns(workers: dict[str, Worker], failed: dict[str, str], rounds: int, 
                     failed[name] = str(error)
         if extra is not None:
             extra()
-    return {name: Timing(values) for name, values in times.items()
-            if values and name not in failed}
-
-
-def _rate(timing: Timing, batch: int) -> tuple[float, str]:
-    """img/s: the median, and the min-max range."""
-    rates = [batch / value for value in timing.values]
-    return batch / timing.median, f"{min(rates):.3g}-{max(rates):.3g}"
-
-
-def _missing_rows(names: list[str], skipped: dict[str, str], width: int) -> list[list]:
-    return [[name, f"not run: {skipped[name].splitlines()[0][:90]}"] + [""] * (width - 2)
-            for name in names if name in skipped]
+    return {name: values for name, values in times.items() if values and name not in failed}
 
 
 def training_phase(args, contenders: list[Contender], levers: list[Contender]) -> dict:
@@ -340,79 +355,6 @@ def training_phase(args, contenders: list[Contender], levers: list[Contender]) -
     ready = {name: worker.ready for name, worker in workers.items()}
     return {"timings": timings, "reports": reports, "ready": ready, "skipped": skipped,
             "conv": conv_rounds, "profile": profile}
-
-
-def conv_peak(conv_rounds: list[dict]) -> tuple[float, list[list]]:
-    """The best median GFLOP/s of the 3x3 probes, and a table row per level."""
-    if not conv_rounds:
-        return float("nan"), []
-    probes = conv_rounds[0]["probes"]
-    rate = {key: flops / 1e9 / Timing([r["seconds"][key] for r in conv_rounds]).median
-            for key, (flops, _, _) in probes.items()}
-    rows = []
-    for level in range(5):
-        _, channels, side = probes[f"{level} fp32"]
-        rows.append([f"level {level}: {channels} -> {channels} ch, {side}x{side}",
-                     f"{probes[f'{level} fp32'][0] / 1e9:.1f}", rate[f"{level} fp32"],
-                     rate[f"{level} bf16"]])
-    return max(rate.values()), rows
-
-
-def report_training(args, result: dict, names: list[str], lever_names: list[str]) -> dict:
-    timings, ready, reports = result["timings"], result["ready"], result["reports"]
-    peak, conv_rows = conv_peak(result["conv"])
-    seed = timings.get(SEED)
-    rows = []
-    for name in names:
-        if name not in timings:
-            continue
-        rate, spread = _rate(timings[name], args.batch)
-        report = reports[name]
-        gflops = report["flops"] / 1e9 / timings[name].median
-        rows.append([name, ready[name]["precision"], rate, spread,
-                     rate / (args.batch / seed.median) if seed else "", report["flops"] / 1e9,
-                     gflops, f"{gflops / peak:.0%}", report["peak_mib"],
-                     report["peak_mib"] - report["setup_mib"]])
-    rows += _missing_rows(names, result["skipped"], 10)
-    print_table(f"Training step, {args.batch} x 3 x {args.size}^2, {CLASSES} classes "
-                f"(median of {args.rounds} turns x {args.steps} steps, each after a warm-up)",
-                ["contender", "precision", "img/s", "range", "x seed", "GFLOP/step",
-                 "GFLOP/s", "of 3x3 peak", "peak RSS MiB", "of which steps"], rows)
-    print_table(f"3x3 convolution, forward + backward, batch {args.batch}, channels_last: "
-                f"GFLOP/s (best: {peak:.0f}, the reference above)",
-                ["shape (the base-32 U-Net's levels)", "GFLOP", "fp32", "bf16"], conv_rows)
-    _report_levers(args, result, lever_names, seed)
-    if result["profile"]:
-        print_profile("our base-32 training step", result["profile"])
-    ours = timings.get(PROBED)
-    return {"speedup": seed.median / ours.median if ours and seed else None,
-            "conv_share": (reports[PROBED]["flops"] / 1e9 / ours.median / peak
-                           if ours else None),
-            "peak": peak}
-
-
-def print_profile(what: str, profile: dict) -> None:
-    print_table(f"Where {what}'s time goes (torch.profiler, self CPU time; "
-                f"{profile['total_s']:.3g} s of ops per call)",
-                ["op", "calls", "s", "share"],
-                [[op, calls, s, f"{share:.1%}"] for op, calls, s, share in profile["rows"]])
-
-
-def _report_levers(args, result: dict, lever_names: list[str], seed: Timing | None) -> None:
-    timings, ready = result["timings"], result["ready"]
-    rows, previous = [], None
-    for name in lever_names:
-        if name not in timings:
-            continue
-        rate, spread = _rate(timings[name], args.batch)
-        label = f"+ fused AdamW (= {name})" if name == PROBED else name
-        rows.append([label, ready[name]["precision"], rate, spread,
-                     rate / (args.batch / seed.median) if seed else "",
-                     rate / previous if previous else ""])
-        previous = rate
-    rows += _missing_rows(lever_names, result["skipped"], 6)
-    print_table("What each lever gives: our base-32 step, one lever added per row",
-                ["setting", "precision", "img/s", "range", "x seed", "x row above"], rows)
 
 
 def pretrain(args, folder: Path) -> dict | None:
@@ -451,7 +393,7 @@ def inference_phase(args, contenders: list[Contender], trained: dict | None,
         reports = {name: workers[name].ask("report") for name in timings}
         if batch == 1 and args.profile and PROBED in timings:
             profile = workers[PROBED].ask("profile", steps=5, rows=12)
-        results[batch] = {"timings": timings, "prepared": prepared, "reports": reports}
+        results[str(batch)] = {"timings": timings, "prepared": prepared, "reports": reports}
     agreement = _agreement(workers, trained, folder) if trained else None
     for worker in workers.values():
         worker.close()
@@ -473,69 +415,189 @@ def _agreement(workers: dict[str, Worker], trained: dict, folder: Path) -> dict 
             "ours_acc": float((ours == truth).mean()), "seed_acc": float((seed == truth).mean())}
 
 
-def report_inference(args, result: dict, names: list[str]) -> dict[int, float]:
-    speedups = {}
+# --- the tables, from the results file --------------------------------------------------------
+
+def _rate(values: list[float], batch: int) -> tuple[float, str]:
+    """img/s: the median, and the min-max range."""
+    rates = [batch / value for value in values]
+    return batch / Timing(values).median, f"{min(rates):.3g}-{max(rates):.3g}"
+
+
+def _missing_rows(names: list[str], skipped: dict[str, str], width: int) -> list[list]:
+    return [[name, f"not run: {skipped[name].splitlines()[0][:90]}"] + [""] * (width - 2)
+            for name in names if name in skipped]
+
+
+def conv_peak(conv_rounds: list[dict]) -> tuple[float, list[list]]:
+    """The best median GFLOP/s of the 3x3 probes, and a table row per level."""
+    if not conv_rounds:
+        return float("nan"), []
+    probes = conv_rounds[0]["probes"]
+    rate = {key: flops / 1e9 / Timing([r["seconds"][key] for r in conv_rounds]).median
+            for key, (flops, _, _) in probes.items()}
+    rows = []
+    for level in range(5):
+        _, channels, side = probes[f"{level} fp32"]
+        rows.append([f"level {level}: {channels} -> {channels} ch, {side}x{side}",
+                     f"{probes[f'{level} fp32'][0] / 1e9:.1f}", rate[f"{level} fp32"],
+                     rate[f"{level} bf16"]])
+    return max(rate.values()), rows
+
+
+def training_table(document: dict) -> str:
+    """Every contender's training step: img/s (median and range over all timed steps), the
+    ratio to the seed's own way, achieved GFLOP/s and memory."""
+    setup, result = document["setup"], document["training"]
+    timings, ready, reports = result["timings"], result["ready"], result["reports"]
+    batch, peak = setup["batch"], conv_peak(result["conv"])[0]
+    seed = timings.get(SEED)
+    rows = []
+    for name in setup["contenders"]:
+        if name not in timings:
+            continue
+        rate, spread = _rate(timings[name], batch)
+        report = reports[name]
+        gflops = report["flops"] / 1e9 / Timing(timings[name]).median
+        rows.append([name, ready[name]["precision"], rate, spread,
+                     rate / (batch / Timing(seed).median) if seed else "",
+                     report["flops"] / 1e9, gflops, f"{gflops / peak:.0%}",
+                     report["peak_mib"], report["peak_mib"] - report["setup_mib"]])
+    rows += _missing_rows(setup["contenders"], result["skipped"], 10)
+    return table(f"Training step, {batch} x 3 x {setup['size']}^2, {CLASSES} classes "
+                 f"({setup['rounds']} rounds x {setup['steps']} steps, each turn after a "
+                 f"warm-up; median and range over all steps)",
+                 ["contender", "precision, layout", "img/s", "range", "x seed (a)",
+                  "GFLOP/step", "GFLOP/s", "of 3x3 peak", "peak RSS MiB", "of which steps"],
+                 rows)
+
+
+def conv_table(document: dict) -> str:
+    setup = document["setup"]
+    peak, rows = conv_peak(document["training"]["conv"])
+    return table(f"3x3 convolution, forward + backward, batch {setup['batch']}, "
+                 f"channels_last: GFLOP/s (best: {peak:.0f}, the reference above)",
+                 ["shape (the base-32 U-Net's levels)", "GFLOP", "fp32", "bf16"], rows)
+
+
+def levers_table(document: dict) -> str:
+    """What each speed lever gives: our base-32 step, one lever added per row."""
+    setup, result = document["setup"], document["training"]
+    timings, ready = result["timings"], result["ready"]
+    seed, batch = timings.get(SEED), setup["batch"]
+    rows, previous = [], None
+    for name in setup["levers"]:
+        if name not in timings:
+            continue
+        rate, spread = _rate(timings[name], batch)
+        label = f"+ fused AdamW (= {name})" if name == PROBED else name
+        rows.append([label, ready[name]["precision"], rate, spread,
+                     rate / (batch / Timing(seed).median) if seed else "",
+                     rate / previous if previous else ""])
+        previous = rate
+    rows += _missing_rows(setup["levers"], result["skipped"], 6)
+    return table("What each lever gives: our base-32 step, one lever added per row",
+                 ["setting", "precision, layout", "img/s", "range", "x seed (a)",
+                  "x row above"], rows)
+
+
+def inference_tables(document: dict) -> str:
+    setup, result = document["setup"], document["inference"]
+    tables = []
     for batch, found in result["batches"].items():
         timings, prepared, reports = found["timings"], found["prepared"], found["reports"]
-        seed = timings.get(SEED)
+        seed, batch = timings.get(SEED), int(batch)
         rows = []
-        for name in names:
+        for name in setup["contenders"]:
             if name not in timings:
                 continue
             rate, spread = _rate(timings[name], batch)
             rows.append([name, prepared[name]["precision"], rate, spread,
-                         rate / (batch / seed.median) if seed else "",
-                         reports[name]["flops"] / 1e9 / timings[name].median,
+                         rate / (batch / Timing(seed).median) if seed else "",
+                         reports[name]["flops"] / 1e9 / Timing(timings[name]).median,
                          reports[name]["peak_mib"]])
-        rows += _missing_rows(names, result["skipped"], 7)
-        print_table(f"Inference, batch {batch} x 3 x {args.size}^2 (median of {args.rounds} "
-                    f"turns x {args.passes} passes, each after a warm-up)",
-                    ["contender", "precision", "img/s", "range", "x seed", "GFLOP/s",
-                     "peak RSS MiB"], rows)
-        if seed and PROBED in timings:
-            speedups[batch] = seed.median / timings[PROBED].median
-    if result["profile"]:
-        print_profile("our base-32 forward pass at batch 1", result["profile"])
-    return speedups
+        rows += _missing_rows(setup["contenders"], result["skipped"], 7)
+        tables.append(table(
+            f"Inference, batch {batch} x 3 x {setup['size']}^2 ({setup['rounds']} rounds x "
+            f"{setup['passes']} passes, each turn after a warm-up; median and range)",
+            ["contender", "precision, layout", "img/s", "range", "x seed (a)", "GFLOP/s",
+             "peak RSS MiB"], rows))
+    return "\n\n".join(tables)
 
 
-def report_targets(args, training: dict, inference: dict[int, float], trained: dict | None,
-                   agreement: dict | None) -> None:
+def profiles(document: dict) -> str:
+    shown = []
+    for what, found in (("our base-32 training step", document["training"]["profile"]),
+                        ("our base-32 forward pass at batch 1",
+                         document["inference"]["profile"])):
+        if found:
+            shown.append(table(f"Where {what}'s time goes (torch.profiler, self CPU time; "
+                               f"{found['total_s']:.3g} s of ops per call)",
+                               ["op", "calls", "s", "share"],
+                               [[op, calls, sec, f"{share:.1%}"]
+                                for op, calls, sec, share in found["rows"]]))
+    return "\n\n".join(shown)
+
+
+def targets(document: dict) -> str:
+    """Issue 24's targets, from the ratios measured in the run."""
+    setup, training, inference = document["setup"], document["training"], document["inference"]
+
+    def ratio(timings: dict) -> float | None:
+        if SEED not in timings or PROBED not in timings:
+            return None
+        return Timing(timings[SEED]).median / Timing(timings[PROBED]).median
+
     def verdict(value, target) -> str:
         return "n/a" if value is None else ("met" if value >= target else "missed")
 
-    rows = [["training img/s, ours b32 / seed", training["speedup"], f">= {TARGET_SPEEDUP}",
-             verdict(training["speedup"], TARGET_SPEEDUP)]]
-    for batch, ratio in inference.items():
-        rows.append([f"inference img/s at batch {batch}, ours b32 / seed", ratio,
-                     f">= {TARGET_SPEEDUP}", verdict(ratio, TARGET_SPEEDUP)])
-    share = training["conv_share"]
-    rows.append([f"ours b32 training GFLOP/s / best 3x3 conv ({training['peak']:.0f} GFLOP/s)",
+    speedup = ratio(training["timings"])
+    rows = [[f"training img/s, {PROBED} / {SEED}", speedup if speedup else "n/a",
+             f">= {TARGET_SPEEDUP}", verdict(speedup, TARGET_SPEEDUP)]]
+    for batch, found in inference["batches"].items():
+        value = ratio(found["timings"])
+        rows.append([f"inference img/s at batch {batch}, {PROBED} / {SEED}",
+                     value if value else "n/a", f">= {TARGET_SPEEDUP}",
+                     verdict(value, TARGET_SPEEDUP)])
+    peak = conv_peak(training["conv"])[0]
+    share = None
+    if PROBED in training["timings"]:
+        share = (training["reports"][PROBED]["flops"] / 1e9
+                 / Timing(training["timings"][PROBED]).median / peak)
+    rows.append([f"{PROBED} training GFLOP/s / best 3x3 conv ({peak:.0f} GFLOP/s)",
                  "n/a" if share is None else f"{share:.0%}", f">= {TARGET_CONV_SHARE:.0%}",
                  verdict(share, TARGET_CONV_SHARE)])
+    agreement, trained = inference["agreement"], document["trained"]
     if agreement:
-        rows.append([f"masks agreeing, ours fast path (as timed at batch {args.batch}) vs the "
-                     f"seed's fp32, same weights ({agreement['pixels']} px)",
-                     f"{agreement['agree']:.4%}",
-                     f">= {TARGET_AGREEMENT:.1%}", verdict(agreement["agree"], TARGET_AGREEMENT)])
-    print_table("Targets (ratios measured in this run)", ["what", "measured", "target",
-                                                          "verdict"], rows)
+        rows.append([f"masks agreeing, ours fast path (as timed at batch {setup['batch']}) "
+                     f"vs the seed's fp32, same weights ({agreement['pixels']} px)",
+                     f"{agreement['agree']:.4%}", f">= {TARGET_AGREEMENT:.1%}",
+                     verdict(agreement["agree"], TARGET_AGREEMENT)])
+    text = table("Targets (ratios measured in this run)",
+                 ["what", "measured", "target", "verdict"], rows)
     if agreement:
-        print(f"Compared weights: ours b32 after {trained['steps']} steps on synthetic {TILE}^2 "
-              f"shapes (val mIoU {trained['miou']:.3f}); masks of the validation images; "
-              f"pixel accuracy against the truth: ours {agreement['ours_acc']:.4f}, seed "
-              f"{agreement['seed_acc']:.4f}.")
+        text += (f"\n\nCompared weights: ours b32 after {trained['steps']} steps on synthetic "
+                 f"{TILE}^2 shapes (val mIoU {trained['miou']:.3f}); masks of the validation "
+                 f"images; pixel accuracy against the truth: ours {agreement['ours_acc']:.4f},"
+                 f" seed {agreement['seed_acc']:.4f}.")
+    return text
+
+
+def report(document: dict) -> str:
+    """Every table of a results file, as the script prints them."""
+    parts = [training_table(document), conv_table(document), levers_table(document),
+             inference_tables(document), profiles(document), targets(document)]
+    return "\n\n".join(part for part in parts if part)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--bases", default="16,32,64", help="our U-Net's bases (32 is needed "
-                        "for the levers, the conv probes and the targets)")
+    parser.add_argument("--bases", default="32", help="our U-Net's bases, comma-separated "
+                        "(32 is needed for the levers, the conv probes and the targets)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=1, help="timed training steps per turn")
-    parser.add_argument("--passes", type=int, default=2, help="timed inference passes per "
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per turn")
+    parser.add_argument("--passes", type=int, default=10, help="timed inference passes per "
                         "turn")
     parser.add_argument("--pretrain-epochs", type=int, default=2)
     parser.add_argument("--samples", type=int, default=1000, help="synthetic training images "
@@ -545,6 +607,10 @@ def parse_args() -> argparse.Namespace:
                         help="also print where our base-32 step's time goes")
     parser.add_argument("--quick", action="store_true", help="a smoke run of every path: "
                         "64^2, batch 2, bases 8 and 32, one round")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help=f"the results file (default: {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--report", type=Path, metavar="RESULTS",
+                        help="measure nothing: print the tables of a results file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -561,6 +627,9 @@ def main() -> None:
         serve(lambda: SESSIONS[spec["role"]](spec))
         return
     args = parse_args()
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return
     torch.set_num_threads(args.threads)
     print(machine(), flush=True)
     contenders = standard(tuple(int(b) for b in args.bases.split(",")))
@@ -573,21 +642,22 @@ def main() -> None:
     start = time.perf_counter()
     training = training_phase(args, contenders, levers)
     print(f"(training phase: {time.perf_counter() - start:.0f} s)", file=sys.stderr)
-    names = [c.name for c in contenders]
-    summary = report_training(args, training, names,
-                              [c.name for c in levers] + [PROBED])
     with tempfile.TemporaryDirectory() as folder:
         trained = pretrain(args, Path(folder))
         print(f"(weights trained: {time.perf_counter() - start:.0f} s)", file=sys.stderr)
         inference = inference_phase(args, contenders, trained, Path(folder))
         print(f"(inference phase: {time.perf_counter() - start:.0f} s)", file=sys.stderr)
-        speedups = report_inference(args, inference, names)
-    report_targets(args, summary, speedups, trained, inference["agreement"])
-    others = {name: ready["torch"] for name, ready in training["ready"].items()
-              if ready["torch"] != torch.__version__}
-    if others:
-        print(f"torch {torch.__version__} here; in the experiments venv: "
-              + ", ".join(f"{name} {version}" for name, version in others.items()))
+    setup = {"size": args.size, "batch": args.batch, "rounds": args.rounds,
+             "steps": args.steps, "passes": args.passes, "threads": args.threads,
+             "contenders": [c.name for c in contenders],
+             "levers": [c.name for c in levers] + [PROBED],
+             "torch": {name: ready["torch"] for name, ready in training["ready"].items()}}
+    trained = {k: v for k, v in trained.items() if k in ("steps", "miou")} if trained else None
+    document = {"setup": setup, "training": training, "inference": inference,
+                "trained": trained}
+    print(report(document))
+    if not args.quick:
+        write_results(args.out, **document)
 
 
 if __name__ == "__main__":
