@@ -217,10 +217,14 @@ class OurTraining:
         return self.parts.precision
 
     def step(self, images, masks) -> None:
+        self.step_only(images, masks)
+        self.parts.scheduler.step()
+
+    def step_only(self, images, masks) -> None:
+        """The optimiser step alone, for a caller that sets the learning rate itself."""
         parts = self.parts
         train_step(parts.model, parts.loss_fn, parts.optimizer, images,
                    masks.to(parts.runtime.device), self.grad_clip, parts.scaler)
-        parts.scheduler.step()
 
 
 def our_trainer(contender: Contender, data, epochs: int = 20) -> OurTraining:
