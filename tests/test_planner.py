@@ -7,6 +7,7 @@ import pytest
 
 from unetseg.config import ModelConfig, RunConfig
 from unetseg.data.fingerprint import ClassPrint, Fingerprint
+from unetseg.distributed import epoch_parts
 from unetseg.planner import BASES, MIN_STEPS, TRAIN_SHARE, VAL_SHARE, VALIDATIONS, Plan, plan_run
 
 
@@ -120,6 +121,8 @@ def test_a_plan_fits_the_memory_available_lowering_the_batch_then_the_width():
 
 @pytest.mark.parametrize("images,val_images,split", [
     (100, 20, False),       # a pass of 50 steps: validated every few passes
+    (500, 20, False),       # a pass of 250 steps, under two intervals: validated every pass
+    (1_000, 20, True),      # a pass of 500 steps: two epochs of 250
     (10_000, 20, True),     # a pass of 5,000 steps: split into epochs of the interval
     (100, 4_000, False),    # validation costs a step's time per 13 images: spaced by its cost
 ])
@@ -132,9 +135,12 @@ def test_validation_comes_about_forty_times_a_run_and_within_its_share_of_the_ti
     steps = TRAIN_SHARE * 15 * 60 / step
     pass_steps = images // decided["data.batch_size"]
     assert ("train.epoch_steps" in decided) == split
-    interval = decided.get("train.epoch_steps") or decided["train.val_every"] * pass_steps
-    if split:
-        assert decided["train.val_every"] == 1 and interval < pass_steps
+    if split:              # the loop splits the pass into epochs of at most --epoch-steps
+        assert decided["train.val_every"] == 1
+        interval = pass_steps / epoch_parts(pass_steps, decided["train.epoch_steps"])
+        assert interval < pass_steps
+    else:
+        interval = decided["train.val_every"] * pass_steps
     # A validation forward pass is a third of a training step's time per pixel.
     val_seconds = (step / 3 / (decided["data.batch_size"] * decided["data.size"] ** 2)
                    * val_images * 512 ** 2)

@@ -218,10 +218,11 @@ def test_val_every_validates_every_n_epochs_and_after_the_last(make_smallest_con
 
 def test_epoch_steps_split_each_pass_so_validation_comes_every_n_steps(make_smallest_config,
                                                                        tmp_path):
-    """32 images in batches of 8 are a 4-step pass; --epoch-steps 2 makes it two epochs, each
+    """36 images in batches of 8 are a pass of 4 whole batches (the 4 images left over are
+    dropped, as in a whole pass); --epoch-steps 2 makes it two epochs of 2 steps, each
     validated, and --epochs then counts those."""
     result = fit(make_smallest_config(tmp_path / "parts", epochs=3, epoch_steps=2,
-                                      train_samples=32))
+                                      train_samples=36))
     assert [(row["epoch"], row["step"]) for row in result.history] == [(1, 2), (2, 4), (3, 6)]
 
 

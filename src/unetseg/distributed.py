@@ -99,9 +99,10 @@ class EpochOrder(Sampler):
     slices, one per rank, so N processes together take the same optimiser steps as one process
     with the whole batch (incomplete global batches are dropped).
 
-    ``part = (j, k)`` makes the epoch the j-th of k consecutive runs of batches of the
-    shuffled order, as equal as whole batches allow (``--epoch-steps``: a pass over a large
-    training set split into shorter epochs).
+    ``part = (j, k)`` makes the epoch the j-th of k consecutive runs of the shuffled order's
+    whole batches, as equal as whole batches allow (``--epoch-steps``: a pass over a large
+    training set split into shorter epochs); the last part also holds the short batch that
+    ends the order, dropped as it is in a whole pass.
     """
 
     def __init__(self, length: int, seed: int, per_rank: int, world: World,
@@ -113,16 +114,15 @@ class EpochOrder(Sampler):
         generator = torch.Generator().manual_seed(self.seed)
         order = torch.randperm(self.length, generator=generator).tolist()
         size = self.per_rank * self.world.size
-        batches = math.ceil(len(order) / size)
-        j, k = self.part
-        first, last = j * batches // k, (j + 1) * batches // k
-        order = order[first * size:last * size]
+        whole, (j, k) = len(order) // size, self.part
+        end = (j + 1) * whole // k * size if j < k - 1 else len(order)
+        order = order[j * whole // k * size:end]
         if not self.world.distributed:
             return order[self.start * self.per_rank:]
         mine = []
         for batch in range(self.start, len(order) // size):
-            first = batch * size + self.world.rank * self.per_rank
-            mine.extend(order[first:first + self.per_rank])
+            offset = batch * size + self.world.rank * self.per_rank
+            mine.extend(order[offset:offset + self.per_rank])
         return mine
 
     def __iter__(self):
@@ -133,8 +133,9 @@ class EpochOrder(Sampler):
 
 
 def epoch_parts(pass_batches: int, epoch_steps: int) -> int:
-    """Into how many epochs ``--epoch-steps`` splits a pass of ``pass_batches`` batches: the
-    fewest that take at most ``epoch_steps`` each (1 when it is 0, or the pass is no longer)."""
+    """Into how many epochs ``--epoch-steps`` splits a pass of ``pass_batches`` whole
+    batches: the fewest that take at most ``epoch_steps`` each (1 when it is 0, or the pass
+    is no longer)."""
     return max(1, math.ceil(pass_batches / epoch_steps)) if epoch_steps else 1
 
 

@@ -26,8 +26,9 @@ dataset's name: a rule that needs one is a recipe, not a plan.
 - **lr** 1e-3 (the loop's warm-up and cosine), and the **run length** the budget
   (`DEFAULT_BUDGET` minutes when none is given).
 - **validation**: about `VALIDATIONS` times in the run, and never more often than keeps it
-  within `VAL_SHARE` of the time: every N epochs where a pass over the training images is
-  shorter than that interval, else in epochs of that many steps (``--epoch-steps``).
+  within `VAL_SHARE` of the time: every N passes over the training images where a pass is
+  shorter than two such intervals, else the pass split into as many epochs as it holds
+  intervals (``--epoch-steps``), so that no epoch is shorter than one.
 - **prediction tiles**: `unetseg.infer.tile_for` the crop, which ``unetseg predict`` reads from
   the checkpoint; the plan's note states it.
 """
@@ -274,23 +275,28 @@ def _scale(fp: Fingerprint) -> tuple[tuple[float, float], str]:
 def _validation(fp: Fingerprint, val_images: int, batch: int, step: float, crop: int,
                 steps: int) -> list[Decision]:
     """Validate about every ``steps / VALIDATIONS`` steps, more rarely where that would take
-    over VAL_SHARE of the time; between validations of a large training set, at a step
-    interval shorter than a pass, the pass is split into epochs of that many steps."""
+    over VAL_SHARE of the time: every N epochs where a pass over the training images is
+    shorter than that interval, else in epochs of at least that many steps (the pass split
+    into as many as it holds: ``--epoch-steps``)."""
     per_pixel = FORWARD_SHARE * step / (batch * crop * crop)
     val_seconds = per_pixel * val_images * fp.height[1] * fp.width[1]
-    interval = max(math.ceil(val_seconds / (VAL_SHARE * step)), math.ceil(steps / VALIDATIONS))
+    wanted = max(math.ceil(val_seconds / (VAL_SHARE * step)), math.ceil(steps / VALIDATIONS))
+    pass_steps = max(fp.images // batch, 1)
+    parts = pass_steps // wanted
+    if parts <= 1:
+        every = math.ceil(wanted / pass_steps)
+        interval, passes = every * pass_steps, f" (every {every} passes of {pass_steps:,})"
+    else:
+        every, interval = 1, math.ceil(pass_steps / parts)
+        passes = f" (a pass of {pass_steps:,} split in {parts})"
     share = val_seconds / (val_seconds + interval * step)
-    why = (f"every ~{interval:,} steps: a validation pass ~{val_seconds:.0f} s "
+    why = (f"every ~{interval:,} steps{passes}: a validation pass ~{val_seconds:.0f} s "
            f"({val_images} images), {share:.0%} of the time; about "
            f"{max(1, steps // interval)} in the run")
-    pass_steps = max(fp.images // batch, 1)
-    if interval >= pass_steps:
-        return [Decision("train.val_every", math.ceil(interval / pass_steps),
-                         f"{why} (a pass over the training images is {pass_steps:,} steps)")]
+    if parts <= 1:
+        return [Decision("train.val_every", every, why)]
     return [Decision("train.val_every", 1, why),
-            Decision("train.epoch_steps", interval,
-                     f"a pass over the training images ({pass_steps:,} steps) is split into "
-                     f"epochs of at most {interval:,}")]
+            Decision("train.epoch_steps", interval, "epochs of at most this many steps")]
 
 
 def plan_run(fp: Fingerprint, val_images: int, budget: float | None,

@@ -17,7 +17,6 @@ schedule, `unetseg.optim`'s; which precision, `unetseg.precision`'s.
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import time
 from dataclasses import dataclass, replace
@@ -498,8 +497,9 @@ def _train_loader(config: RunConfig, data: Datasets, world: distributed.World,
                          f"among {world.size} processes")
     per_rank = cfg.batch_size // world.size
     # --epoch-steps splits each pass into `parts` epochs, each a run of the pass's shuffled
-    # order; augmentations are drawn per epoch, so each part draws its own.
-    parts = distributed.epoch_parts(math.ceil(len(data.train) / cfg.batch_size),
+    # order; augmentations are drawn per epoch, so each part draws its own. A pass is its
+    # whole batches (the short one is dropped), or the one short batch of a smaller set.
+    parts = distributed.epoch_parts(max(1, len(data.train) // cfg.batch_size),
                                     config.train.epoch_steps)
     data.train.set_epoch(done.epoch)
     seed = config.train.seed * 100_003 + done.epoch // parts
