@@ -227,11 +227,12 @@ class OurTraining:
                    masks.to(parts.runtime.device), self.grad_clip, parts.scaler)
 
 
-def our_trainer(contender: Contender, data, epochs: int = 20) -> OurTraining:
+def our_trainer(contender: Contender, data, epochs: int = 20, seed: int = 0) -> OurTraining:
     """`OurTraining` for ``data`` (a `DataConfig`) with the contender's switches and otherwise
-    the defaults of ``unetseg train``; it writes nothing."""
+    the defaults of ``unetseg train`` (``seed`` draws the initial weights); it writes
+    nothing."""
     train = TrainConfig(epochs=epochs, precision=contender.precision,
-                        channels_last=contender.channels_last, progress=False)
+                        channels_last=contender.channels_last, progress=False, seed=seed)
     datasets = build_datasets(data)
     config = with_data_shapes(RunConfig(data=data, model=UNetConfig(base=contender.base),
                                         train=train), datasets)

@@ -292,5 +292,6 @@ def main() -> None:
     if not args.quick:
         write_results(RESULTS / "tiled_predict.json", tables=printed())
 
+
 if __name__ == "__main__":
     main()

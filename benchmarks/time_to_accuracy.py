@@ -24,8 +24,8 @@ all) and with each of ``--seeds`` (initial weights and batch order):
 The clock counts training only (loading and augmenting batches, the steps). After every
 ``every`` seconds of it, each contender is scored on the validation split and on the held-out
 test split (ISBI's slices 24-29; a synthetic draw from seeds neither training nor validation
-uses), so every contender is looked at equally often in its own training time. A run stops at
-the threshold on validation, or at the cap. A contender's learning rate is the one whose
+uses), so every contender is looked at equally often in its own training time. A run stops
+once both splits reached the threshold, or at the cap. A contender's learning rate is the one whose
 median time to the threshold on **validation** is the least; its reported time is that lr's
 median time to the threshold on the **test** split over the seeds (with the range), so that
 the figure comes from images that chose nothing. Times are resolved to one interval. The
@@ -121,7 +121,8 @@ class TrainingRun:
         self.peak, self.cap = spec.get("lr"), spec.get("cap")
         torch.manual_seed(spec.get("seed", 0))
         if contender.kind == "ours":
-            trainer = our_trainer(contender, config, epochs=spec["epochs"])
+            trainer = our_trainer(contender, config, epochs=spec["epochs"],
+                                  seed=spec.get("seed", 0))
             self.data, self.model = trainer.data, trainer.model
             layout = "channels_last" if contender.channels_last else "NCHW"
             self.optimizer = trainer.parts.optimizer
@@ -204,7 +205,7 @@ def time_schedule(progress: float) -> float:
 def run_race(race: Race, contenders: list[Contender], threads: int, lr: float,
              seed: int) -> dict:
     """Every contender trained at ``lr`` from ``seed``, in turns, until it reaches the
-    threshold on validation or its cap."""
+    threshold on both validation and test, or its cap."""
     skipped: dict[str, str] = {}
     workers = start_workers(SCRIPT, contenders, skipped, role="race", data=race.data,
                             epochs=race.epochs, threads=threads, val_batch=race.val_batch,
@@ -221,7 +222,9 @@ def run_race(race: Race, contenders: list[Contender], threads: int, lr: float,
                 del active[name]
                 continue
             history[name].append(reply)
-            if race.reached(reply["iou"]) or reply["seconds"] >= race.cap:
+            # On until both splits reached it: the time reported is the test split's.
+            reached = race.reached(reply["iou"]) and race.reached(reply["test_iou"])
+            if reached or reply["seconds"] >= race.cap:
                 worker.close()
                 del active[name]
     return {"history": history, "skipped": skipped,
@@ -266,7 +269,7 @@ def _time(values: list[float]) -> str:
         return "not reached"
     median = statistics.median(values)
     shown = "not reached" if median == math.inf else f"{median:.0f} s"
-    return f"{shown} ({min(reached):.0f}-{max(values):.0f} s; {len(reached)} of {len(values)})"
+    return f"{shown} ({min(reached):.0f}-{max(reached):.0f} s; {len(reached)} of {len(values)})"
 
 
 def report_race(race: Race, runs: list[dict], names: list[str],
@@ -280,7 +283,7 @@ def report_race(race: Race, runs: list[dict], names: list[str],
     rows, shares = [], {}
     for name in names:
         if name not in chosen:
-            reason = skipped.get(name, "no result").splitlines()[0][:90]
+            reason = (skipped.get(name, "").splitlines() or ["no result"])[0][:90]
             rows.append([name, "", "", f"not run: {reason}", "", "", ""])
             continue
         found = chosen[name]

@@ -407,7 +407,11 @@ def _agreement(workers: dict[str, Worker], trained: dict, folder: Path) -> dict 
         if name not in workers:
             return None
         out = folder / f"{name.split()[0]}.npy"
-        workers[name].ask("masks", images=trained["images"], out=str(out))
+        try:
+            workers[name].ask("masks", images=trained["images"], out=str(out))
+        except WorkerFailed as error:
+            print(f"no agreement check: {error}", file=sys.stderr)
+            return None
         labels[name] = np.load(out)
     truth = np.load(trained["images"] + ".truth.npy")
     ours, seed = labels[PROBED], labels[SEED]
@@ -424,8 +428,8 @@ def _rate(values: list[float], batch: int) -> tuple[float, str]:
 
 
 def _missing_rows(names: list[str], skipped: dict[str, str], width: int) -> list[list]:
-    return [[name, f"not run: {skipped[name].splitlines()[0][:90]}"] + [""] * (width - 2)
-            for name in names if name in skipped]
+    return [[name, f"not run: {(skipped[name].splitlines() or ['no reason given'])[0][:90]}"]
+            + [""] * (width - 2) for name in names if name in skipped]
 
 
 def conv_peak(conv_rounds: list[dict]) -> tuple[float, list[list]]:

@@ -28,14 +28,19 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
+OPENER = "<!-- figures:"
+CLOSER = "<!-- /figures -->"
+# A block's body never holds another opener: an unclosed block is refused, not run on into
+# the next one.
 BLOCK = re.compile(r"(<!-- figures: (\S+) (\S+):(\w+)((?: [\w.-]+)*) -->\n)"
-                   r"(.*?)(<!-- /figures -->)", re.S)
+                   r"((?:(?!<!-- figures:).)*?)(<!-- /figures -->)", re.S)
 # What a measured figure looks like in prose: a ratio ("2.4x"), a number with a unit of time,
 # memory or share, or a score with two or more decimals. Settings are written as `--flags` (in
 # backticks, not scanned) or in words; sizes as "64 x 64".
 FIGURE = re.compile(
-    r"(?<![\w.-])\d[\d,]*(?:\.\d+)?(?:x|×|\s?(?:s|ms|min|minutes|hours|MiB|GiB|MB|GB|%))(?!\w)"
-    r"|(?<![\w.-])\d\.\d{2,}(?![\w.])")
+    r"(?<![\w.-])\d[\d,]*(?:\.\d+)?(?:x|×|\s?(?:s|ms|min|seconds?|minutes?|hours?|MiB|GiB|MB"
+    r"|GB|%|img/s|GFLOP/s|points))(?![\w/])"
+    r"|(?<![\w.-])\d+\.\d{2,}(?![\w.])")
 
 
 def pages() -> list[Path]:
@@ -60,11 +65,20 @@ def render(results: str, script: str, function: str, *arguments: str) -> str:
     block's further words, such as a dataset's name)."""
     document = json.loads((ROOT / results).read_text())
     text = getattr(_script(script), function)(document, *arguments).strip("\n")
+    if OPENER in text or CLOSER in text:
+        raise ValueError(f"{script}:{function} rendered a figures marker")
     return f"\n{text}\n\n"
 
 
 def regenerated(text: str) -> str:
-    """``text`` with every figures block rendered afresh from its results file."""
+    """``text`` with every figures block rendered afresh from its results file. An opener
+    that is not a block's (unclosed, or not of the form above) is an error, never skipped."""
+    if text.count(OPENER) != len(BLOCK.findall(text)) or text.count(CLOSER) != text.count(
+            OPENER):
+        lines = [n for n, line in enumerate(text.splitlines(), 1) if OPENER in line]
+        raise ValueError(f"figures markers that do not pair into blocks (openers on lines "
+                         f"{lines}): each is `{OPENER} FILE SCRIPT:FUNCTION [WORDS] -->`, "
+                         f"closed by `{CLOSER}`")
     return BLOCK.sub(lambda m: m[1] + render(m[2], m[3], m[4], *m[5].split()) + m[7], text)
 
 
@@ -74,7 +88,8 @@ def blocks(text: str) -> list[tuple[str, str, str]]:
 
 
 def measured_figures(text: str) -> list[tuple[int, str]]:
-    """(line, figure) of each figure-like number outside blocks, code spans and comments."""
+    """(line, figure) of each figure-like number outside blocks, code spans and comments
+    (code blocks are scanned: a printout's figures are measured too)."""
     text = BLOCK.sub(lambda m: "\n" * m[0].count("\n"), text)
     found = []
     for number, line in enumerate(text.splitlines(), 1):

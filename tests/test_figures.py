@@ -34,7 +34,7 @@ CHECKED = {
     "docs/getting-started.md": {"0.75", "15 minutes"},
     # the verdicts' thresholds
     "docs/skills/segmentation-mask-inspector.md": {"1%", "0.5%", "2%", "0.90", "50%", "25%",
-                                                   "0.7x", "40%"},
+                                                   "0.7x", "40%", "30 points"},
 }
 PAGES = [page.relative_to(ROOT).as_posix() for page in figures.pages()]
 
@@ -67,3 +67,18 @@ def test_the_scan_finds_figures_in_prose_but_not_in_blocks_code_spans_or_sizes()
             "<!-- figures: a.json b.py:f -->\n0.999 inside\n<!-- /figures -->\n")
     assert [figure for _, figure in figures.measured_figures(text)] == [
         "77 s", "2.4x", "814 MiB", "0.711", "12%"]
+
+
+def test_a_marker_that_does_not_pair_into_a_block_is_an_error_not_skipped():
+    unclosed = ("<!-- figures: a.json b.py:f -->\nprose\n"
+                "<!-- figures: c.json d.py:g -->\nx\n<!-- /figures -->\n")
+    malformed = "<!-- figures: a.json b.py -->\nx\n<!-- /figures -->\n"
+    for text in (unclosed, malformed):
+        with pytest.raises(ValueError, match="do not pair"):
+            figures.regenerated(text)
+
+
+def test_the_scan_knows_rates_points_and_long_decimals():
+    text = "12 img/s, 340 GFLOP/s, 5 points, 2 hours, 1 minute and 12.34"
+    assert [figure for _, figure in figures.measured_figures(text)] == [
+        "12 img/s", "340 GFLOP/s", "5 points", "2 hours", "1 minute", "12.34"]
