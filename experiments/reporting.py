@@ -10,13 +10,16 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
+ROOT = Path(__file__).resolve().parent.parent
+
 __all__ = ["write_json", "write_csv", "markdown_table", "groups", "aligned", "plot_curves",
-           "metric_of", "fmt", "write_results", "write_summary"]
+           "metric_of", "fmt", "write_results", "write_summary", "summary"]
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -47,9 +50,23 @@ def write_results(out: Path, results: dict[str, Any], rows: list[dict[str, Any]]
 
 
 def write_summary(out: Path, results: dict[str, Any], text: str) -> None:
-    """summary.md, and the table printed with the run's wall time."""
+    """summary.md, and the table printed with the run's wall time. A full run's summary also
+    goes, with the machine, the commit and the command, to docs/results/STUDY.json, from
+    which docs/experiments.md renders it (`summary`; docs/figures.py)."""
     (out / "summary.md").write_text(text + "\n")
     print(f"\n{text}\n\n{results['mode']} run, {results['wall_s']:.0f} s wall; results in {out}")
+    if results["mode"] == "full":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from harness import write_results as write_documented
+
+        write_documented(ROOT / "docs" / "results" / f"{results['study']}_study.json",
+                         mode=results["mode"], wall_s=round(results["wall_s"]),
+                         summary=text)
+
+
+def summary(document: dict[str, Any]) -> str:
+    """A study's tables, as its full run printed them."""
+    return document["summary"]
 
 
 def fmt(value: Any, digits: int = 3) -> str:
