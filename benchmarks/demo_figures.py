@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -55,10 +56,12 @@ def inspector(document: dict) -> str:
 
 
 def timing(document: dict) -> str:
-    return (f"Measured on {document['machine']}, with `.venv` already built, at commit "
-            f"{document['commit']}: the demo took {document['wall_seconds']:.0f} s wall, "
-            f"{document['demo_seconds']} s of it training, scoring and the report "
-            f"(`python {document['command'].split(' ', 1)[1]}` measures it again).")
+    return textwrap.fill(
+        f"Measured on {document['machine']}, with `.venv` already built, at commit "
+        f"{document['commit']}: the demo took {document['wall_seconds']:.0f} s wall, "
+        f"{document['demo_seconds']} s of it training, scoring and the report "
+        f"(`.venv/bin/python benchmarks/demo_figures.py` measures it again).", width=95,
+        break_on_hyphens=False)
 
 
 def main() -> None:
