@@ -31,11 +31,19 @@ from torch.utils.data import DataLoader, Subset
 
 from . import distributed
 from .architectures import build_model
-from .checkpoint import restore_optimizer, unwrap
+from .calibration import PixelSample, fit_sample
+from .checkpoint import load_checkpoint, restore_optimizer, save_checkpoint, unwrap
 from .config import RunConfig, check_resume_changes, one_class_message, with_absolute_paths
 from .data.build import Datasets, build_datasets
 from .evaluation import evaluate, validation_loader
-from .health import DataFacts, HealthEvent, collapse_streak, nonfinite_event, validation_events
+from .health import (
+    COLLAPSE_VALIDATIONS,
+    DataFacts,
+    HealthEvent,
+    collapse_streak,
+    nonfinite_event,
+    validation_events,
+)
 from .interrupts import StopSignals, TrainingInterrupted
 from .losses import class_weights, make_loss
 from .memory import check_training_fits
@@ -222,14 +230,16 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
                     log.info(f"early stop: no better validation mIoU in {cfg.patience} "
                              f"validations")
                     break
-                if cfg.patience and collapse_streak(state.history) >= cfg.patience:
-                    log.info(f"early stop: a class collapsed at {cfg.patience} validations in "
-                             f"a row (see the health lines above)")
+                if cfg.patience and _collapsed_for(state.history) >= cfg.patience:
+                    log.info(f"early stop: a collapse lasted {cfg.patience} validation(s) "
+                             f"after it was reported (see the health lines above)")
                     break
                 # Every rank must make the same decision, or one would wait for the others in
                 # the next epoch's first collective forever.
                 if _stopping(stop, world, device) and not length.finished(done.step):
                     raise stop.interrupted(run_dir.path, f"epoch {done.epoch}")
+        if world.is_main and run_dir.best.exists():
+            _calibrate(run_dir, config, data, parts.runtime)
     finally:
         run_dir.close()
     for line in _skipped_pairs(data.skipped):
@@ -240,6 +250,30 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
     parts.model = unwrap(parts.model)
     distributed.shutdown(world)
     return FitResult(run_dir.path, state.history, state.best_miou, state.best_epoch)
+
+
+@torch.inference_mode()
+def _logit_sample(model: nn.Module, loader: DataLoader, ignore_index: int | None) -> PixelSample:
+    """A uniform sample of the validation pixels' logits (`unetseg.calibration.PixelSample`)."""
+    sample = PixelSample()
+    for images, masks in loader:
+        sample.add(model(images), masks, ignore_index)
+    return sample
+
+
+def _calibrate(run_dir: RunDir, config: RunConfig, data: Datasets, runtime: Runtime) -> None:
+    """Fit the temperature of best.safetensors on the whole validation split, as the run
+    scored it, and record it in that checkpoint (`unetseg.calibration`); rank 0 only."""
+    best = load_checkpoint(run_dir.best)
+    network = build_model(config.model, pretrained=False)
+    network.load_state_dict(best.section("model"))
+    model = Accelerated(network, runtime).eval()
+    loader = validation_loader(data.val, config.data.batch_size, config.data.workers,
+                               runtime.device.type == "cuda")
+    fitted = fit_sample(_logit_sample(model, loader, data.spec.ignore_index),
+                        data.spec.num_classes)
+    save_checkpoint(run_dir.best, network, {**best.metadata, "calibration": fitted.to_dict()})
+    log.info(fitted.describe())
 
 
 # --- the parts a run trains with, and one step --------------------------------------------
@@ -485,6 +519,11 @@ def _training_scores(tally: EpochTally, world: distributed.World,
                                             device=device), world)
     matrix = distributed.all_sum(tally.matrix.matrix.clone(), world)
     return (sums[0] / sums[1].clamp_min(1)).item(), scores_from_matrix(matrix).miou
+
+
+def _collapsed_for(history: list[dict]) -> int:
+    """Validations since a lasting collapse was reported (1 at the report; 0 without one)."""
+    return max(0, collapse_streak(history) - COLLAPSE_VALIDATIONS + 1)
 
 
 def _judge(row: dict, state: RunState, facts: DataFacts) -> list[HealthEvent]:

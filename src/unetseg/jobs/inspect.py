@@ -225,7 +225,8 @@ def inspect_checkpoint(
     write_inspection_report(scored.inspection, out, scored.colours, scored.sample,
                             title=f"Mask inspection: {Path(checkpoint).name}",
                             ignore_index=scored.ignore_index,
-                            health=training_health(read_metadata(checkpoint)))
+                            health=training_health(read_metadata(checkpoint)),
+                            calibration=scored.evaluation.calibration)
     return scored.inspection
 
 

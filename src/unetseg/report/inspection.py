@@ -28,6 +28,7 @@ from .figures import (
     figure_bytes,
     iou_bars,
     recall_bars,
+    reliability_figure,
     share_bars,
 )
 from .images import colourise, side_by_side, to_rgb8
@@ -134,6 +135,7 @@ def write_inspection_report(
     inspection: Inspection, out_dir: str | Path, colours: Sequence[Sequence[int]],
     samples: SampleSource | None = None, worst: int = 4, title: str = "Mask inspection",
     ignore_index: int | None = 255, health: list[dict] | None = None,
+    calibration: tuple | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.html`` into ``out_dir``; returns their paths.
 
@@ -141,7 +143,9 @@ def write_inspection_report(
     without it (masks only), that section is left out. ``health``: the findings of the
     health monitor while the checkpoint trained (`unetseg.health.HealthEvent.to_dict`), shown
     and kept in report.json as ``training_health``; None (masks only, or a checkpoint from
-    before the monitor) leaves the section out.
+    before the monitor) leaves the section out. ``calibration``: (temperature, ECE before,
+    ECE after) as `unetseg.evaluation.Evaluation` holds it, drawn as a reliability diagram
+    and kept in report.json; None (masks only) leaves it out.
     """
     out_dir = check_output_folder(out_dir, "--out")
     rows = worst_first(inspection)
@@ -151,6 +155,12 @@ def write_inspection_report(
                ("Class shares", share_bars(rows)),
                ("Object recall by size", recall_bars(rows)),
                ("Error breakdown", breakdown_bars(rows))]
+    if calibration is not None:
+        temperature, before, after = calibration
+        lines = [("as trained", before)]
+        if temperature != 1.0:
+            lines.append((f"scaled by T = {temperature:.3f}", after))
+        figures.append(("Reliability", reliability_figure(lines)))
     sections = [f"<h2>{name}</h2><img alt='{name}' src='{_png_uri(figure_bytes(figure))}'>"
                 for name, figure in figures]
     if samples is not None:
@@ -181,6 +191,11 @@ def write_inspection_report(
     document = inspection.to_dict()
     if health is not None:
         document["training_health"] = health
+    if calibration is not None:
+        names = [row["class"] for row in inspection.classes]
+        document["calibration"] = {"temperature": calibration[0],
+                                   "before": calibration[1].to_dict(names),
+                                   "after": calibration[2].to_dict(names)}
     write_json(json_path, document)
     atomic_write_text(html_path, page)
     return json_path, html_path
