@@ -196,7 +196,7 @@ class TemperatureFit:
                 "ece_before": self.ece[0], "ece_after": self.ece[1]}
 
     def describe(self) -> str:
-        return (f"calibration: temperature {self.temperature:.3f}, fitted on {self.pixels} "
+        return (f"calibration: temperature {self.temperature:.4g}, fitted on {self.pixels} "
                 f"validation pixels (their ECE {self.ece[0]:.4f} -> {self.ece[1]:.4f}, NLL "
                 f"{self.nll[0]:.4f} -> {self.nll[1]:.4f})")
 

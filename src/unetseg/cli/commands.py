@@ -26,7 +26,7 @@ def _print_evaluation(evaluation, class_names, images: int, split: str) -> None:
     if evaluation.calibration is not None:
         temperature, before, after = evaluation.calibration
         print(f"calibration error (ECE, 15 bins) {before.ece:.4f}"
-              + (f", {after.ece:.4f} after temperature scaling (T = {temperature:.3f}, fitted "
+              + (f", {after.ece:.4f} after temperature scaling (T = {temperature:.4g}, fitted "
                  f"on the validation split)" if temperature != 1.0 else
                  " (no temperature fitted: a checkpoint from before calibration)"))
 

@@ -159,7 +159,7 @@ def write_inspection_report(
         temperature, before, after = calibration
         lines = [("as trained", before)]
         if temperature != 1.0:
-            lines.append((f"scaled by T = {temperature:.3f}", after))
+            lines.append((f"scaled by T = {temperature:.4g}", after))
         figures.append(("Reliability", reliability_figure(lines)))
     sections = [f"<h2>{name}</h2><img alt='{name}' src='{_png_uri(figure_bytes(figure))}'>"
                 for name, figure in figures]
