@@ -35,6 +35,11 @@ COMMANDS = {
     # A run that cannot fit is refused before any data is read: the estimate, then the fix.
     "refused_run": (["train", "--data", "synthetic", "--depth", "9", "--base", "64",
                      "--out", "/nonexistent/refused"], None, 2),
+    # The health monitor on a tiny run at an lr a thousand times too high.
+    "health_lr10": (["train", "--data", "synthetic", "--size", "32", "--base", "8",
+                     "--train-samples", "96", "--val-samples", "24", "--epochs", "4",
+                     "--lr", "10", "--precision", "fp32", "--out", "runs/health-lr10",
+                     "--overwrite", "--quiet"], None, 0),
 }
 
 
@@ -61,6 +66,7 @@ def _shown(name: str):
 check_isbi = _shown("check_isbi")
 inspect_camvid = _shown("inspect_camvid")
 refused_run = _shown("refused_run")
+health_lr10 = _shown("health_lr10")
 
 
 def main() -> None:

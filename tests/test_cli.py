@@ -77,7 +77,8 @@ def test_train_then_evaluate_reports_the_per_class_table(tmp_path, capsys):
     assert main(["evaluate", str(run / "best.safetensors"), "--out", str(tmp_path / "ev")]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
-    assert header == ["class", "iou", "dice", "precision", "recall", "bf1", "share"]
+    assert header == ["class", "iou", "dice", "precision", "recall", "bf1", "share", "ece",
+                      "ece_after"]
     for name in ("background", "circle", "square", "mIoU", "pixel accuracy"):
         assert name in out
     report = strict_json((tmp_path / "ev" / "evaluation.json").read_text())

@@ -147,4 +147,21 @@ def test_inspect_a_checkpoint_scores_its_split_and_reports(tiny_run, tmp_path, c
     assert "mIoU" in capsys.readouterr().out
     data = json.loads((out / "report.json").read_text())
     assert len(data["images"]) == config.data.val_samples
-    assert "Worst images" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "Worst images" in page
+    assert data["training_health"] == [] and "health monitor found nothing" in page
+
+
+def test_the_report_lists_the_health_monitors_findings(tmp_path):
+    inspection = inspect_masks([masks(0)], CLASSES, names=["a.png"])
+    finding = {"kind": "collapse", "epoch": 3, "step": 30, "class_name": "car",
+               "seen": "predicted on 0.00% <of> the pixels", "cause": "lr too high",
+               "fix": "--lr 1e-4", "action": None}
+    json_path, html_path = write_inspection_report(inspection, tmp_path, COLOURS,
+                                                   health=[finding])
+    assert json.loads(json_path.read_text())["training_health"] == [finding]
+    page = html_path.read_text()
+    assert "<td>car</td>" in page and "0.00% &lt;of&gt; the pixels" in page
+    assert "--lr 1e-4" in page
+    masks_only = write_inspection_report(inspection, tmp_path / "plain", COLOURS)[1]
+    assert "Training health" not in masks_only.read_text()

@@ -235,8 +235,8 @@ class TrainConfig:
     compile: bool = option(False, "run the model through torch.compile (off by default: on "
                            "the 2-core CPUs measured it was slower; try it on a GPU)")
     seed: int = option(0, "seed of the initial weights, the shuffling and dropout")
-    patience: int = option(0, "stop after this many epochs without a better val mIoU "
-                           "(0 = off)")
+    patience: int = option(0, "stop after this many validations without a better val mIoU, "
+                           "or with a class collapsed (see the health lines) (0 = off)")
     max_nonfinite: int = option(5, "stop after this many non-finite losses in a row (each is "
                                 "skipped)")
     checkpoint_every: int = option(0, "also write the resume checkpoint every N batches (0 = "

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from . import distributed
+from .calibration import Calibration, CalibrationBins, probabilities
 from .data.protocol import SegmentationDataset
 from .inspector import Inspector
 from .metrics import BoundaryF1, ConfusionMatrix, Scores, labels_from_logits
@@ -35,12 +36,20 @@ class Evaluation:
     loss: float                      # mean loss over batches; NaN without a loss function
     pixel_share: np.ndarray          # (C,) share of counted true pixels per class
     ignored_share: float = float("nan")   # share of the true pixels that are ignore_index
+    # With a temperature: (T, ECE of the raw probabilities, ECE of those scaled by T).
+    calibration: tuple[float, Calibration, Calibration] | None = None
 
     def rows(self, class_names) -> list[dict]:
-        """Per-class rows: iou, dice, precision, recall, bf1, share."""
+        """Per-class rows: iou, dice, precision, recall, bf1, share, and with calibration
+        measured, ece and ece_after (over the pixels predicted as the class, before and
+        after temperature scaling)."""
         rows = self.scores.per_class(list(class_names))
         for row, bf1, share in zip(rows, self.boundary_f1, self.pixel_share):
             row.update(bf1=float(bf1), share=float(share))
+        if self.calibration is not None:
+            _, before, after = self.calibration
+            for row, raw, scaled in zip(rows, before.class_ece, after.class_ece):
+                row.update(ece=float(raw), ece_after=float(scaled))
         return rows
 
     @property
@@ -50,12 +59,18 @@ class Evaluation:
         return float(defined.mean()) if defined.size else float("nan")
 
     def to_dict(self, class_names) -> dict:
-        return {"miou": self.scores.miou, "mdice": self.scores.mdice,
-                "pixel_accuracy": self.scores.pixel_accuracy, "loss": self.loss,
-                "mean_boundary_f1": self.mean_boundary_f1,
-                "ignored_share": self.ignored_share,
-                "classes": self.rows(class_names),
-                "confusion_matrix": self.scores.matrix.tolist()}
+        document = {"miou": self.scores.miou, "mdice": self.scores.mdice,
+                    "pixel_accuracy": self.scores.pixel_accuracy, "loss": self.loss,
+                    "mean_boundary_f1": self.mean_boundary_f1,
+                    "ignored_share": self.ignored_share,
+                    "classes": self.rows(class_names),
+                    "confusion_matrix": self.scores.matrix.tolist()}
+        if self.calibration is not None:
+            temperature, before, after = self.calibration
+            document["calibration"] = {"temperature": temperature,
+                                       "before": before.to_dict(class_names),
+                                       "after": after.to_dict(class_names)}
+        return document
 
 
 def validation_loader(dataset: SegmentationDataset, batch_size: int, workers: int = 0,
@@ -77,6 +92,7 @@ def evaluate(
     model: torch.nn.Module, loader: Iterable, num_classes: int, loss_fn: LossFn | None = None,
     runtime: Runtime | None = None, ignore_index: int | None = 255,
     inspector: Inspector | None = None, progress: bool = False,
+    temperature: float | None = None,
 ) -> Evaluation:
     """Score ``model`` over every batch of ``loader`` at the dataset level.
 
@@ -92,6 +108,9 @@ def evaluate(
         inspector: also fold every image's (prediction, truth) into it, named by
             ``loader.dataset.name(i)``.
         progress: show a bar in a terminal, else a line every tenth of the batches.
+        temperature: also measure calibration (`unetseg.calibration`): the expected
+            calibration error of the probabilities as they are and divided by this
+            temperature (None: not measured, as in training's validation).
 
     Under DDP each rank scores its own shard and the counts are summed over ranks once, after
     the loop (a no-op in a single process).
@@ -107,6 +126,8 @@ def evaluate(
         boundary = BoundaryF1(num_classes, ignore_index=ignore_index)
     else:
         matrix, boundary = inspector.matrix, inspector.boundary
+    calibration = None if temperature is None else tuple(
+        CalibrationBins(num_classes, ignore_index, device=device) for _ in range(2))
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     pixels = torch.zeros(2, dtype=torch.float64, device=device)     # all, ignored
     batches = 0
@@ -121,6 +142,9 @@ def evaluate(
             pixels[1] += (masks == ignore_index).sum()
         batches += 1
         labels = labels_from_logits(logits)
+        if calibration is not None:
+            calibration[0].update(probabilities(logits), masks)
+            calibration[1].update(probabilities(logits, temperature), masks)
         if inspector is None:
             matrix.update(labels, masks)
             boundary.update(labels, masks)
@@ -139,4 +163,8 @@ def evaluate(
     truth = scores.matrix.sum(1).double()
     share = (truth / truth.sum().clamp_min(1)).numpy()
     ignored = (totals[3] / totals[2]).item() if totals[2] > 0 else float("nan")
-    return Evaluation(scores, boundary.compute(), loss, share, ignored)
+    if calibration is not None:
+        for bins in calibration:
+            bins.all_reduce()
+        calibration = (temperature, *(bins.compute() for bins in calibration))
+    return Evaluation(scores, boundary.compute(), loss, share, ignored, calibration)

@@ -82,6 +82,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, overwrite: bool = False
                               "colours": [list(c) for c in segmenter.colours],
                               "in_channels": segmenter.in_channels,
                               "training_crop": segmenter.training_crop,
+                              "temperature": segmenter.temperature,
                               "checkpoint": Path(checkpoint).name})
     atomic_write_bytes(out, model.SerializeToString())
     return out
@@ -110,6 +111,7 @@ class OnnxSegmenter:
         self.colours = [tuple(c) for c in meta["colours"]]
         self.in_channels = int(meta["in_channels"])
         self.training_crop = meta.get("training_crop")      # absent from older exports
+        self.temperature = meta.get("temperature", 1.0)     # the checkpoint's calibration
 
     @property
     def num_classes(self) -> int:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from .architectures import size_multiple
+from .calibration import probabilities as class_probabilities
 from .checkpoint import load_model
 from .data.io import scale_to_unit
 from .fastpath import fold_batchnorm
@@ -56,10 +57,12 @@ class Segmenter(nn.Module):
     """
 
     def __init__(self, network: nn.Module, mean, std, class_names, colours,
-                 training_crop: int | None = None) -> None:
+                 training_crop: int | None = None, temperature: float = 1.0) -> None:
         super().__init__()
         self.network = network
         self.training_crop = training_crop      # the side of the crops it was trained on
+        # Fitted on the validation split after training (`unetseg.calibration`); 1: none.
+        self.temperature = temperature
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32)[None, :, None, None])
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32)[None, :, None, None])
         self.class_names = list(class_names)
@@ -84,8 +87,9 @@ def load_segmenter(path, device: torch.device | str = "cpu", fold: bool = True) 
         network = fold_batchnorm(network)
     norm = meta["normalisation"]
     crop = meta.get("run_config", {}).get("data", {}).get("size")
+    temperature = (meta.get("calibration") or {}).get("temperature", 1.0)
     segmenter = Segmenter(network, norm["mean"], norm["std"], meta["class_names"],
-                          meta["colours"], training_crop=crop)
+                          meta["colours"], training_crop=crop, temperature=temperature)
     # channels_last: the layout the CPU's and the GPU's convolution kernels run fastest in.
     return segmenter.to(device, memory_format=torch.channels_last).eval()
 
@@ -124,27 +128,19 @@ def importance_map(tile: int, blend: str = "gaussian") -> np.ndarray:
 
 # --- from logits to probabilities ---------------------------------------------------------
 
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (N, C, H, W) in float32; one binary logit gives (1 - p, p)."""
-    logits = logits.float()
-    if logits.shape[1] == 1:
-        foreground = logits.sigmoid()
-        return torch.cat([1 - foreground, foreground], dim=1)
-    return logits.softmax(dim=1)
-
-
 FLIPS = ((), (-1,), (-2,), (-2, -1))       # none, horizontal, vertical, both
 
 
 def _run(model: Callable, batch: torch.Tensor, tta: bool, device: torch.device,
-         precision: str) -> torch.Tensor:
-    """Probabilities of a batch; with ``tta``, averaged over the four flips."""
+         precision: str, temperature: float) -> torch.Tensor:
+    """Probabilities of a batch, of the logits divided by ``temperature``; with ``tta``,
+    averaged over the four flips."""
     flips = FLIPS if tta else FLIPS[:1]
     total = None
     for dims in flips:
         x = batch.flip(dims) if dims else batch
         with autocast(device, precision):
-            probs = _probabilities(model(x))
+            probs = class_probabilities(model(x), temperature)
         probs = probs.flip(dims) if dims else probs
         total = probs if total is None else total + probs
     return total / len(flips)
@@ -175,10 +171,12 @@ def _reflect_pad(array: np.ndarray, height: int, width: int) -> np.ndarray:
 @dataclass
 class Prediction:
     """A predicted mask (uint8 (H, W) class indices) and, if asked for, the class
-    probabilities (float16 (C, H, W))."""
+    probabilities (float16 (C, H, W)) and the confidence (float32 (H, W): the top class's
+    probability)."""
 
     mask: np.ndarray
     probs: np.ndarray | None = None
+    confidence: np.ndarray | None = None
 
 
 def _check_image(image: np.ndarray, in_channels: int | None) -> np.ndarray:
@@ -201,6 +199,7 @@ def predict(
     tile: int | None = None, overlap: float = 0.25, blend: str = "gaussian",
     batch_size: int = 4, tta: bool = False, device: torch.device | str | None = None,
     precision: str = "auto", probs: bool | np.ndarray = False, progress: bool = False,
+    temperature: float = 1.0, confidence: bool = False,
 ) -> Prediction:
     """Segment one image of any size.
 
@@ -225,9 +224,14 @@ def predict(
         probs: also return the float16 (C, H, W) probabilities; or a float16 (C, H, W) array
             to write them into as rows finish (an ``np.memmap`` keeps them on disk).
         progress: show a progress bar over bands of tiles.
+        temperature: the probabilities are those of the logits divided by it, before tiles
+            and flips are blended (a checkpoint's fitted temperature calibrates them; the
+            argmax of one tile does not change, a pixel tied between tiles may).
+        confidence: also return the top class's probability per pixel, blended as above.
 
     Returns:
-        `Prediction` with the uint8 (H, W) mask and, with ``probs``, the probabilities.
+        `Prediction` with the uint8 (H, W) mask and, as asked, the probabilities and the
+        confidence.
     """
     check_options(tile, overlap, blend, batch_size)
     device = _model_device(model) if device is None else torch.device(device)
@@ -239,10 +243,11 @@ def predict(
         check_fits(prediction_estimate(tile, image.shape[1], classes, batch_size,
                                        image.shape[2]), device, "--tile or --batch-size")
     precision = prediction_precision(model, precision, tile, batch_size, device)
+    wanted = Wanted(probs, confidence)
     if tile is None:
-        return _predict_whole(model, image, tta, device, precision, probs)
+        return _predict_whole(model, image, tta, device, precision, temperature, wanted)
     return _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device,
-                          precision, probs, progress)
+                          precision, temperature, wanted, progress)
 
 
 def tile_for(training_crop: int | None) -> int:
@@ -281,7 +286,16 @@ def _model_device(model) -> torch.device:
     return parameter.device if parameter is not None else pick_device("cpu")
 
 
-def _predict_whole(model, image, tta, device, precision, want_probs) -> Prediction:
+class Wanted(NamedTuple):
+    """What a prediction returns beside the mask: ``probs`` (False, True or the caller's
+    array to fill) and ``confidence``."""
+
+    probs: bool | np.ndarray
+    confidence: bool
+
+
+def _predict_whole(model, image, tta, device, precision, temperature,
+                   wanted: Wanted) -> Prediction:
     height, width = image.shape[:2]
     # Pooling `depth` times halves the size each time: a multiple of 2^depth keeps every level
     # exact (16 for the default depth of 4, or for a model whose depth is not known).
@@ -290,12 +304,14 @@ def _predict_whole(model, image, tta, device, precision, want_probs) -> Predicti
     padded = _reflect_pad(image, math.ceil(height / multiple) * multiple,
                           math.ceil(width / multiple) * multiple)
     batch = _as_batch(padded[None], device)
-    probabilities = _run(model, batch, tta, device, precision)[0, :, :height, :width]
+    probabilities = _run(model, batch, tta, device, precision,
+                         temperature)[0, :, :height, :width]
     mask = labels_from_logits(probabilities, class_dim=0).to(torch.uint8).cpu().numpy()
-    out_probs = _probs_target(want_probs, probabilities.shape[0], height, width)
+    out_probs = _probs_target(wanted.probs, probabilities.shape[0], height, width)
     if out_probs is not None:
         out_probs[:] = probabilities.half().cpu().numpy()
-    return Prediction(mask, out_probs)
+    confidence = (probabilities.max(0).values.cpu().numpy() if wanted.confidence else None)
+    return Prediction(mask, out_probs, confidence)
 
 
 def _probs_target(want, classes: int, height: int, width: int) -> np.ndarray | None:
@@ -311,12 +327,13 @@ def _probs_target(want, classes: int, height: int, width: int) -> np.ndarray | N
 
 
 def _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device, precision,
-                   want_probs, progress) -> Prediction:
+                   temperature, wanted: Wanted, progress) -> Prediction:
     height, width = image.shape[:2]
     rows, cols = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     band_width = max(width, tile)
     weights = torch.from_numpy(importance_map(tile, blend)).to(device)
     mask = np.empty((height, width), dtype=np.uint8)
+    confidence = np.empty((height, width), dtype=np.float32) if wanted.confidence else None
     out_probs = None
     # The accumulators cover one band of `tile` rows starting at the current tile row.
     acc = weight_sum = None
@@ -334,7 +351,7 @@ def _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device, 
         for start in range(0, len(cols), batch_size):
             lefts = cols[start:start + batch_size]
             batch = _as_batch(np.stack([band[:, x:x + tile] for x in lefts]), device)
-            tile_probs = _run(model, batch, tta, device, precision)
+            tile_probs = _run(model, batch, tta, device, precision, temperature)
             if acc is None:
                 acc = torch.zeros(tile_probs.shape[1], tile, band_width, device=device)
                 weight_sum = torch.zeros(tile, band_width, device=device)
@@ -348,9 +365,11 @@ def _predict_tiled(model, image, tile, overlap, blend, batch_size, tta, device, 
         finished = acc[:, :done, :width] / weight_sum[:done, :width]
         labels = labels_from_logits(finished, class_dim=0)
         mask[top:top + done] = labels.to(torch.uint8).cpu().numpy()
-        if want_probs is not False and out_probs is None:
-            out_probs = _probs_target(want_probs, finished.shape[0], height, width)
+        if confidence is not None:
+            confidence[top:top + done] = finished.max(0).values.cpu().numpy()
+        if wanted.probs is not False and out_probs is None:
+            out_probs = _probs_target(wanted.probs, finished.shape[0], height, width)
         if out_probs is not None:
             out_probs[:, top:top + done] = finished.half().cpu().numpy()
     bar.close()
-    return Prediction(mask, out_probs)
+    return Prediction(mask, out_probs, confidence)

@@ -63,6 +63,7 @@ class PrecisionChoice:
     precision: str
     seconds: dict[str, float] = field(default_factory=dict)   # fastest step per candidate
     reason: str = ""
+    fell_back: bool = False      # non-finite steps in bf16 or fp16 made the run go on in fp32
 
     def describe(self) -> str:
         if not self.seconds:
@@ -71,7 +72,8 @@ class PrecisionChoice:
         return f"precision {self.precision} (timed: {times}; {self.reason})"
 
     def to_dict(self) -> dict:
-        return {"precision": self.precision, "seconds": self.seconds, "reason": self.reason}
+        return {"precision": self.precision, "seconds": self.seconds, "reason": self.reason,
+                **({"fell_back": True} if self.fell_back else {})}
 
 
 def cpu_has_bf16() -> bool:
@@ -171,7 +173,8 @@ def decide_precision(requested: str, device: torch.device,
                      size: int = 256, measure: Callable | None = None,
                      recorded: dict | None = None) -> PrecisionChoice:
     """The precision ``model`` runs in on ``device``: ``requested`` (fp32, bf16, fp16) as
-    given; for ``"auto"``, the one ``recorded`` when a resumed run started, else bf16 (or fp16)
+    given; fp32 when ``recorded`` says the run fell back to it (`unetseg.health`); for
+    ``"auto"``, the one ``recorded`` when a resumed run started, else bf16 (or fp16)
     on a GPU, else on a CPU with native bf16 the faster of fp32 and bf16 timed with ``measure``
     (`measure_step` for training, the default; `measure_forward` for prediction) on ``batch``
     images of ``size`` x ``size``, else fp32. Without a ``model`` to time, a CPU runs fp32.
@@ -184,6 +187,8 @@ def decide_precision(requested: str, device: torch.device,
     if requested == "fp16" and device.type != "cuda":
         raise ValueError("--precision fp16: fp16 autocast needs a CUDA device; use bf16 or "
                          "fp32 on the CPU")
+    if recorded and recorded.get("fell_back"):
+        return PrecisionChoice("fp32", recorded.get("seconds", {}), recorded["reason"], True)
     if requested != "auto":
         return PrecisionChoice(requested, reason="as requested")
     if recorded:

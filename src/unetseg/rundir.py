@@ -7,7 +7,8 @@
       last.safetensors       the resume checkpoint: model, optimiser, schedule, RNG, `RunState`
       previous.safetensors   the resume checkpoint before it, in case ``last`` is damaged
       best.safetensors       the weights with the best validation mIoU so far
-      metrics.jsonl          one row per epoch (undefined scores as null)
+      metrics.jsonl          one row per validation (undefined scores as null), with the
+                             health monitor's findings since the row before (`unetseg.health`)
       metrics.csv            the same rows as a table
       curves.png             loss and mIoU against the epoch
       tensorboard/           with --tensorboard
@@ -37,6 +38,7 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import RECORD_SECTIONS, RunConfig, read_config_file
 from .evaluation import Evaluation
 from .files import atomic_write_text, write_csv, write_jsonl, write_yaml
+from .health import class_shares
 from .metrics import ConfusionMatrix
 from .outputs import check_output_folder, refusal, refuse_inside
 
@@ -93,6 +95,9 @@ class RunState:
     bad_epochs: int = 0                      # validations since the best one
     history: list[dict] = field(default_factory=list)    # one metrics.jsonl row per epoch
     tally: EpochTally | None = None
+    # Health findings since the last row (`unetseg.health.HealthEvent.to_dict`); the next
+    # row carries them.
+    pending_health: list[dict] = field(default_factory=list)
 
     def record(self, row: dict, miou: float, epoch: int) -> bool:
         """Add a validated epoch's ``row`` to the history; returns whether its ``miou`` is the
@@ -109,7 +114,8 @@ class RunState:
         return {"progress": asdict(self.progress), "best_miou": self.best_miou,
                 "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
                 "history": self.history,
-                "tally": None if self.tally is None else self.tally.to_json()}
+                "tally": None if self.tally is None else self.tally.to_json(),
+                "pending_health": self.pending_health}
 
     @classmethod
     def from_json(cls, values: dict[str, Any], num_classes: int,
@@ -129,7 +135,8 @@ class RunState:
         return cls(Progress(**progress), values["best_miou"], values["best_epoch"],
                    values["bad_epochs"], values["history"],
                    None if tally is None else EpochTally(
-                       ConfusionMatrix(num_classes, ignore_index), **tally))
+                       ConfusionMatrix(num_classes, ignore_index), **tally),
+                   values.get("pending_health", []))
 
 
 def read_run_config(run: str | Path) -> dict[str, Any]:
@@ -158,13 +165,16 @@ def epoch_row(epoch: int, step: int, train_loss: float, train_miou: float, val: 
               lr: float, seconds: float) -> dict:
     """One line of metrics.jsonl (and, through `LOG_COLUMNS`, of metrics.csv) for 0-based
     ``epoch`` after ``step`` optimiser steps: training loss and mIoU of the epoch, the
-    validation scores, learning rate, and the seconds since the previous line."""
+    validation scores, learning rate, and the seconds since the previous line, and what the
+    health monitor reads: each class's share of the validation's true and predicted pixels."""
+    true_share, predicted_share = class_shares(val.scores.matrix)
     return {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "train_miou": train_miou,
             "val_loss": val.loss, "val_miou": val.scores.miou, "val_mdice": val.scores.mdice,
             "val_pixel_accuracy": val.scores.pixel_accuracy,
             "val_mean_bf1": val.mean_boundary_f1,
             "val_iou": val.scores.iou.tolist(), "val_bf1": val.boundary_f1.tolist(),
-            "lr": lr, "seconds": round(seconds, 2)}
+            "lr": lr, "seconds": round(seconds, 2),
+            "val_true_share": true_share, "val_predicted_share": predicted_share}
 
 
 class RunDir:

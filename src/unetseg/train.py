@@ -6,7 +6,9 @@ run restored, config.yaml written), then runs one loop. Each batch is one `train
 `READ_EVERY` batches the device's counts are read once; at the end of an epoch the run is
 validated, logged and checkpointed. How far the run is lives in one record,
 `unetseg.rundir.Progress` (steps, epochs, the batch within the epoch, seconds, skipped steps),
-which every resume checkpoint saves.
+which every resume checkpoint saves. The health monitor (`unetseg.health`) reads what the loop
+already has, the step counts at each read and the history after each validation, and says what
+went wrong while the run goes on.
 
 `training_parts` and `train_step` are the pieces the benchmarks and the studies train with,
 so a figure measured there is the step ``unetseg train`` takes. What the run folder holds is
@@ -29,10 +31,19 @@ from torch.utils.data import DataLoader, Subset
 
 from . import distributed
 from .architectures import build_model
-from .checkpoint import restore_optimizer, unwrap
+from .calibration import PixelSample, fit_sample
+from .checkpoint import load_checkpoint, restore_optimizer, save_checkpoint, unwrap
 from .config import RunConfig, check_resume_changes, one_class_message, with_absolute_paths
 from .data.build import Datasets, build_datasets
 from .evaluation import evaluate, validation_loader
+from .health import (
+    COLLAPSE_VALIDATIONS,
+    DataFacts,
+    HealthEvent,
+    collapse_streak,
+    nonfinite_event,
+    validation_events,
+)
 from .interrupts import StopSignals, TrainingInterrupted
 from .losses import class_weights, make_loss
 from .memory import check_training_fits
@@ -122,8 +133,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
         # are recorded beside the settings.
         if resume:
             plan = run_dir.record("plan")
-        records = {"data_check": data.summary, "runtime": parts.precision.to_dict()}
-        run_dir.write_config(config.to_yaml({**records, "plan": plan} if plan else records))
+        run_dir.write_config(_records(config, data, parts, plan))
         if cfg.tensorboard:
             run_dir.open_tensorboard()
         if length.finished(done.step):
@@ -134,6 +144,10 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
         tally = state.tally or EpochTally(ConfusionMatrix(spec.num_classes, spec.ignore_index,
                                                           device))
         counts = StepCounts(device)
+        watch = StepWatch(parts, state, lambda: run_dir.write_config(
+            _records(config, data, parts, plan)), cfg)
+        facts = DataFacts.of(spec.class_names, spec.ignore_index, data.summary, cfg.lr,
+                             cfg.class_weights, config.data.focus_classes)
         clock = Clock(done)
         read_every = min(READ_EVERY, cfg.max_nonfinite)
         show_bars = cfg.progress and world.is_main and in_terminal()
@@ -156,7 +170,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
                     tally.matrix.update(labels_from_logits(step.logits), masks, check=False)
                     done.step, done.batch = done.step + 1, done.batch + 1
                     if done.batch % read_every == 0:
-                        _read(counts, tally, done, cfg)
+                        _read(counts, tally, done, watch)
                         _replan(length, parts.scheduler, clock, world, device)
                         if tally.steps and hasattr(bar, "set_postfix"):
                             bar.set_postfix(loss=f"{tally.loss_sum / tally.steps:.4f}",
@@ -167,7 +181,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
                                 and _stopping(stop, world, device))
                     unfinished = done.batch < epoch_batches
                     if unfinished and (stopping or _checkpoint_due(done, length, cfg)):
-                        _read(counts, tally, done, cfg)
+                        _read(counts, tally, done, watch)
                         clock.tick()
                         state.tally = tally
                         run_dir.save_resume(parts.model,
@@ -177,7 +191,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
                         raise stop.interrupted(run_dir.path, f"{title}, batch {done.batch}")
                     if length.finished(done.step):     # --max-steps or the time budget
                         break
-                _read(counts, tally, done, cfg)
+                _read(counts, tally, done, watch)
                 _replan(length, parts.scheduler, clock, world, device)
                 train_loss, train_miou = _training_scores(tally, world, device)
                 tally = EpochTally(ConfusionMatrix(spec.num_classes, spec.ignore_index, device))
@@ -194,6 +208,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
                 seconds = clock.lap()
                 row = epoch_row(done.epoch - 1, done.step, train_loss, train_miou, val,
                                 parts.optimizer.param_groups[0]["lr"], clock.since_logged())
+                findings = _judge(row, state, facts)
                 improved = state.record(row, val.scores.miou, done.epoch)
                 # The resume checkpoint goes last: it is the commit point. Killed before it,
                 # the epoch is redone and best and the logs are rewritten.
@@ -209,14 +224,22 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
                          f"pixel acc {val.scores.pixel_accuracy:.4f}  "
                          f"({_time_note(seconds, length, done)})"
                          + ("  *best*" if improved else "") + skipped)
+                for event in findings:
+                    log.warning(event.line())
                 if cfg.patience and state.bad_epochs >= cfg.patience:
                     log.info(f"early stop: no better validation mIoU in {cfg.patience} "
                              f"validations")
+                    break
+                if cfg.patience and _collapsed_for(state.history) >= cfg.patience:
+                    log.info(f"early stop: a collapse lasted {cfg.patience} validation(s) "
+                             f"after it was reported (see the health lines above)")
                     break
                 # Every rank must make the same decision, or one would wait for the others in
                 # the next epoch's first collective forever.
                 if _stopping(stop, world, device) and not length.finished(done.step):
                     raise stop.interrupted(run_dir.path, f"epoch {done.epoch}")
+        if world.is_main and run_dir.best.exists():
+            _calibrate(run_dir, config, data, parts.runtime)
     finally:
         run_dir.close()
     for line in _skipped_pairs(data.skipped):
@@ -227,6 +250,30 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
     parts.model = unwrap(parts.model)
     distributed.shutdown(world)
     return FitResult(run_dir.path, state.history, state.best_miou, state.best_epoch)
+
+
+@torch.inference_mode()
+def _logit_sample(model: nn.Module, loader: DataLoader, ignore_index: int | None) -> PixelSample:
+    """A uniform sample of the validation pixels' logits (`unetseg.calibration.PixelSample`)."""
+    sample = PixelSample()
+    for images, masks in loader:
+        sample.add(model(images), masks, ignore_index)
+    return sample
+
+
+def _calibrate(run_dir: RunDir, config: RunConfig, data: Datasets, runtime: Runtime) -> None:
+    """Fit the temperature of best.safetensors on the whole validation split, as the run
+    scored it, and record it in that checkpoint (`unetseg.calibration`); rank 0 only."""
+    best = load_checkpoint(run_dir.best)
+    network = build_model(config.model, pretrained=False)
+    network.load_state_dict(best.section("model"))
+    model = Accelerated(network, runtime).eval()
+    loader = validation_loader(data.val, config.data.batch_size, config.data.workers,
+                               runtime.device.type == "cuda")
+    fitted = fit_sample(_logit_sample(model, loader, data.spec.ignore_index),
+                        data.spec.num_classes)
+    save_checkpoint(run_dir.best, network, {**best.metadata, "calibration": fitted.to_dict()})
+    log.info(fitted.describe())
 
 
 # --- the parts a run trains with, and one step --------------------------------------------
@@ -246,6 +293,17 @@ class TrainingParts:
     precision: PrecisionChoice
     length: RunLength
     class_weights: torch.Tensor | None
+
+    def fall_back_to_fp32(self, reason: str) -> None:
+        """Run the rest of the training in fp32 (no autocast, no gradient scaler): what the
+        health monitor does after non-finite steps in bf16 or fp16."""
+        self.runtime = replace(self.runtime, precision="fp32")
+        accelerated = (self.model.module
+                       if isinstance(self.model, nn.parallel.DistributedDataParallel)
+                       else self.model)
+        accelerated.runtime = self.runtime
+        self.precision = PrecisionChoice("fp32", self.precision.seconds, reason, fell_back=True)
+        self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=False)
 
 
 def training_parts(config: RunConfig, data: Datasets, world: distributed.World | None = None,
@@ -355,13 +413,44 @@ class StepCounts:
         return loss_sum, int(steps), int(skipped), int(in_a_row)
 
 
-def _read(counts: StepCounts, tally: EpochTally, done: Progress, cfg) -> None:
+class StepWatch:
+    """The health monitor's eye on the step counts: a streak of non-finite steps is reported
+    and carried into the next metrics row; under bf16 or fp16 the run falls back to fp32 and
+    ``write_records`` rewrites config.yaml's record of the precision, so a resume keeps it."""
+
+    def __init__(self, parts: TrainingParts, state: RunState, write_records,
+                 cfg) -> None:
+        self.parts, self.state, self.write_records, self.cfg = parts, state, write_records, cfg
+
+    def saw(self, skipped: int, steps: int, in_a_row: int, done: Progress) -> bool:
+        """Judge one read of the counts; returns whether the run fell back to fp32."""
+        precision = self.parts.runtime.precision
+        event = nonfinite_event(skipped, steps, in_a_row, done.epoch + 1, done.step, precision,
+                                self.cfg.lr, at_least=self.cfg.max_nonfinite)
+        if event is None:
+            return False
+        log.warning(event.line())
+        self.state.pending_health.append(event.to_dict())
+        if event.action != "fp32":
+            return False
+        self.parts.fall_back_to_fp32(f"fell back from {precision} at step {done.step} after "
+                                     f"{skipped} non-finite steps")
+        self.write_records()
+        return True
+
+
+def _read(counts: StepCounts, tally: EpochTally, done: Progress, watch: StepWatch) -> None:
     """Move the device's step counts into the epoch's tally and the run's progress (one
-    read); stop a run whose loss was not finite for ``--max-nonfinite`` steps in a row."""
+    read) and show them to the health monitor; stop a run whose loss was not finite for
+    ``--max-nonfinite`` steps in a row (in fp32, or after falling back to it)."""
     loss_sum, steps, skipped, in_a_row = counts.read()
     tally.loss_sum += loss_sum
     tally.steps += steps
     done.skipped += skipped
+    cfg = watch.cfg
+    if watch.saw(skipped, steps + skipped, in_a_row, done):
+        counts.in_a_row.zero_()                # the streak starts over in fp32
+        in_a_row = 0
     if in_a_row >= cfg.max_nonfinite:
         raise TrainingDiverged(
             f"the loss was not finite for {in_a_row} steps in a row (epoch {done.epoch + 1}); "
@@ -430,6 +519,28 @@ def _training_scores(tally: EpochTally, world: distributed.World,
                                             device=device), world)
     matrix = distributed.all_sum(tally.matrix.matrix.clone(), world)
     return (sums[0] / sums[1].clamp_min(1)).item(), scores_from_matrix(matrix).miou
+
+
+def _collapsed_for(history: list[dict]) -> int:
+    """Validations since a lasting collapse was reported (1 at the report; 0 without one)."""
+    return max(0, collapse_streak(history) - COLLAPSE_VALIDATIONS + 1)
+
+
+def _judge(row: dict, state: RunState, facts: DataFacts) -> list[HealthEvent]:
+    """Put the health monitor's findings into a validation's metrics ``row``: those since the
+    last row (non-finite streaks) and those this validation brings. Returns the latter, to
+    print after the row's own line."""
+    findings = validation_events([*state.history, row], facts)
+    row["health"] = [*state.pending_health, *(event.to_dict() for event in findings)]
+    state.pending_health = []
+    return findings
+
+
+def _records(config: RunConfig, data: Datasets, parts: TrainingParts, plan: dict | None) -> str:
+    """config.yaml's text: the settings, what the data check found, the precision chosen and
+    why, and the plan the settings came from (none without one)."""
+    records = {"data_check": data.summary, "runtime": parts.precision.to_dict()}
+    return config.to_yaml({**records, "plan": plan} if plan else records)
 
 
 def _time_note(seconds: float, length: RunLength, done: Progress) -> str:

@@ -115,6 +115,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                          help="average over flips, 4x slower (default: off)")
     predict.add_argument("--probs", action="store_true",
                          help="also write float16 probabilities as NAME_probs.npy (default: off)")
+    predict.add_argument("--confidence", action="store_true",
+                         help="also write the calibrated top-class probability per pixel as an "
+                         "8-bit grey NAME_confidence.png, 255 = 1 (default: off)")
     predict.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                          help="auto = bf16 on GPUs; on a CPU with native bf16 the faster of "
                          "bf16 and fp32, measured once and cached (default: auto)")

@@ -15,12 +15,20 @@ def _print_evaluation(evaluation, class_names, images: int, split: str) -> None:
     from ..report.tables import format_table
 
     rows = sorted(evaluation.rows(class_names), key=lambda r: (r["iou"] != r["iou"], r["iou"]))
-    print(format_table(rows, ["iou", "dice", "precision", "recall", "bf1", "share"]))
+    calibrated = ["ece", "ece_after"] if evaluation.calibration is not None else []
+    print(format_table(rows, ["iou", "dice", "precision", "recall", "bf1", "share",
+                              *calibrated]))
     scores = evaluation.scores
     print(f"mIoU {scores.miou:.4f}   mDice {scores.mdice:.4f}   "
           f"pixel accuracy {scores.pixel_accuracy:.4f}   mean BF1 "
           f"{evaluation.mean_boundary_f1:.4f}   over {images} images")
     print(f"(split {split}; {evaluation.ignored_share:.1%} of the pixels ignored)")
+    if evaluation.calibration is not None:
+        temperature, before, after = evaluation.calibration
+        print(f"calibration error (ECE, 15 bins) {before.ece:.4f}"
+              + (f", {after.ece:.4f} after temperature scaling (T = {temperature:.4g}, fitted "
+                 f"on the validation split)" if temperature != 1.0 else
+                 " (no temperature fitted: a checkpoint from before calibration)"))
 
 
 def _print_inspection(inspection, out: Path) -> None:
@@ -117,7 +125,8 @@ def predict_command(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.model, args.device)
     options = PredictOptions(tile=args.tile or None, overlap=args.overlap, blend=args.blend,
                              batch_size=args.batch_size, tta=args.tta, precision=args.precision,
-                             probs=args.probs, overwrite=args.overwrite, progress=not args.quiet,
+                             probs=args.probs, confidence=args.confidence,
+                             overwrite=args.overwrite, progress=not args.quiet,
                              max_pixels=args.max_pixels)
     report = predict_files(predictor, args.inputs, args.out, options)
     print(f"wrote {len(report.written)} file(s) and summary.json into {args.out}")

@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import read_metadata
 from ..files import write_json
 from ..outputs import claim_folder
 from ..report.figures import plot_confusion
 from ..report.inspection import REPORT_FILES, write_inspection_report
+from .inspect import training_health
 from .scoring import ScoredSplit, score_split
 
 __all__ = ["evaluate_checkpoint", "EVALUATION_FILES"]
@@ -43,5 +45,7 @@ def evaluate_checkpoint(
     if inspect:
         write_inspection_report(scored.inspection, out, scored.colours, scored.sample,
                                 title=f"Mask inspection: {Path(checkpoint).name}",
-                                ignore_index=scored.ignore_index)
+                                ignore_index=scored.ignore_index,
+                                health=training_health(read_metadata(checkpoint)),
+                                calibration=scored.evaluation.calibration)
     return scored

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checkpoint import read_metadata
 from ..data.build import LABEL_KEYS, binary_value, mask_reading
 from ..data.folder import DatasetSpec
 from ..data.io import IMAGE_SUFFIXES, images_by_stem, list_images, read_image, read_mask
@@ -223,5 +224,17 @@ def inspect_checkpoint(
     scored = score_split(checkpoint, split, data, device, inspect=True, progress=progress)
     write_inspection_report(scored.inspection, out, scored.colours, scored.sample,
                             title=f"Mask inspection: {Path(checkpoint).name}",
-                            ignore_index=scored.ignore_index)
+                            ignore_index=scored.ignore_index,
+                            health=training_health(read_metadata(checkpoint)),
+                            calibration=scored.evaluation.calibration)
     return scored.inspection
+
+
+def training_health(metadata: dict[str, Any]) -> list[dict] | None:
+    """The health monitor's findings over a checkpoint's training history, in order, up to
+    the epoch it was saved at (best.safetensors: its best epoch); None for a checkpoint
+    without a history that the monitor read (an exported or an older one)."""
+    history = (metadata.get("training") or {}).get("history") or []
+    if not any("health" in row for row in history):
+        return None
+    return [event for row in history for event in row.get("health", [])]

@@ -6,6 +6,12 @@ Inputs are files, folders (their images, not recursing) or glob patterns. For ea
 - ``NAME.png``: the mask as a palette PNG, pixel value = class index, shown in the class colours;
 - ``NAME_overlay.png``: the image with translucent class colours;
 - ``NAME_probs.npy`` (with ``probs``): float16 (C, H, W) class probabilities;
+- ``NAME_confidence.png`` (with ``confidence``): the top class's probability per pixel, as
+  an 8-bit grey PNG (255 = 1.0);
+
+Probabilities are calibrated: those of the logits divided by the temperature the checkpoint
+was fitted with after training (`unetseg.calibration`; 1 where it has none), blended over
+tiles and flips as the mask is.
 
 Images go through in overlapping tiles of ``tile`` pixels; ``"auto"`` (the default) is the
 side of the crops the model was trained on, at least 256 (`unetseg.infer.tile_for`), so that a
@@ -51,13 +57,12 @@ from ..interrupts import StopSignals
 from ..memory import Estimate, check_fits
 from ..outputs import check_output_folder, refuse_existing_outputs
 from ..progress import progress, say
-from ..report.images import overlay, palette_png, png_bytes
+from ..report.images import confidence_grey, overlay, palette_png, png_bytes
 
 __all__ = ["Inputs", "expand_inputs", "output_paths", "PredictOptions", "PredictReport",
            "predict_files"]
 
 # What each of `output_paths`' files is, in its order, for messages.
-OUTPUT_KINDS = ("mask", "overlay", "probabilities")
 # The largest image predicted without --max-pixels: 16384 x 16384, above Pillow's own limit
 # (about 179 Mpx, which training keeps), since large scenes are what tiled prediction is for.
 DEFAULT_MAX_PIXELS = 16384 * 16384
@@ -76,6 +81,7 @@ class PredictOptions:
     tta: bool = False
     precision: str = "auto"
     probs: bool = False
+    confidence: bool = False
     overwrite: bool = False
     progress: bool = True
     max_pixels: int | None = None              # None: DEFAULT_MAX_PIXELS
@@ -129,12 +135,19 @@ def expand_inputs(inputs: list[str]) -> Inputs:
     return Inputs(list(dict.fromkeys(found)), list(dict.fromkeys(skipped)))
 
 
-def output_paths(image: Path, out_dir: Path, probs: bool) -> list[Path]:
-    """The mask, the overlay and, with ``probs``, the probabilities of ``image``."""
-    names = [f"{image.stem}.png", f"{image.stem}_overlay.png"]
-    if probs:
-        names.append(f"{image.stem}_probs.npy")
+def output_paths(image: Path, out_dir: Path, options: PredictOptions) -> list[Path]:
+    """The mask, the overlay and, as ``options`` ask, the probabilities and the confidence
+    map of ``image``."""
+    names = [f"{image.stem}.png", f"{image.stem}_overlay.png",
+             *([f"{image.stem}_probs.npy"] if options.probs else []),
+             *([f"{image.stem}_confidence.png"] if options.confidence else [])]
     return [out_dir / name for name in names]
+
+
+def _kinds(options: PredictOptions) -> list[str]:
+    """What each of `output_paths` is, in its order."""
+    return ["mask", "overlay", *(["probabilities"] if options.probs else []),
+            *(["confidence map"] if options.confidence else [])]
 
 
 def _check_outputs(paths: list[Path], out_dir: Path, options: PredictOptions) -> None:
@@ -146,7 +159,7 @@ def _check_outputs(paths: list[Path], out_dir: Path, options: PredictOptions) ->
     inputs = {path.resolve(): path for path in paths}
     writers: dict[Path, tuple[Path, str]] = {}         # output -> (input writing it, kind)
     for path in paths:
-        for output, kind in zip(output_paths(path, out_dir, options.probs), OUTPUT_KINDS):
+        for output, kind in zip(output_paths(path, out_dir, options), _kinds(options)):
             key = output.resolve()
             if key in inputs:
                 raise ValueError(f"{inputs[key]} is an input and would be overwritten by the "
@@ -160,7 +173,7 @@ def _check_outputs(paths: list[Path], out_dir: Path, options: PredictOptions) ->
             writers[key] = (path, kind)
     if not options.overwrite:
         refuse_existing_outputs(p for path in paths
-                                for p in output_paths(path, out_dir, options.probs))
+                                for p in output_paths(path, out_dir, options))
 
 
 # --- the work -----------------------------------------------------------------------------------
@@ -196,14 +209,17 @@ def _predict_one(predictor, path: Path, out_dir: Path, options: PredictOptions) 
     with no_pixel_limit():          # large scenes are what tiled prediction is for
         image = read_raw_image(path)
     height, width = image.shape[:2]
-    mask_path, overlay_path, *probs_path = output_paths(path, out_dir, options.probs)
+    mask_path, overlay_path, *extra = output_paths(path, out_dir, options)
+    probs_path = extra[:1] if options.probs else []
     probs_target, temporary = (_save_probs(probs_path[0], (predictor.num_classes, height, width))
                                if options.probs else (False, None))
     try:
         result = predict(predictor, image, tile=options.tile, overlap=options.overlap,
                          blend=options.blend, batch_size=options.batch_size, tta=options.tta,
                          precision=options.precision, probs=probs_target,
-                         progress=options.progress)
+                         progress=options.progress,
+                         temperature=getattr(predictor, "temperature", 1.0),
+                         confidence=options.confidence)
         if temporary is not None:
             probs_target.flush()
             del probs_target
@@ -213,9 +229,11 @@ def _predict_one(predictor, path: Path, out_dir: Path, options: PredictOptions) 
             temporary.unlink()
     atomic_write_bytes(mask_path, palette_png(result.mask, predictor.colours))
     atomic_write_bytes(overlay_path, png_bytes(overlay(image, result.mask, predictor.colours)))
+    if options.confidence:
+        atomic_write_bytes(extra[-1], png_bytes(confidence_grey(result.confidence)))
     areas = np.bincount(result.mask.reshape(-1), minlength=predictor.num_classes)
     return {"input": str(path), "height": height, "width": width,
-            "outputs": [str(p) for p in output_paths(path, out_dir, options.probs)],
+            "outputs": [str(p) for p in output_paths(path, out_dir, options)],
             "pixels": {name: int(n) for name, n in zip(predictor.class_names, areas)},
             "share": {name: float(n / areas.sum())
                       for name, n in zip(predictor.class_names, areas)}}

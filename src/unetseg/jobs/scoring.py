@@ -154,8 +154,10 @@ def score_split(
                         None if weights is None else torch.tensor(weights)).to(runtime.device)
     loader = validation_loader(dataset, run.data.batch_size, run.data.workers)
     inspector = Inspector(class_names, ignore_index) if inspect else None
+    # Calibration is measured as the checkpoint's temperature gives it (1: not fitted).
+    temperature = (meta.get("calibration") or {}).get("temperature", 1.0)
     evaluation = evaluate(model, loader, len(class_names), loss_fn, runtime, ignore_index,
-                          inspector, progress)
+                          inspector, progress, temperature)
     return ScoredSplit(evaluation, inspector.result() if inspector else None, split, class_names,
                        [tuple(c) for c in meta["colours"]], ignore_index, dataset, model,
                        runtime)

@@ -17,7 +17,7 @@ from ..files import atomic_write_bytes
 from ..inspector import ERROR_TYPES, SIZE_BUCKETS
 
 __all__ = ["plot_confusion", "confusion_figure", "iou_bars", "share_bars", "recall_bars",
-           "breakdown_bars"]
+           "breakdown_bars", "reliability_figure"]
 
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]):
@@ -42,6 +42,30 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]):
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path) -> None:
     """Write the row-normalised confusion matrix as a PNG."""
     atomic_write_bytes(path, figure_bytes(confusion_figure(matrix, class_names)))
+
+
+def reliability_figure(calibrations: Sequence[tuple[str, object]]):
+    """The reliability diagram: each bin's accuracy against its mean confidence, one line per
+    (label, `unetseg.calibration.Calibration`), beside the diagonal a calibrated model
+    follows; empty bins are left out, and the bars below show how many pixels each bin
+    holds (of the first calibration)."""
+    plt = pyplot()
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True,
+                                         height_ratios=(3, 1), layout="constrained")
+    top.plot([0, 1], [0, 1], color="#999", linestyle="--", label="calibrated")
+    for (label, calibration), colour in zip(calibrations, ("#d84315", "#1565c0")):
+        filled = calibration.counts > 0
+        top.plot(calibration.confidence[filled], calibration.accuracy[filled], marker="o",
+                 color=colour, label=f"{label} (ECE {calibration.ece:.3f})")
+    top.set(ylabel="accuracy of the bin's pixels", xlim=(0, 1), ylim=(0, 1),
+            title="reliability (15 confidence bins)")
+    top.legend(loc="upper left")
+    counts = calibrations[0][1].counts
+    edges = np.linspace(0, 1, len(counts) + 1)
+    bottom.bar(edges[:-1], counts / max(counts.sum(), 1), width=np.diff(edges), align="edge",
+               color="#bbb", edgecolor="white")
+    bottom.set(xlabel="confidence (top class probability)", ylabel="pixel share")
+    return figure
 
 # The error breakdown's colours, shared by the stacked bars and the report's error maps.
 BAR_COLOURS = {"iou": "#4c9a2a", "fp_boundary": "#ffd54f", "fn_boundary": "#ffb300",

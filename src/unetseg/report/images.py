@@ -26,6 +26,11 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def confidence_grey(confidence: np.ndarray) -> np.ndarray:
+    """A (H, W) confidence in [0, 1] as 8-bit grey: 255 is 1.0, rounded to the nearest."""
+    return np.rint(np.clip(confidence, 0.0, 1.0) * 255).astype(np.uint8)
+
+
 def palette(colours: Colours, dtype=np.uint8) -> np.ndarray:
     """(256, 3) lookup table: row ``c`` is class ``c``'s colour, the rest black."""
     table = np.zeros((256, 3), dtype=dtype)

@@ -5,7 +5,9 @@ The HTML page opens with what the numbers rest on (the number of images and the 
 true pixels ignored), then shows the per-class table with verdicts, per-class IoU bars with the
 mIoU line, the row-normalised confusion matrix, true vs predicted class shares, object recall
 by size, the error breakdown as stacked bars (IoU plus the six error shares add up to 1), and
-the worst images as image | truth | prediction | error map (coloured by error type).
+the worst images as image | truth | prediction | error map (coloured by error type). Given a
+checkpoint's training history, it also lists what the health monitor found while the model
+trained (`unetseg.health`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .figures import (
     figure_bytes,
     iou_bars,
     recall_bars,
+    reliability_figure,
     share_bars,
 )
 from .images import colourise, side_by_side, to_rgb8
@@ -111,15 +114,38 @@ def _table_html(rows: list[dict]) -> str:
     return f"<table>{head}{''.join(body)}</table>"
 
 
+def _health_html(health: list[dict]) -> str:
+    """The training health section: one row per finding, or a line saying there were none."""
+    if not health:
+        return ("<h2>Training health</h2><p>The health monitor found nothing while the model "
+                "trained, up to the epoch this checkpoint was saved at.</p>")
+    head = ("<tr><th>epoch</th><th>step</th><th>class</th><th>seen</th><th>likely cause</th>"
+            "<th>fix</th></tr>")
+    body = "".join(
+        f"<tr><td>{event['epoch']}</td><td>{event['step']}</td>"
+        f"<td>{html.escape(event['class_name'] or 'the run')}</td>"
+        + "".join(f"<td class='why'>{html.escape(event[key])}</td>"
+                  for key in ("seen", "cause", "fix")) + "</tr>"
+        for event in health)
+    return (f"<h2>Training health</h2><p>What the health monitor found while the model trained, "
+            f"up to the epoch this checkpoint was saved at.</p><table>{head}{body}</table>")
+
+
 def write_inspection_report(
     inspection: Inspection, out_dir: str | Path, colours: Sequence[Sequence[int]],
     samples: SampleSource | None = None, worst: int = 4, title: str = "Mask inspection",
-    ignore_index: int | None = 255,
+    ignore_index: int | None = 255, health: list[dict] | None = None,
+    calibration: tuple | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.html`` into ``out_dir``; returns their paths.
 
     ``samples(i)`` gives image i's (image, truth, prediction) for the worst-images section;
-    without it (masks only), that section is left out.
+    without it (masks only), that section is left out. ``health``: the findings of the
+    health monitor while the checkpoint trained (`unetseg.health.HealthEvent.to_dict`), shown
+    and kept in report.json as ``training_health``; None (masks only, or a checkpoint from
+    before the monitor) leaves the section out. ``calibration``: (temperature, ECE before,
+    ECE after) as `unetseg.evaluation.Evaluation` holds it, drawn as a reliability diagram
+    and kept in report.json; None (masks only) leaves it out.
     """
     out_dir = check_output_folder(out_dir, "--out")
     rows = worst_first(inspection)
@@ -129,6 +155,12 @@ def write_inspection_report(
                ("Class shares", share_bars(rows)),
                ("Object recall by size", recall_bars(rows)),
                ("Error breakdown", breakdown_bars(rows))]
+    if calibration is not None:
+        temperature, before, after = calibration
+        lines = [("as trained", before)]
+        if temperature != 1.0:
+            lines.append((f"scaled by T = {temperature:.4g}", after))
+        figures.append(("Reliability", reliability_figure(lines)))
     sections = [f"<h2>{name}</h2><img alt='{name}' src='{_png_uri(figure_bytes(figure))}'>"
                 for name, figure in figures]
     if samples is not None:
@@ -152,8 +184,18 @@ def write_inspection_report(
             f"<p>{html.escape(_scope(inspection))}</p><p>Verdict rules, in order: "
             f"{html.escape('; '.join(inspection.settings['rules']))}; otherwise fine when IoU "
             f">= {inspection.settings['fine_iou']}.</p>"
-            f"{_table_html(rows)}{''.join(sections)}{CHECK_SCRIPT}</body></html>")
+            f"{_table_html(rows)}"
+            f"{'' if health is None else _health_html(health)}"
+            f"{''.join(sections)}{CHECK_SCRIPT}</body></html>")
     json_path, html_path = (out_dir / name for name in REPORT_FILES)
-    write_json(json_path, inspection.to_dict())
+    document = inspection.to_dict()
+    if health is not None:
+        document["training_health"] = health
+    if calibration is not None:
+        names = [row["class"] for row in inspection.classes]
+        document["calibration"] = {"temperature": calibration[0],
+                                   "before": calibration[1].to_dict(names),
+                                   "after": calibration[2].to_dict(names)}
+    write_json(json_path, document)
     atomic_write_text(html_path, page)
     return json_path, html_path
