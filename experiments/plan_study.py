@@ -294,6 +294,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
                         choices=CONTENDERS, help="(default: all; recipe only where one exists)")
+    parser.add_argument("--jobs", type=int, default=2, choices=(1, 2),
+                        help="runs at a time, each on one thread (default: 2, one per core; "
+                        "1 leaves a core free)")
     parser.add_argument("--report", type=Path, metavar="RESULTS",
                         help="train nothing: print the docs' table of a results file")
     args = parser.parse_args()
@@ -310,7 +313,7 @@ def main() -> None:
             if contender != "recipe" or folder.name in RECIPES]
     path = RESULTS / f"plan_study_b{args.budget:g}.json"
     rows, failures, lock = [], [], Lock()
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_one, *job, args.budget) for job in jobs]
         for future in as_completed(futures):
             try:
