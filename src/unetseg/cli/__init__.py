@@ -26,6 +26,7 @@ from .commands import (
     inspect_command,
     plan_command,
     predict_command,
+    suggest_command,
 )
 from .pick_dialogue import add_pick_arguments, run_pick
 from .train_flags import add_config_flags, add_train_flags, config_from_args, train_command
@@ -34,7 +35,7 @@ __all__ = ["main", "build_parser", "config_from_args", "add_pick_arguments", "ru
 
 # Commands whose work is numerical, for which the allocator is tuned (see tune_malloc).
 COMPUTE_COMMANDS = ("train", "evaluate", "predict", "inspect", "export", "demo", "check",
-                    "plan")
+                    "plan", "suggest")
 
 
 # --- the parser ---------------------------------------------------------------------------------
@@ -130,6 +131,26 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true",
                          help="no progress bars (default: shown)")
     predict.set_defaults(run=predict_command)
+
+    suggest = commands.add_parser("suggest", help="which unlabelled images to label next, "
+                                                  "ranked by the model's uncertainty")
+    suggest.add_argument("checkpoint", help="a .safetensors checkpoint (default: none, "
+                                            "required)")
+    suggest.add_argument("folder", help="a folder of unlabelled images, any size (default: "
+                                        "none, required)")
+    suggest.add_argument("--n", type=int, default=20,
+                         help="how many images to suggest (default: 20)")
+    suggest.add_argument("--out", default="suggest",
+                         help="folder for suggest.csv, suggest.png and suggest.html "
+                              "(default: suggest)")
+    suggest.add_argument("--tile", type=_tile, default="auto",
+                         help="tile side in pixels, as for predict (default: auto)")
+    suggest.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    suggest.add_argument("--overwrite", action="store_true",
+                         help="replace existing outputs (default: refuse)")
+    suggest.add_argument("--quiet", action="store_true", help="no progress bar (default: "
+                                                              "shown)")
+    suggest.set_defaults(run=suggest_command)
 
     inspect = commands.add_parser("inspect", help="why each class scores as it does: numbers, "
                                                   "verdicts and an HTML report")

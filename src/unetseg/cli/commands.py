@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 __all__ = ["evaluate_command", "inspect_command", "demo_command", "check_command",
-           "predict_command", "export_command", "plan_command", "CHECK_FIELDS", "PLAN_FIELDS"]
+           "predict_command", "export_command", "plan_command", "suggest_command",
+           "CHECK_FIELDS", "PLAN_FIELDS"]
 
 
 def _print_evaluation(evaluation, class_names, images: int, split: str) -> None:
@@ -58,6 +59,23 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if args.inspect:
         _print_inspection(scored.inspection, out)
     print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
+    return 0
+
+
+def suggest_command(args: argparse.Namespace) -> int:
+    from ..jobs.suggest import suggest_images
+
+    ordered = suggest_images(args.checkpoint, args.folder, args.out, args.n,
+                             args.tile or None, args.device, args.overwrite,
+                             progress=not args.quiet)
+    chosen = [s for s in ordered if s.rank is not None]
+    left_out = sum(s.duplicate_of is not None for s in ordered)
+    print(f"label these {len(chosen)} of {len(ordered)} images first (most useful first):")
+    for s in chosen:
+        print(f"{s.rank:>4}  {s.path}  score {s.score:.4f}  mean entropy {s.mean_entropy:.4f}")
+    if left_out:
+        print(f"({left_out} near-duplicate(s) of a suggestion left out: see suggest.csv)")
+    print(f"wrote {Path(args.out) / 'suggest.csv'}, suggest.png and suggest.html")
     return 0
 
 

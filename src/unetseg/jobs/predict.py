@@ -60,7 +60,7 @@ from ..progress import progress, say
 from ..report.images import confidence_grey, overlay, palette_png, png_bytes
 
 __all__ = ["Inputs", "expand_inputs", "output_paths", "PredictOptions", "PredictReport",
-           "predict_files"]
+           "predict_files", "check_size"]
 
 # What each of `output_paths`' files is, in its order, for messages.
 # The largest image predicted without --max-pixels: 16384 x 16384, above Pillow's own limit
@@ -186,7 +186,7 @@ def _save_probs(path: Path, probs_shape: tuple[int, ...]) -> tuple[np.ndarray, P
     return array, temporary
 
 
-def _check_size(path: Path, options: PredictOptions) -> None:
+def check_size(path: Path, options: PredictOptions) -> None:
     """Refuse, from its header alone, an image over ``--max-pixels`` or one whose decoded
     arrays (the image, its mask and its overlay) cannot fit in memory, naming its size: a
     196-byte PNG claiming 60000 x 60000 pixels ran for hours at 6.4 GB. The header read also
@@ -205,7 +205,7 @@ def _check_size(path: Path, options: PredictOptions) -> None:
 
 
 def _predict_one(predictor, path: Path, out_dir: Path, options: PredictOptions) -> dict:
-    _check_size(path, options)
+    check_size(path, options)
     with no_pixel_limit():          # large scenes are what tiled prediction is for
         image = read_raw_image(path)
     height, width = image.shape[:2]

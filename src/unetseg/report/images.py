@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 __all__ = ["png_bytes", "palette", "palette_png", "colourise", "overlay", "to_rgb8",
-           "side_by_side"]
+           "side_by_side", "side_by_side_array", "stacked", "grey_rgb", "confidence_grey"]
 
 Colours = Sequence[Sequence[int]]
 
@@ -70,6 +70,12 @@ def overlay(image: np.ndarray, mask: np.ndarray, colours: Colours, alpha: float 
     return out
 
 
+def grey_rgb(values: np.ndarray) -> np.ndarray:
+    """(H, W) values in [0, 1] as uint8 (H, W, 3) grey, 1 white."""
+    grey = np.rint(np.clip(values, 0.0, 1.0) * 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
 def to_rgb8(image: np.ndarray) -> np.ndarray:
     """An image ((H, W), (H, W, C); uint8, or float in [0, 1]) as uint8 (H, W, 3)."""
     image = np.asarray(image)
@@ -86,10 +92,26 @@ def side_by_side(parts: Sequence[np.ndarray], min_height: int = 160) -> bytes:
     Pictures shorter than ``min_height`` are enlarged by an integer factor with nearest
     neighbours, so a 64 x 64 sample stays readable and every pixel stays a sharp block.
     """
+    return png_bytes(side_by_side_array(parts, min_height))
+
+
+def side_by_side_array(parts: Sequence[np.ndarray], min_height: int = 160) -> np.ndarray:
+    """`side_by_side` as a uint8 (H, W, 3) array."""
     zoom = max(1, min_height // parts[0].shape[0])
     parts = [np.repeat(np.repeat(p, zoom, axis=0), zoom, axis=1) for p in parts]
     gap = np.full((parts[0].shape[0], 4, 3), 255, dtype=np.uint8)
     row = [parts[0]]
     for part in parts[1:]:
         row += [gap, part]
-    return png_bytes(np.concatenate(row, axis=1))
+    return np.concatenate(row, axis=1)
+
+
+def stacked(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """(H, W, 3) uint8 pictures one above the other, left-aligned on white, 4-pixel gaps."""
+    width = max(row.shape[1] for row in rows)
+    sheet = []
+    for row in rows:
+        padded = np.full((row.shape[0], width, 3), 255, dtype=np.uint8)
+        padded[:, :row.shape[1]] = row
+        sheet += [padded, np.full((4, width, 3), 255, dtype=np.uint8)]
+    return np.concatenate(sheet[:-1], axis=0)
