@@ -39,7 +39,8 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
     return dict(action.choices)
 
 
-COMMANDS = ["train", "evaluate", "predict", "export", "inspect", "check", "plan", "pick", "demo"]
+COMMANDS = ["train", "evaluate", "predict", "export", "inspect", "check", "plan", "pick", "demo",
+            "suggest"]
 
 
 def test_every_command_is_there():
