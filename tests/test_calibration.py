@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from torchmetrics.classification import MulticlassCalibrationError
 
 from unetseg.calibration import (
@@ -18,7 +19,7 @@ from unetseg.calibration import (
     fit_temperature,
     probabilities,
 )
-from unetseg.checkpoint import load_model, read_metadata
+from unetseg.checkpoint import add_metadata, load_model, read_metadata
 from unetseg.cli import main
 from unetseg.infer import load_segmenter, predict
 from unetseg.report.images import confidence_grey
@@ -173,3 +174,24 @@ def test_predict_writes_the_confidence_map_as_8_bit_grey(shapes_checkpoint, tmp_
     expected = predict(segmenter, image, precision="fp32", temperature=segmenter.temperature,
                        confidence=True).confidence
     np.testing.assert_array_equal(np.asarray(written), confidence_grey(expected))
+
+
+def test_calibrate_fits_an_older_checkpoint_as_training_does_and_keeps_every_tensor(
+        tiny_run, tmp_path, capsys):
+    _, result = tiny_run
+    best = result.run_dir / "best.safetensors"
+    older = tmp_path / "older.safetensors"
+    metadata = {k: v for k, v in read_metadata(best).items() if k != "calibration"}
+    add_metadata(best, older, {})                         # a copy...
+    path = tmp_path / "older-plain.safetensors"
+    save_file(load_file(older), path, metadata={"unetseg": json.dumps(metadata)})
+    assert "calibration" not in read_metadata(path)       # ...from before calibration
+    assert main(["calibrate", str(path), "--out", str(tmp_path / "calibrated.safetensors")]) == 0
+    assert "calibration: temperature" in capsys.readouterr().out
+    fitted = read_metadata(tmp_path / "calibrated.safetensors")["calibration"]
+    assert fitted["temperature"] == pytest.approx(
+        read_metadata(best)["calibration"]["temperature"], rel=1e-4)
+    before, after = load_file(path), load_file(tmp_path / "calibrated.safetensors")
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert "calibration" not in read_metadata(path)       # --out: the original is left alone

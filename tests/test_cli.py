@@ -40,7 +40,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 COMMANDS = ["train", "evaluate", "predict", "export", "inspect", "check", "plan", "pick", "demo",
-            "suggest"]
+            "calibrate", "suggest"]
 
 
 def test_every_command_is_there():

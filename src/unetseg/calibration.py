@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from . import distributed
 
 __all__ = ["NUM_BINS", "FIT_PIXELS", "probabilities", "CalibrationBins", "Calibration",
-           "PixelSample", "fit_temperature", "TemperatureFit", "fit_sample"]
+           "PixelSample", "fit_temperature", "TemperatureFit", "fit_sample", "sample_logits"]
 
 NUM_BINS = 15
 # Enough pixels that the fitted T moves by less than the noise between splits, few enough to
@@ -153,6 +153,16 @@ class PixelSample:
             keep = keys.topk(self.limit, largest=False).indices
             keys, flat, labels = keys[keep], flat[keep], labels[keep]
         self.keys, self.logits, self.labels = keys, flat, labels
+
+
+@torch.inference_mode()
+def sample_logits(model, loader, ignore_index: int | None) -> PixelSample:
+    """A uniform sample of the logits of ``loader``'s counted pixels (images, masks batches),
+    as ``model`` gives them: what `fit_sample` fits a temperature on."""
+    sample = PixelSample()
+    for images, masks in loader:
+        sample.add(model(images), masks, ignore_index)
+    return sample
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -36,7 +36,7 @@ from .model import UNetConfig
 from .runtime import Accelerated
 
 __all__ = ["SCHEMA_VERSION", "Checkpoint", "unwrap", "save_checkpoint", "load_checkpoint",
-           "read_metadata", "restore_optimizer", "load_model"]
+           "add_metadata", "read_metadata", "restore_optimizer", "load_model"]
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "unetseg"
@@ -128,6 +128,14 @@ def save_checkpoint(
         tensors[name] = value.contiguous().cpu()
     header = {METADATA_KEY: json.dumps(document)}
     atomic_write(path, lambda temporary: _save_file(tensors, temporary, header))
+
+
+def add_metadata(path: str | Path, out: str | Path, records: dict[str, Any]) -> None:
+    """Write ``path``'s checkpoint to ``out`` (which may be ``path``: atomically replaced)
+    with ``records`` added to its metadata; every tensor is written back as it was read."""
+    checkpoint = load_checkpoint(path)
+    header = {METADATA_KEY: json.dumps({**checkpoint.metadata, **records})}
+    atomic_write(out, lambda temporary: _save_file(checkpoint.tensors, temporary, header))
 
 
 def _unreadable(path: Path, error: Exception) -> ValueError:

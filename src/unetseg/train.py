@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, Subset
 
 from . import distributed
 from .architectures import build_model
-from .calibration import PixelSample, fit_sample
-from .checkpoint import load_checkpoint, restore_optimizer, save_checkpoint, unwrap
+from .calibration import fit_sample, sample_logits
+from .checkpoint import add_metadata, load_checkpoint, restore_optimizer, unwrap
 from .config import RunConfig, check_resume_changes, one_class_message, with_absolute_paths
 from .data.build import Datasets, build_datasets
 from .evaluation import evaluate, validation_loader
@@ -252,27 +252,17 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
     return FitResult(run_dir.path, state.history, state.best_miou, state.best_epoch)
 
 
-@torch.inference_mode()
-def _logit_sample(model: nn.Module, loader: DataLoader, ignore_index: int | None) -> PixelSample:
-    """A uniform sample of the validation pixels' logits (`unetseg.calibration.PixelSample`)."""
-    sample = PixelSample()
-    for images, masks in loader:
-        sample.add(model(images), masks, ignore_index)
-    return sample
-
-
 def _calibrate(run_dir: RunDir, config: RunConfig, data: Datasets, runtime: Runtime) -> None:
     """Fit the temperature of best.safetensors on the whole validation split, as the run
     scored it, and record it in that checkpoint (`unetseg.calibration`); rank 0 only."""
-    best = load_checkpoint(run_dir.best)
     network = build_model(config.model, pretrained=False)
-    network.load_state_dict(best.section("model"))
+    network.load_state_dict(load_checkpoint(run_dir.best).section("model"))
     model = Accelerated(network, runtime).eval()
     loader = validation_loader(data.val, config.data.batch_size, config.data.workers,
                                runtime.device.type == "cuda")
-    fitted = fit_sample(_logit_sample(model, loader, data.spec.ignore_index),
+    fitted = fit_sample(sample_logits(model, loader, data.spec.ignore_index),
                         data.spec.num_classes)
-    save_checkpoint(run_dir.best, network, {**best.metadata, "calibration": fitted.to_dict()})
+    add_metadata(run_dir.best, run_dir.best, {"calibration": fitted.to_dict()})
     log.info(fitted.describe())
 
 

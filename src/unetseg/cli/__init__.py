@@ -19,6 +19,7 @@ import sys
 from .commands import (
     CHECK_FIELDS,
     PLAN_FIELDS,
+    calibrate_command,
     check_command,
     demo_command,
     evaluate_command,
@@ -35,7 +36,7 @@ __all__ = ["main", "build_parser", "config_from_args", "add_pick_arguments", "ru
 
 # Commands whose work is numerical, for which the allocator is tuned (see tune_malloc).
 COMPUTE_COMMANDS = ("train", "evaluate", "predict", "inspect", "export", "demo", "check",
-                    "plan", "suggest")
+                    "plan", "suggest", "calibrate")
 
 
 # --- the parser ---------------------------------------------------------------------------------
@@ -131,6 +132,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true",
                          help="no progress bars (default: shown)")
     predict.set_defaults(run=predict_command)
+
+    calibrate = commands.add_parser("calibrate", help="fit a checkpoint's temperature on its "
+                                                      "validation split (training does it)")
+    calibrate.add_argument("checkpoint", help="a .safetensors checkpoint (default: none, "
+                                              "required)")
+    calibrate.add_argument("--out", help="write the calibrated checkpoint here (default: "
+                                         "record it in the checkpoint itself)")
+    calibrate.add_argument("--data", help="data source (default: the one it was trained on)")
+    calibrate.add_argument("--root", help="dataset folder for --data camvid or isbi (default: "
+                                          "the training run's)")
+    calibrate.add_argument("--val", help="validation folder for a folder source (default: "
+                                         "the training run's)")
+    calibrate.add_argument("--spec", help="dataset file for a folder source (default: the "
+                                          "training run's)")
+    calibrate.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    calibrate.set_defaults(run=calibrate_command)
 
     suggest = commands.add_parser("suggest", help="which unlabelled images to label next, "
                                                   "ranked by the model's uncertainty")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 __all__ = ["evaluate_command", "inspect_command", "demo_command", "check_command",
            "predict_command", "export_command", "plan_command", "suggest_command",
+           "calibrate_command",
            "CHECK_FIELDS", "PLAN_FIELDS"]
 
 
@@ -59,6 +60,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if args.inspect:
         _print_inspection(scored.inspection, out)
     print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
+    return 0
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    from ..jobs.calibrate import calibrate_checkpoint
+
+    fitted = calibrate_checkpoint(args.checkpoint, args.out, _data_overrides(args), args.device)
+    print(fitted.describe())
+    print(f"recorded in {args.out or args.checkpoint}")
     return 0
 
 

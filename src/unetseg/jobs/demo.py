@@ -12,12 +12,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checkpoint import read_metadata
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..files import atomic_write_bytes
 from ..outputs import numbered_folder
 from ..report.images import colourise, side_by_side, to_rgb8
 from ..report.inspection import write_inspection_report
 from ..train import fit
+from .inspect import training_health
 from .scoring import ScoredSplit, score_split
 
 __all__ = ["DemoResult", "run_demo", "free_run_dir"]
@@ -53,7 +55,9 @@ def run_demo(
     scored = score_split(run_dir / "best.safetensors", split="test", progress=progress)
     write_inspection_report(scored.inspection, run_dir, scored.colours, scored.sample,
                             title="Mask inspection: the demo on held-out shapes",
-                            ignore_index=scored.ignore_index)
+                            ignore_index=scored.ignore_index,
+                            health=training_health(read_metadata(run_dir / "best.safetensors")),
+                            calibration=scored.evaluation.calibration)
     for index in range(min(overlays, scored.images)):
         image, truth, prediction = scored.sample(index)
         panel = side_by_side([to_rgb8(image), colourise(truth, scored.colours),

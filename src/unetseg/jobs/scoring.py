@@ -28,7 +28,7 @@ from ..metrics import labels_from_logits
 from ..precision import replayed_precision
 from ..runtime import Runtime, pick_device
 
-__all__ = ["ScoredSplit", "score_split", "data_with_overrides"]
+__all__ = ["ScoredSplit", "score_split", "data_with_overrides", "load_split", "LoadedSplit"]
 
 # The settings that say where a source's files are, or what synthetic data draws: reset when
 # another source is asked for (a folder refuses the drawing settings rather than ignore them).
@@ -121,19 +121,28 @@ def _in_checkpoint_labels(dataset: SegmentationDataset, spec, class_names: list[
     return _Relabelled(dataset, table)
 
 
-def score_split(
-    checkpoint: str | Path, split: str | None = None, data: dict[str, Any] | None = None,
-    device: str | None = None, inspect: bool = True, progress: bool = False,
-) -> ScoredSplit:
-    """Score ``checkpoint`` on ``split`` of its own data, or of the data ``data`` overrides
-    (keys of `DataConfig`: source, root, val, spec, ...), as training's validation did.
+@dataclass
+class LoadedSplit:
+    """A checkpoint's model on the device it runs on, and one split of data read as its run
+    read its masks, in its class order."""
 
-    ``split`` defaults to the run's validation split, and to the whole folder when ``data``
-    names another folder (a test set). Classes are matched by name: data whose classes are
-    the checkpoint's in another order is relabelled; other names are refused. A folder without
-    a dataset file takes the checkpoint's class names. With ``inspect``, the mask inspector
-    also reads every (prediction, truth) pair.
-    """
+    model: torch.nn.Module
+    meta: dict[str, Any]
+    run: RunConfig
+    split: str
+    dataset: SegmentationDataset
+    runtime: Runtime
+    class_names: list[str]
+    ignore_index: int
+
+    def loader(self):
+        return validation_loader(self.dataset, self.run.data.batch_size, self.run.data.workers)
+
+
+def load_split(checkpoint: str | Path, split: str | None = None,
+               data: dict[str, Any] | None = None, device: str | None = None) -> LoadedSplit:
+    """The model of ``checkpoint`` and ``split`` of its own data, or of the data ``data``
+    overrides, as `score_split` reads them (see there)."""
     model, meta = load_model(checkpoint, "cpu")
     run = RunConfig.from_dict(meta["run_config"], str(checkpoint))
     norm = meta["normalisation"]
@@ -148,16 +157,34 @@ def score_split(
     chosen = pick_device(device)
     runtime = Runtime(chosen, replayed_precision(meta.get("precision", "fp32"), chosen),
                       bool(meta.get("channels_last", False)))
-    model = runtime.model(model)
+    return LoadedSplit(runtime.model(model), meta, run, split, dataset, runtime, class_names,
+                       ignore_index)
+
+
+def score_split(
+    checkpoint: str | Path, split: str | None = None, data: dict[str, Any] | None = None,
+    device: str | None = None, inspect: bool = True, progress: bool = False,
+) -> ScoredSplit:
+    """Score ``checkpoint`` on ``split`` of its own data, or of the data ``data`` overrides
+    (keys of `DataConfig`: source, root, val, spec, ...), as training's validation did.
+
+    ``split`` defaults to the run's validation split, and to the whole folder when ``data``
+    names another folder (a test set). Classes are matched by name: data whose classes are
+    the checkpoint's in another order is relabelled; other names are refused. A folder without
+    a dataset file takes the checkpoint's class names. With ``inspect``, the mask inspector
+    also reads every (prediction, truth) pair.
+    """
+    loaded = load_split(checkpoint, split, data, device)
+    meta, class_names, ignore_index = loaded.meta, loaded.class_names, loaded.ignore_index
     weights = meta.get("class_weights")
-    loss_fn = make_loss(run.train.loss, ignore_index, run.train.dice_weight,
-                        None if weights is None else torch.tensor(weights)).to(runtime.device)
-    loader = validation_loader(dataset, run.data.batch_size, run.data.workers)
+    loss_fn = make_loss(loaded.run.train.loss, ignore_index, loaded.run.train.dice_weight,
+                        None if weights is None else torch.tensor(weights)
+                        ).to(loaded.runtime.device)
     inspector = Inspector(class_names, ignore_index) if inspect else None
     # Calibration is measured as the checkpoint's temperature gives it (1: not fitted).
     temperature = (meta.get("calibration") or {}).get("temperature", 1.0)
-    evaluation = evaluate(model, loader, len(class_names), loss_fn, runtime, ignore_index,
-                          inspector, progress, temperature)
-    return ScoredSplit(evaluation, inspector.result() if inspector else None, split, class_names,
-                       [tuple(c) for c in meta["colours"]], ignore_index, dataset, model,
-                       runtime)
+    evaluation = evaluate(loaded.model, loaded.loader(), len(class_names), loss_fn,
+                          loaded.runtime, ignore_index, inspector, progress, temperature)
+    return ScoredSplit(evaluation, inspector.result() if inspector else None, loaded.split,
+                       class_names, [tuple(c) for c in meta["colours"]], ignore_index,
+                       loaded.dataset, loaded.model, loaded.runtime)
