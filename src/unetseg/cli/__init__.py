@@ -53,8 +53,8 @@ def _tile(text: str) -> int | str:
                                          f"{text!r}") from None
 
 
-def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    """Which data a checkpoint is scored on: by default the split it was trained with."""
+def _add_source_flags(parser: argparse.ArgumentParser) -> None:
+    """Which data a checkpoint reads: by default the data it was trained on."""
     parser.add_argument("--data", help="data source (default: the one it was trained on)")
     parser.add_argument("--root", help="dataset folder for --data camvid or isbi "
                                        "(default: the training run's)")
@@ -62,6 +62,11 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
                                       "(default: the training run's)")
     parser.add_argument("--spec", help="dataset file for a folder source "
                                        "(default: the training run's)")
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """Which data a checkpoint is scored on: by default the split it was trained with."""
+    _add_source_flags(parser)
     parser.add_argument("--split", choices=["train", "val", "all", "test"],
                         help="the run's train or val images, all of them, or test: CamVid's "
                              "held-out test/ + testannot/, ISBI's slices 24-29, a folder's "
@@ -139,13 +144,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                               "required)")
     calibrate.add_argument("--out", help="write the calibrated checkpoint here (default: "
                                          "record it in the checkpoint itself)")
-    calibrate.add_argument("--data", help="data source (default: the one it was trained on)")
-    calibrate.add_argument("--root", help="dataset folder for --data camvid or isbi (default: "
-                                          "the training run's)")
-    calibrate.add_argument("--val", help="validation folder for a folder source (default: "
-                                         "the training run's)")
-    calibrate.add_argument("--spec", help="dataset file for a folder source (default: the "
-                                          "training run's)")
+    _add_source_flags(calibrate)
     calibrate.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
     calibrate.set_defaults(run=calibrate_command)
 
