@@ -13,6 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torchmetrics.classification import MulticlassCalibrationError
 
+from unetseg import calibration
 from unetseg.calibration import (
     CalibrationBins,
     PixelSample,
@@ -195,3 +196,18 @@ def test_calibrate_fits_an_older_checkpoint_as_training_does_and_keeps_every_ten
     assert before.keys() == after.keys()
     assert all(torch.equal(before[name], after[name]) for name in before)
     assert "calibration" not in read_metadata(path)       # --out: the original is left alone
+
+
+def test_a_temperature_that_would_raise_the_ece_is_not_applied(monkeypatch):
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(1, 3, 16, 16, generator=generator)
+    # Labels drawn from the model's own probabilities: calibrated as it is.
+    labels = torch.multinomial(logits.softmax(1).permute(0, 2, 3, 1).reshape(-1, 3), 1,
+                               generator=generator).view(1, 16, 16)
+    sample = PixelSample()
+    sample.add(logits, labels, None)
+    monkeypatch.setattr(calibration, "fit_temperature", lambda logits, labels: 4.0)
+    kept = calibration.fit_sample(sample, 3)
+    assert (kept.temperature, kept.fitted) == (1.0, 4.0)
+    assert kept.ece[0] == kept.ece[1] and "not applied" in kept.describe()
+    assert kept.to_dict()["fitted_temperature"] == 4.0

@@ -191,37 +191,53 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 @dataclass(frozen=True)
 class TemperatureFit:
-    """A fitted temperature and what it did on the pixels it was fitted on: their mean
-    negative log-likelihood and ECE, before and after."""
+    """The temperature a checkpoint applies and what it did on the validation pixels it was
+    fitted on: their mean negative log-likelihood and ECE, before and after. ``fitted`` is the
+    NLL's least; it is applied only where it does not raise the ECE (else 1 is)."""
 
     temperature: float
+    fitted: float
     pixels: int
     nll: tuple[float, float]
     ece: tuple[float, float]
 
     def to_dict(self) -> dict:
         """What a checkpoint records under ``calibration``."""
-        return {"temperature": self.temperature, "fitted_on": "validation",
-                "pixels": self.pixels, "nll_before": self.nll[0], "nll_after": self.nll[1],
-                "ece_before": self.ece[0], "ece_after": self.ece[1]}
+        return {"temperature": self.temperature, "fitted_temperature": self.fitted,
+                "fitted_on": "validation", "pixels": self.pixels, "nll_before": self.nll[0],
+                "nll_after": self.nll[1], "ece_before": self.ece[0], "ece_after": self.ece[1]}
 
     def describe(self) -> str:
-        return (f"calibration: temperature {self.temperature:.4g}, fitted on {self.pixels} "
-                f"validation pixels (their ECE {self.ece[0]:.4f} -> {self.ece[1]:.4f}, NLL "
-                f"{self.nll[0]:.4f} -> {self.nll[1]:.4f})")
+        measured = (f"{self.pixels} validation pixels (their ECE {self.ece[0]:.4f} -> "
+                    f"{self.ece[1]:.4f}, NLL {self.nll[0]:.4f} -> {self.nll[1]:.4f})")
+        if self.temperature == self.fitted:
+            return f"calibration: temperature {self.temperature:.4g}, fitted on {measured}"
+        return (f"calibration: temperature 1 on {self.pixels} validation pixels (their ECE "
+                f"{self.ece[0]:.4f}): the NLL's least, {self.fitted:.4g}, would raise their "
+                f"ECE, so it is not applied")
+
+
+def _measured(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
+              temperature: float) -> tuple[float, float]:
+    """(mean NLL, ECE) of the sample's pixels at ``temperature``."""
+    bins = CalibrationBins(num_classes, ignore_index=None)
+    # The sample's pixels as one image of 1 x P: (1, C, 1, P) against (1, 1, P).
+    bins.update(probabilities(logits.T[None, :, None], temperature), labels[None, None])
+    return float(F.cross_entropy(logits / temperature, labels)), bins.compute().ece
 
 
 def fit_sample(sample: PixelSample, num_classes: int) -> TemperatureFit:
-    """Fit the temperature on ``sample`` and measure it there (`fit_temperature`)."""
+    """Fit the temperature on ``sample`` (`fit_temperature`) and measure it there; a
+    temperature that would raise the sample's ECE is not applied (a model already calibrated
+    on these pixels is left as it is), and 1 is recorded instead."""
     if sample.logits is None or len(sample.labels) == 0:
-        return TemperatureFit(1.0, 0, (float("nan"),) * 2, (float("nan"),) * 2)
+        return TemperatureFit(1.0, 1.0, 0, (float("nan"),) * 2, (float("nan"),) * 2)
     logits, labels = sample.logits, sample.labels
-    temperature = fit_temperature(logits, labels)
-    nll, ece = [], []
-    for t in (1.0, temperature):
-        nll.append(float(F.cross_entropy(logits / t, labels)))
-        bins = CalibrationBins(num_classes, ignore_index=None)
-        # The sample's pixels as one image of 1 x P: (1, C, 1, P) against (1, 1, P).
-        bins.update(probabilities(logits.T[None, :, None], t), labels[None, None])
-        ece.append(bins.compute().ece)
-    return TemperatureFit(temperature, len(labels), tuple(nll), tuple(ece))
+    fitted = fit_temperature(logits, labels)
+    (nll_before, ece_before), (nll_after, ece_after) = (
+        _measured(logits, labels, num_classes, t) for t in (1.0, fitted))
+    if ece_after > ece_before:
+        return TemperatureFit(1.0, fitted, len(labels), (nll_before, nll_before),
+                              (ece_before, ece_before))
+    return TemperatureFit(fitted, fitted, len(labels), (nll_before, nll_after),
+                          (ece_before, ece_after))
