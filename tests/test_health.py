@@ -141,6 +141,9 @@ def test_a_non_finite_streak_in_bf16_falls_back_to_fp32_and_in_fp32_names_the_lr
     fp32 = nonfinite_event(5, 10, 5, 1, 10, "fp32", 1e-2)
     assert fp32.action is None and "--lr (try 0.001)" in fp32.fix
     assert nonfinite_event(1, 10, 1, 1, 10, "fp32", 1e-2, at_least=1) is not None
+    # fp16's gradient scaler skips steps while it finds its scale: only a streak counts.
+    assert nonfinite_event(6, 10, 2, 1, 10, "fp16", 1e-3, at_least=5) is None
+    assert nonfinite_event(6, 10, 5, 1, 10, "fp16", 1e-3, at_least=5).action == "fp32"
 
 
 def test_a_run_that_fell_back_resumes_in_fp32_whatever_it_asks():

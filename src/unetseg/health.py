@@ -344,9 +344,13 @@ def nonfinite_event(skipped: int, steps: int, in_a_row: int, epoch: int, step: i
     """The finding, if any, of a read of the step counts: ``skipped`` of the ``steps`` since
     the last read had non-finite gradients, ``in_a_row`` of them up to now; a finding from
     NONFINITE_STEPS skipped, or ``at_least`` where that is fewer (``--max-nonfinite``, at
-    which a run stops). Under bf16 or fp16 autocast the run falls back to fp32 (``action``
-    "fp32"); in fp32 the fix is the lr."""
-    if skipped < min(NONFINITE_STEPS, at_least):
+    which a run stops). Under fp16 the gradient scaler skips steps by design while it finds
+    its scale, so only ``at_least`` in a row count there. Under bf16 or fp16 the run falls
+    back to fp32 (``action`` "fp32"); in fp32 the fix is the lr."""
+    if precision == "fp16":
+        if in_a_row < at_least:
+            return None
+    elif skipped < min(NONFINITE_STEPS, at_least):
         return None
     seen = (f"{skipped} of the last {steps} steps had non-finite gradients and were skipped "
             f"({in_a_row} in a row now)")

@@ -23,7 +23,7 @@ import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -33,7 +33,13 @@ from . import distributed
 from .architectures import build_model
 from .calibration import fit_sample, sample_logits
 from .checkpoint import add_metadata, load_checkpoint, restore_optimizer, unwrap
-from .config import RunConfig, check_resume_changes, one_class_message, with_absolute_paths
+from .config import (
+    RunConfig,
+    TrainConfig,
+    check_resume_changes,
+    one_class_message,
+    with_absolute_paths,
+)
 from .data.build import Datasets, build_datasets
 from .evaluation import evaluate, validation_loader
 from .health import (
@@ -408,8 +414,8 @@ class StepWatch:
     and carried into the next metrics row; under bf16 or fp16 the run falls back to fp32 and
     ``write_records`` rewrites config.yaml's record of the precision, so a resume keeps it."""
 
-    def __init__(self, parts: TrainingParts, state: RunState, write_records,
-                 cfg) -> None:
+    def __init__(self, parts: TrainingParts, state: RunState,
+                 write_records: Callable[[], None], cfg: TrainConfig) -> None:
         self.parts, self.state, self.write_records, self.cfg = parts, state, write_records, cfg
 
     def saw(self, skipped: int, steps: int, in_a_row: int, done: Progress) -> bool:
