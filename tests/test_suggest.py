@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from unetseg.uncertainty import (
     rarity_weights,
 )
 
-ISBI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012-membrane"
+# As in tests/test_data.py: the shared datasets beside the checkout, or UNETSEG_DATASETS.
+ISBI = Path(os.environ.get("UNETSEG_DATASETS", Path(__file__).resolve().parents[2] / "shared"
+                           / "datasets")) / "isbi2012-membrane"
 
 
 def test_entropy_is_0_for_a_sure_pixel_and_1_for_a_uniform_guess():
