@@ -31,6 +31,8 @@ _EXPORTS = {
     "score_split": "jobs.scoring", "evaluate_checkpoint": "jobs.evaluate",
     "optimize_for_training": "fastpath", "optimize_for_inference": "fastpath",
     "Accelerated": "runtime",
+    "CalibrationBins": "calibration", "calibrate_checkpoint": "jobs.calibrate",
+    "suggest_images": "jobs.suggest",
 }
 __all__ = [
     "UNet", "UNetConfig", "ModelConfig",
@@ -42,6 +44,7 @@ __all__ = [
     "Inspector",
     "export_onnx", "score_split", "evaluate_checkpoint",
     "optimize_for_training", "optimize_for_inference", "Accelerated",
+    "CalibrationBins", "calibrate_checkpoint", "suggest_images",
 ]
 
 
@@ -59,6 +62,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:                            # what type checkers and IDEs see
+    from .calibration import CalibrationBins
     from .checkpoint import load_model, read_metadata
     from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from .evaluation import evaluate
@@ -66,8 +70,10 @@ if TYPE_CHECKING:                            # what type checkers and IDEs see
     from .fastpath import optimize_for_inference, optimize_for_training
     from .infer import Segmenter, load_segmenter, predict
     from .inspector import Inspector
+    from .jobs.calibrate import calibrate_checkpoint
     from .jobs.evaluate import evaluate_checkpoint
     from .jobs.scoring import score_split
+    from .jobs.suggest import suggest_images
     from .losses import (
         BCEDiceLoss,
         CEDiceLoss,
