@@ -411,13 +411,13 @@ def test_recipe_curves_reads_the_runs_clock_and_reports_best_within_and_time_to_
 
 def test_the_summary_gives_foreground_iou_for_two_classes_and_miou_for_more():
     rows = [{"dataset": "d", "contender": "planned", "seed": s, "test_images": 5, "miou": m,
-             "iou": {"background": 0.9, "fg": f}} for s, (m, f) in enumerate([(0.7, 0.5),
-                                                                                 (0.8, 0.7)])]
+             "iou": {"background": 0.9, "fg": f}, "steps": n}
+            for s, (m, f, n) in enumerate([(0.7, 0.5, 2864), (0.8, 0.7, 4120)])]
     rows.append({"dataset": "e", "contender": "smp", "seed": 0, "test_images": 2, "miou": 0.4,
-                 "iou": {"a": 0.2, "b": 0.4, "c": None}})
+                 "iou": {"a": 0.2, "b": 0.4, "c": None}})           # from before steps were kept
     assert plan_study.summary(rows).splitlines()[2:] == [
-        "| d | 5 | planned | 2 | foreground IoU 0.600 (0.500-0.700) | 0.750 |",
-        "| e | 2 | smp | 1 | mIoU 0.400 | 0.400 |"]
+        "| d | 5 | planned | 2 | foreground IoU 0.600 (0.500-0.700) | 0.750 | 2,864-4,120 |",
+        "| e | 2 | smp | 1 | mIoU 0.400 | 0.400 | - |"]
 
 
 def test_the_isbi_view_holds_out_the_test_slices_and_reads_masks_as_the_preset(
