@@ -126,9 +126,10 @@ class CalibrationBins:
 
 class PixelSample:
     """A uniform random sample of at most ``limit`` counted pixels over many batches, with
-    their logits and labels (what a temperature is fitted on): each pixel gets a random key,
-    and the ``limit`` smallest keys are kept, so the sample does not depend on the order or
-    the size of the batches. Seeded: the same data gives the same sample."""
+    their logits and labels (what a temperature is fitted on): each pixel, in the order they
+    come, gets the next key of a seeded random stream, and the ``limit`` smallest keys are
+    kept, so the same pixels in the same order give the same sample however they are
+    batched."""
 
     def __init__(self, limit: int = FIT_PIXELS, seed: int = 0) -> None:
         self.limit = limit
