@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import read_metadata
-from ..data.io import list_images, read_raw_image, scale_to_unit
+from ..data.io import list_images, no_pixel_limit, read_raw_image, scale_to_unit
 from ..files import atomic_write_bytes, atomic_write_text, write_csv
 from ..infer import load_segmenter, predict, tile_for
 from ..outputs import claim_folder
@@ -116,8 +116,9 @@ def _placed(scored: list[Suggestion], place: Ranked) -> Suggestion:
 def _score(segmenter, path: Path, tile: int | None, weights: np.ndarray) -> Suggestion:
     """Predict ``path`` and score it; the probabilities go through a file on disk, a band of
     rows at a time, so a large image needs no (C, H, W) float array in memory."""
-    check_size(path, PredictOptions())
-    image = read_raw_image(path)
+    check_size(path, PredictOptions())      # --max-pixels' default, from the header
+    with no_pixel_limit():                    # the limit is that check's, as for predict
+        image = read_raw_image(path)
     height, width = image.shape[:2]
     classes = segmenter.num_classes
     step = max(1, int(np.ceil(max(height, width) / THUMBNAIL)))   # thumbnail stride
