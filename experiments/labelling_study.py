@@ -129,8 +129,10 @@ def _suggested(model: Path, folder: Path, unlabelled: list[str], count: int, out
 
 
 def chain(folder: Path, seed: int, strategy: str, budget: float, flags: list[str],
-          record, rounds: int = ROUNDS) -> None:
-    """One way of labelling, ``rounds`` rounds after the start, for one dataset and seed."""
+          record, rounds: int = ROUNDS, strategies: list[str] | None = None) -> None:
+    """One way of labelling, ``rounds`` rounds after the start, for one dataset and seed;
+    ``strategies``: all the ways the study runs (the start is recorded by one of them)."""
+    strategies = strategies or ["random", "suggest"]
     stems = sorted(images_by_stem(folder / "train" / "images"))
     val, pool, start, step = split_pool(stems, seed)
     labelled = pool[:start]
@@ -151,7 +153,7 @@ def chain(folder: Path, seed: int, strategy: str, budget: float, flags: list[str
         view = _view(folder, run / "data", labelled, val)
         (run / "labelled.txt").write_text("\n".join(labelled) + "\n")
         scores = _train_and_score(view, run, seed, budget, flags)
-        if round_ or strategy == "random":            # the shared start is recorded once
+        if round_ or strategy == "random" or strategies == ["suggest"]:   # the start: once
             record({"dataset": folder.name, "seed": seed,
                     "strategy": strategy if round_ else "start", "round": round_,
                     "labelled": len(labelled), "pool": len(pool), "budget_min": budget,
@@ -257,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2),
                         help="chains of runs at a time, one thread each (default: 2)")
+    parser.add_argument("--strategies", nargs="+", default=["random", "suggest"],
+                        choices=["random", "suggest"], help="(default: both)")
     parser.add_argument("--rounds", type=int, default=ROUNDS,
                         help=f"rounds of labelling after the start (default: {ROUNDS})")
     parser.add_argument("--quick", action="store_true",
@@ -303,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
             _train_and_score(view, run, seed, args.budget, flags)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(chain, folder, seed, strategy, args.budget, flags, record,
-                               args.rounds)
+                               args.rounds, args.strategies)
                    for folder in folders for seed in args.seeds
-                   for strategy in ("random", "suggest")]
+                   for strategy in args.strategies]
         for future in futures:
             future.result()
     document = json.loads(RESULTS.read_text())
