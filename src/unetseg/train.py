@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Subset
 from . import distributed
 from .architectures import build_model
 from .calibration import fit_sample, sample_logits
-from .checkpoint import add_metadata, load_checkpoint, restore_optimizer, unwrap
+from .checkpoint import add_metadata, load_model, restore_optimizer, unwrap
 from .config import (
     RunConfig,
     TrainConfig,
@@ -261,9 +261,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
 def _calibrate(run_dir: RunDir, config: RunConfig, data: Datasets, runtime: Runtime) -> None:
     """Fit the temperature of best.safetensors on the whole validation split, as the run
     scored it, and record it in that checkpoint (`unetseg.calibration`); rank 0 only."""
-    network = build_model(config.model, pretrained=False)
-    network.load_state_dict(load_checkpoint(run_dir.best).section("model"))
-    model = Accelerated(network, runtime).eval()
+    model = Accelerated(load_model(run_dir.best)[0], runtime).eval()
     loader = validation_loader(data.val, config.data.batch_size, config.data.workers,
                                runtime.device.type == "cuda")
     fitted = fit_sample(sample_logits(model, loader, data.spec.ignore_index),
