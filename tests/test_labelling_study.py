@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+from unetseg.cli import main
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
@@ -23,9 +26,17 @@ def test_the_pool_splits_into_validation_a_start_and_rounds_of_a_tenth():
     assert labelling_study.split_pool(stems, seed=4)[1] != pool
 
 
+def in_this_process(*arguments: str) -> subprocess.CompletedProcess:
+    """`python -m unetseg ...` run by its `main` here: the study's commands without a
+    process (and a torch import) each."""
+    assert arguments[:2] == ("-m", "unetseg")
+    return subprocess.CompletedProcess(arguments, main(list(arguments[2:])), "", "")
+
+
 def test_one_quick_round_labels_what_suggest_ranked_first(tmp_path, monkeypatch):
     for name in ("RUNS", "RESULTS", "CURVE"):       # --quick moves them under --out
         monkeypatch.setattr(labelling_study, name, getattr(labelling_study, name))
+    monkeypatch.setattr(labelling_study, "_run", in_this_process)
     assert labelling_study.main(["--quick", "--out", str(tmp_path), "--rounds", "1",
                                  "--jobs", "1", "--strategies", "suggest"]) == 0
     document = json.loads((tmp_path / "labelling_study.json").read_text())
