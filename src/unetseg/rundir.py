@@ -10,7 +10,8 @@
       metrics.jsonl          one row per validation (undefined scores as null), with the
                              health monitor's findings since the row before (`unetseg.health`)
       metrics.csv            the same rows as a table
-      curves.png             loss and mIoU against the epoch
+      curves.png             loss and mIoU against the epoch (redrawn every `CURVES_EVERY`
+                             seconds at most, and when the run ends)
       tensorboard/           with --tensorboard
       .lock                  there while a run writes the folder (`RunDir.lock`)
 
@@ -54,6 +55,8 @@ LOCK_FILE = ".lock"
 RUN_FILES = (CONFIG_FILE, "last.safetensors", "previous.safetensors", "best.safetensors",
              ".staged-last.safetensors", "metrics.jsonl", "metrics.csv", "curves.png",
              "tensorboard")
+# Seconds between two drawings of curves.png during a run.
+CURVES_EVERY = 30.0
 LOG_COLUMNS = ["epoch", "step", "train_loss", "train_miou", "val_loss", "val_miou", "val_mdice",
                "val_pixel_accuracy", "val_mean_bf1", "lr", "seconds"]
 
@@ -186,6 +189,10 @@ class RunDir:
         self.previous = self.path / "previous.safetensors"
         self.best = self.path / "best.safetensors"
         self._tensorboard = None
+        # curves.png is redrawn at most every CURVES_EVERY seconds (matplotlib takes most of
+        # a second a chart, more than a tiny run's epoch) and at the run's end.
+        self._curves_drawn = time.monotonic()
+        self._curves_due: tuple[list[dict], list[str]] | None = None
         self._lock = None                       # the open lock file while the run holds it
         self._created = False                   # whether taking the lock made the folder
 
@@ -339,13 +346,23 @@ class RunDir:
     # --- logs -----------------------------------------------------------------------------
 
     def write_logs(self, history: list[dict], class_names) -> None:
-        """metrics.jsonl, metrics.csv and curves.png, rewritten whole from ``history``."""
+        """metrics.jsonl and metrics.csv, rewritten whole from ``history``; curves.png too
+        where `CURVES_EVERY` seconds have passed since it was drawn (`finish_logs` draws the
+        last one)."""
         if not self.is_main:
             return
         write_jsonl(self.path / "metrics.jsonl", history)
         write_csv(self.path / "metrics.csv", LOG_COLUMNS + [f"iou_{name}" for name in class_names],
                   ([row[c] for c in LOG_COLUMNS] + list(row["val_iou"]) for row in history))
-        plot_curves(history, class_names, self.path / "curves.png")
+        self._curves_due = (list(history), list(class_names))
+        if time.monotonic() - self._curves_drawn >= CURVES_EVERY:
+            self.finish_logs()
+
+    def finish_logs(self) -> None:
+        """Draw curves.png from the history last written, if it is not drawn yet."""
+        if self._curves_due is not None:
+            plot_curves(*self._curves_due, self.path / "curves.png")
+            self._curves_due, self._curves_drawn = None, time.monotonic()
 
     def open_tensorboard(self) -> None:
         """Also log to ``tensorboard/`` (rank 0), or say why not: it is an optional extra."""

@@ -244,6 +244,7 @@ def fit(config: RunConfig, resume: bool = False, overwrite: bool = False,
                 # the next epoch's first collective forever.
                 if _stopping(stop, world, device) and not length.finished(done.step):
                     raise stop.interrupted(run_dir.path, f"epoch {done.epoch}")
+        run_dir.finish_logs()
         if world.is_main and run_dir.best.exists():
             _calibrate(run_dir, config, data, parts.runtime)
     finally:
