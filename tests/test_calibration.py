@@ -89,6 +89,11 @@ def test_scaling_an_over_confident_model_lowers_its_ece_and_keeps_its_prediction
     assert after.compute().ece < before.compute().ece
     assert torch.equal(probabilities(logits).argmax(1),
                        probabilities(logits, temperature).argmax(1))
+    # Every image equally over-confident: the T fitted on half of them carries over to the
+    # other half, so it is applied.
+    fitted = calibration.fit_sample(sample, 3)
+    assert fitted.temperature == fitted.fitted == pytest.approx(temperature)
+    assert fitted.crossed[1] < fitted.crossed[0]
 
 
 def test_the_pixel_sample_does_not_depend_on_how_the_pixels_are_batched():
@@ -114,6 +119,9 @@ def test_training_records_a_temperature_that_does_not_raise_the_validation_nll(t
     assert recorded["pixels"] == 24 * 32 * 32             # the whole (small) split
     # T = 1 is among the candidates, so the fitted T can only lower the NLL.
     assert recorded["nll_after"] <= recorded["nll_before"] + 1e-6
+    # Applied only where the cross-check between halves of the images did not get worse.
+    applied = recorded["temperature"] == recorded["fitted_temperature"]
+    assert applied == (recorded["crossed_ece_after"] <= recorded["crossed_ece_before"])
     assert load_model(result.run_dir / "best.safetensors")[0] is not None
 
 
@@ -211,3 +219,22 @@ def test_a_temperature_that_would_raise_the_ece_is_not_applied(monkeypatch):
     assert (kept.temperature, kept.fitted) == (1.0, 4.0)
     assert kept.ece[0] == kept.ece[1] and "not applied" in kept.describe()
     assert kept.to_dict()["fitted_temperature"] == 4.0
+
+
+def test_a_temperature_that_does_not_carry_over_between_images_is_not_applied():
+    """Even images 4x over-confident, odd ones 4x under-confident: the T fitted on either
+    half makes the other half worse, so none is applied, whatever it does on all of them."""
+    generator = torch.Generator().manual_seed(4)
+    fair = torch.randn(6, 3, 16, 16, generator=generator) * 2
+    labels = torch.multinomial(fair.softmax(1).permute(0, 2, 3, 1).reshape(-1, 3), 1,
+                               generator=generator).view(6, 16, 16)
+    scale = torch.tensor([4.0, 0.25] * 3).view(6, 1, 1, 1)
+    sample = PixelSample()
+    for i in range(0, 6, 2):                              # in batches, as a loader gives them
+        sample.add(fair[i:i + 2] * scale[i:i + 2], labels[i:i + 2], None)
+    assert sample.images.tolist() == [i for i in range(6) for _ in range(256)]
+    kept = calibration.fit_sample(sample, 3)
+    assert kept.temperature == 1.0 and kept.fitted != 1.0
+    assert kept.crossed[1] > kept.crossed[0]
+    assert "does not carry over" in kept.describe()
+    assert kept.to_dict()["crossed_ece_after"] == kept.crossed[1]

@@ -11,7 +11,10 @@ predicted as that class.
 divides the logits by one scalar T > 0 before the softmax, which changes no prediction (the
 argmax is the same) but spreads or sharpens the probabilities. T is fitted after training
 on the validation split: LBFGS on the negative log-likelihood of its counted pixels (ignored
-ones excluded), over a uniform sample of at most `FIT_PIXELS` of them.
+ones excluded), over a uniform sample of at most `FIT_PIXELS` of them. It is applied only where
+it carries over to images it was not fitted on: fitted on each half of the validation images
+and scored on the other half, it must not raise their ECE (a model already calibrated gets a
+T that fits the noise of its own pixels, and would be made worse on new images).
 
 `CalibrationBins` is a metric like `unetseg.metrics.ConfusionMatrix`: ``update`` folds a
 batch's probabilities into sums, ``compute`` turns them into ECE, and ranks sum them.
@@ -137,23 +140,36 @@ class PixelSample:
         self.keys = torch.empty(0)
         self.logits: torch.Tensor | None = None
         self.labels = torch.empty(0, dtype=torch.long)
+        self.images = torch.empty(0, dtype=torch.long)   # each pixel's image, counted from 0
+        self.seen = 0                                       # images added so far
 
     def add(self, logits: torch.Tensor, masks: torch.Tensor, ignore_index: int | None) -> None:
         """Logits (N, C, H, W) (or one binary channel) and masks (N, H, W)."""
         logits = two_class(logits.float())
         flat = logits.permute(0, 2, 3, 1).reshape(-1, logits.shape[1]).cpu()
         labels = masks.reshape(-1).cpu()
+        images = torch.arange(self.seen, self.seen + len(masks)).repeat_interleave(
+            masks[0].numel())
+        self.seen += len(masks)
         if ignore_index is not None:
             counted = labels != ignore_index
-            flat, labels = flat[counted], labels[counted]
+            flat, labels, images = flat[counted], labels[counted], images[counted]
         keys = torch.rand(len(labels), generator=self.generator)
         if self.logits is not None:
             keys = torch.cat([self.keys, keys])
             flat, labels = torch.cat([self.logits, flat]), torch.cat([self.labels, labels])
+            images = torch.cat([self.images, images])
         if len(keys) > self.limit:
             keep = keys.topk(self.limit, largest=False).indices
-            keys, flat, labels = keys[keep], flat[keep], labels[keep]
-        self.keys, self.logits, self.labels = keys, flat, labels
+            keys, flat, labels, images = keys[keep], flat[keep], labels[keep], images[keep]
+        self.keys, self.logits, self.labels, self.images = keys, flat, labels, images
+
+    def halves(self) -> torch.Tensor:
+        """Which half (0 or 1) each pixel falls in: alternate images, or alternate pixels
+        where all come from one image."""
+        if self.seen > 1:
+            return self.images % 2
+        return torch.arange(len(self.labels)) % 2
 
 
 @torch.inference_mode()
@@ -194,19 +210,23 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 class TemperatureFit:
     """The temperature a checkpoint applies and what it did on the validation pixels it was
     fitted on: their mean negative log-likelihood and ECE, before and after. ``fitted`` is the
-    NLL's least; it is applied only where it does not raise the ECE (else 1 is)."""
+    NLL's least. ``crossed`` is the cross-check's (`_crossed_ece`): the halves of the
+    validation images at T = 1, and each at the T fitted on the other; ``fitted`` is applied
+    only where the second is not the larger (else 1 is)."""
 
     temperature: float
     fitted: float
     pixels: int
     nll: tuple[float, float]
     ece: tuple[float, float]
+    crossed: tuple[float, float]
 
     def to_dict(self) -> dict:
         """What a checkpoint records under ``calibration``."""
         return {"temperature": self.temperature, "fitted_temperature": self.fitted,
                 "fitted_on": "validation", "pixels": self.pixels, "nll_before": self.nll[0],
-                "nll_after": self.nll[1], "ece_before": self.ece[0], "ece_after": self.ece[1]}
+                "nll_after": self.nll[1], "ece_before": self.ece[0], "ece_after": self.ece[1],
+                "crossed_ece_before": self.crossed[0], "crossed_ece_after": self.crossed[1]}
 
     def describe(self) -> str:
         measured = (f"{self.pixels} validation pixels (their ECE {self.ece[0]:.4f} -> "
@@ -214,8 +234,9 @@ class TemperatureFit:
         if self.temperature == self.fitted:
             return f"calibration: temperature {self.temperature:.4g}, fitted on {measured}"
         return (f"calibration: temperature 1 on {self.pixels} validation pixels (their ECE "
-                f"{self.ece[0]:.4f}): the NLL's least, {self.fitted:.4g}, would raise their "
-                f"ECE, so it is not applied")
+                f"{self.ece[0]:.4f}): the NLL's least, {self.fitted:.4g}, does not carry over "
+                f"between halves of the images (fitted on either, it takes the other's ECE "
+                f"from {self.crossed[0]:.4f} to {self.crossed[1]:.4f}), so it is not applied")
 
 
 def _measured(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -227,18 +248,39 @@ def _measured(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return float(F.cross_entropy(logits / temperature, labels)), bins.compute().ece
 
 
+def _crossed_ece(sample: PixelSample, num_classes: int) -> tuple[float, float]:
+    """How a temperature does on images it was not fitted on: each half of the sample's
+    images (`PixelSample.halves`) scored on its own, at T = 1 and at the temperature fitted on
+    the other half; the two halves' ECEs, weighted by their pixels. (Pooled into one set of
+    bins, a half made over-confident and one made under-confident would cancel out.)"""
+    logits, labels, halves = sample.logits, sample.labels, sample.halves()
+    before = after = 0.0
+    for half in (0, 1):
+        fitted_on, scored = halves != half, halves == half
+        if not scored.any():
+            continue
+        temperature = fit_temperature(logits[fitted_on], labels[fitted_on])
+        share = float(scored.float().mean())
+        before += share * _measured(logits[scored], labels[scored], num_classes, 1.0)[1]
+        after += share * _measured(logits[scored], labels[scored], num_classes,
+                                   temperature)[1]
+    return before, after
+
+
 def fit_sample(sample: PixelSample, num_classes: int) -> TemperatureFit:
-    """Fit the temperature on ``sample`` (`fit_temperature`) and measure it there; a
-    temperature that would raise the sample's ECE is not applied (a model already calibrated
-    on these pixels is left as it is), and 1 is recorded instead."""
+    """Fit the temperature on ``sample`` (`fit_temperature`) and measure it there. It is
+    applied only if it carries over between the halves of the sample's images (`_crossed_ece`
+    does not rise); else 1 is recorded, with the fitted value beside it."""
     if sample.logits is None or len(sample.labels) == 0:
-        return TemperatureFit(1.0, 1.0, 0, (float("nan"),) * 2, (float("nan"),) * 2)
+        nothing = (float("nan"),) * 2
+        return TemperatureFit(1.0, 1.0, 0, nothing, nothing, nothing)
     logits, labels = sample.logits, sample.labels
     fitted = fit_temperature(logits, labels)
     (nll_before, ece_before), (nll_after, ece_after) = (
         _measured(logits, labels, num_classes, t) for t in (1.0, fitted))
-    if ece_after > ece_before:
+    crossed = _crossed_ece(sample, num_classes)
+    if crossed[1] > crossed[0]:
         return TemperatureFit(1.0, fitted, len(labels), (nll_before, nll_before),
-                              (ece_before, ece_before))
+                              (ece_before, ece_before), crossed)
     return TemperatureFit(fitted, fitted, len(labels), (nll_before, nll_after),
-                          (ece_before, ece_after))
+                          (ece_before, ece_after), crossed)
