@@ -10,11 +10,13 @@ import shutil
 import subprocess
 import sys
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
+from unetseg import rundir
 from unetseg.cli import main
-from unetseg.rundir import LOG_COLUMNS, RunDir, load_run_config, read_run_config
+from unetseg.rundir import CURVES_EVERY, LOG_COLUMNS, RunDir, load_run_config, read_run_config
 from unetseg.train import fit
 
 
@@ -41,6 +43,27 @@ def test_metrics_jsonl_has_null_where_a_score_is_undefined(tmp_path):
     RunDir(tmp_path).write_logs(history(1, 2), ["a", "b"])
     row = json.loads((tmp_path / "metrics.jsonl").read_text())
     assert row["val_bf1"] == [None, None] and row["val_iou"] == [0.0, 0.25]
+
+
+def test_curves_are_drawn_at_most_every_curves_every_seconds_and_when_the_run_ends(
+        tmp_path, monkeypatch):
+    drawn, clock = [], [100.0]
+    monkeypatch.setattr(rundir, "plot_curves", lambda rows, names, path: drawn.append(len(rows)))
+    monkeypatch.setattr(rundir, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    run = RunDir(tmp_path)
+    run.write_logs(history(1, 2), ["a", "b"])              # just started: not yet
+    clock[0] += CURVES_EVERY
+    run.write_logs(history(2, 2), ["a", "b"])              # due
+    clock[0] += 1
+    run.write_logs(history(3, 2), ["a", "b"])              # too soon after
+    assert drawn == [2] and len(json_rows(tmp_path)) == 3   # the logs are always written
+    run.finish_logs()                                       # the run's end draws the last
+    run.finish_logs()                                       # and nothing twice
+    assert drawn == [2, 3]
+
+
+def json_rows(folder) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_config_yaml_is_read_back_with_its_records(tmp_path):
