@@ -289,12 +289,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _run_key(row: dict) -> tuple[str, str, int]:
+    return row["dataset"], row["contender"], row["seed"]
+
+
 def write_results(path: Path, rows: list[dict]) -> None:
     """The results file (`harness.write_results`: with the machine, commit, command and date),
-    its rows in the table's order."""
+    its rows in the table's order. The file's rows of runs that ``rows`` does not hold (other
+    datasets, contenders or seeds) are kept: a study run piecemeal adds up, and a run on a few
+    datasets never drops the others' rows."""
+    ran = {_run_key(row) for row in rows}
+    kept = ([row for row in json.loads(path.read_text())["rows"] if _run_key(row) not in ran]
+            if path.is_file() else [])
     order = {name: i for i, name in enumerate(CONTENDERS)}
     _harness().write_results(path, rows=sorted(
-        rows, key=lambda r: (r["dataset"], order[r["contender"]], r["seed"])))
+        kept + rows, key=lambda r: (r["dataset"], order[r["contender"]], r["seed"])))
 
 
 def main() -> None:

@@ -420,6 +420,18 @@ def test_the_summary_gives_foreground_iou_for_two_classes_and_miou_for_more():
         "| e | 2 | smp | 1 | mIoU 0.400 | 0.400 | - |"]
 
 
+def test_a_study_run_on_some_datasets_keeps_the_other_rows_of_its_results_file(tmp_path):
+    def row(dataset, contender, seed, miou):
+        return {"dataset": dataset, "contender": contender, "seed": seed, "miou": miou}
+
+    path = tmp_path / "plan_study_b15.json"
+    plan_study.write_results(path, [row("d", "planned", 0, 0.5), row("e", "smp", 0, 0.4)])
+    plan_study.write_results(path, [row("d", "planned", 0, 0.6), row("d", "planned", 1, 0.7)])
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["dataset"], r["seed"], r["miou"]) for r in rows] == [
+        ("d", 0, 0.6), ("d", 1, 0.7), ("e", 0, 0.4)]       # replaced, added, kept
+
+
 def test_the_isbi_view_holds_out_the_test_slices_and_reads_masks_as_the_preset(
         tmp_path, monkeypatch):
     """Linked, not copied: slices 24-29 are test/, the rest train/; a stored 0 (membrane) is
