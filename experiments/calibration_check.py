@@ -70,10 +70,10 @@ def table(document: dict) -> str:
     lines = ["| model | test images | fitted T | applied T | ECE before | ECE after | "
              "after ≤ before |", "| --- |" + " --- |" * 6]
     for row in document["rows"]:
-        kept = "yes" if row["ece_after"] <= row["ece_before"] else "no"
+        not_raised = "yes" if row["ece_after"] <= row["ece_before"] else "no"
         lines.append(f"| {row['model']} | {row['test_images']} | "
                      f"{row['fitted_temperature']:.3f} | {row['temperature']:.3f} | "
-                     f"{row['ece_before']:.4f} | {row['ece_after']:.4f} | {kept} |")
+                     f"{row['ece_before']:.4f} | {row['ece_after']:.4f} | {not_raised} |")
     return "\n".join(lines) + f"\n\n(On {document['machine']}; at commit {document['commit']}.)"
 
 

@@ -131,7 +131,7 @@ def _suggested(model: Path, folder: Path, unlabelled: list[str], count: int, out
 def chain(folder: Path, seed: int, strategy: str, budget: float, flags: list[str],
           record, rounds: int = ROUNDS, strategies: list[str] | None = None) -> None:
     """One way of labelling, ``rounds`` rounds after the start, for one dataset and seed;
-    ``strategies``: all the ways the study runs (the start is recorded by one of them)."""
+    ``strategies``: all the ways the study runs (the first of them records the start)."""
     strategies = strategies or ["random", "suggest"]
     stems = sorted(images_by_stem(folder / "train" / "images"))
     val, pool, start, step = split_pool(stems, seed)
@@ -153,7 +153,7 @@ def chain(folder: Path, seed: int, strategy: str, budget: float, flags: list[str
         view = _view(folder, run / "data", labelled, val)
         (run / "labelled.txt").write_text("\n".join(labelled) + "\n")
         scores = _train_and_score(view, run, seed, budget, flags)
-        if round_ or strategy == "random" or strategies == ["suggest"]:   # the start: once
+        if round_ or strategy == strategies[0]:       # the shared start is recorded once
             record({"dataset": folder.name, "seed": seed,
                     "strategy": strategy if round_ else "start", "round": round_,
                     "labelled": len(labelled), "pool": len(pool), "budget_min": budget,

@@ -261,9 +261,9 @@ def _crossed_ece(sample: PixelSample, num_classes: int) -> tuple[float, float]:
             continue
         temperature = fit_temperature(logits[fitted_on], labels[fitted_on])
         share = float(scored.float().mean())
-        before += share * _measured(logits[scored], labels[scored], num_classes, 1.0)[1]
-        after += share * _measured(logits[scored], labels[scored], num_classes,
-                                   temperature)[1]
+        scored_logits, scored_labels = logits[scored], labels[scored]
+        before += share * _measured(scored_logits, scored_labels, num_classes, 1.0)[1]
+        after += share * _measured(scored_logits, scored_labels, num_classes, temperature)[1]
     return before, after
 
 
