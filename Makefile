@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test docs fuzz bench exp-env experiments clean
+.PHONY: demo test docs fuzz bench bench-all run-benchmarks exp-env experiments clean
 
 demo: $(STAMP)
 	$(BIN)/unetseg demo
@@ -54,13 +54,28 @@ fuzz: $(STAMP)
 
 # Timings, not tests: each script prints Markdown tables of medians and ranges, and ratios
 # measured in the same run, and writes them to benchmarks/results/SCRIPT.json, from which
-# `make docs` renders docs/benchmarks.md. smp's rows need .venv-exp (`make exp-env` builds
-# it) and are skipped without it. The precision guard and the ISBI race run with
-# `.venv/bin/python benchmarks/time_to_accuracy.py` (--full for the long caps).
-BENCHMARKS := train_step.py "time_to_accuracy.py --skip guard,isbi" tiled_predict.py \
-	metrics_speed.py data_speed.py startup.py folder_startup.py inspector_speed.py precision_choice.py
+# `make docs` renders docs/benchmarks.md. `make bench` stays within a quarter of an hour on the
+# 2-core CPU by running fewer comparisons, never fewer steps: our training step and inference
+# against the seed's own loop (train_step_ours_seed.json), the metrics, start-up, the inspector
+# and the precision choice. `make bench-all` (about an hour) runs every script, the training
+# step with every peer twice and each speed lever. smp's rows need .venv-exp (`make exp-env`
+# builds it) and are skipped without it. The race to a held-out accuracy is hours long:
+# `.venv/bin/python benchmarks/time_to_accuracy.py --full --jobs 2 --threads 1`.
+BENCHMARKS := metrics_speed.py startup.py inspector_speed.py precision_choice.py
+MORE_BENCHMARKS := tiled_predict.py data_speed.py folder_startup.py
 bench: $(STAMP)
-	@for script in $(BENCHMARKS); do \
+	@echo "== benchmarks/train_step.py (ours and the seed)"
+	$(BIN)/python benchmarks/train_step.py --contenders "ours b32,seed (plain) (a)" \
+		--out benchmarks/results/train_step_ours_seed.json
+	@$(MAKE) --no-print-directory run-benchmarks SCRIPTS="$(BENCHMARKS)"
+
+bench-all: $(STAMP)
+	@echo "== benchmarks/train_step.py --levers (every contender)"
+	$(BIN)/python benchmarks/train_step.py --levers
+	@$(MAKE) --no-print-directory run-benchmarks SCRIPTS="$(BENCHMARKS) $(MORE_BENCHMARKS)"
+
+run-benchmarks:
+	@for script in $(SCRIPTS); do \
 		echo "== benchmarks/$$script"; \
 		$(BIN)/python benchmarks/$$script || exit 1; \
 	done

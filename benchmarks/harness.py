@@ -25,7 +25,7 @@ import torch
 from unetseg.precision import cpu_model
 
 __all__ = ["Timing", "alternate", "machine", "table", "print_table", "printed", "tables",
-           "peak_rss_mib", "seconds", "write_results", "RESULTS"]
+           "provenance", "peak_rss_mib", "seconds", "write_results", "RESULTS"]
 
 # Where the benchmarks' results files go, one per script.
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -142,10 +142,18 @@ def printed() -> list[dict]:
 
 def tables(document: dict, *which: str) -> str:
     """The tables of a results file that kept them (all, or those numbered ``which``, from
-    0), as the script printed them: docs/figures.py renders docs/benchmarks.md with it."""
+    0), as the script printed them, then where they were measured: docs/figures.py renders
+    docs/benchmarks.md with it."""
     kept = document["tables"]
     chosen = [kept[int(i)] for i in which] if which else kept
-    return "\n\n".join(table(t["title"], t["header"], t["rows"]) for t in chosen)
+    return "\n\n".join([*(table(t["title"], t["header"], t["rows"]) for t in chosen),
+                         provenance(document)])
+
+
+def provenance(document: dict) -> str:
+    """The line saying which command measured a results file, where and when."""
+    return (f"Measured by `{document['command']}` at commit {document['commit']}, "
+            f"{document['date']}, on {document['machine']}.")
 
 
 def _plain(value: object) -> object:

@@ -8,9 +8,11 @@ our U-Net (base 32 by default; ``--bases 16,32,64`` adds others) stepped by
 docs train it and (b) through unetseg's fast path (`unetseg.optimize_for_training`): the
 seed's plain U-Net (a: its own fp32 loop), MONAI's ``BasicUNet`` and ``UNet`` and smp's
 ``Unet(resnet34)`` (a: bf16 AMP, as MONAI's tutorials; smp runs in ``.venv-exp``, or is
-skipped with the reason). Every row names its precision and layout. For our base 32 it also
-times each speed lever on its own, from fp32 NCHW with glibc's default allocator and torch's
-default AdamW up to the full fast path.
+skipped with the reason). Every row names its precision and layout. ``--contenders`` times a
+few of them (``make bench`` times ours and the seed's own loop, to stay within its quarter of an
+hour; ``make bench-all`` times them all). ``--levers`` also times each speed lever of our
+base 32 on its own, from fp32 NCHW with glibc's default allocator and torch's default AdamW up
+to the full fast path.
 
 The machine's 3x3-convolution throughput is measured in the same rounds: one convolution, C to
 C channels, forward and backward, channels_last, at each level's shape of the base-32 U-Net
@@ -484,8 +486,11 @@ def conv_table(document: dict) -> str:
 
 
 def levers_table(document: dict) -> str:
-    """What each speed lever gives: our base-32 step, one lever added per row."""
+    """What each speed lever gives: our base-32 step, one lever added per row (empty when
+    the run timed no levers)."""
     setup, result = document["setup"], document["training"]
+    if not setup["levers"]:
+        return ""
     timings, ready = result["timings"], result["ready"]
     seed, batch = timings.get(SEED), setup["batch"]
     rows, previous = [], None
@@ -586,11 +591,59 @@ def targets(document: dict) -> str:
     return text
 
 
+def fast_path_gains(document: dict) -> str:
+    """The first of the two claims, peer by peer: how much faster each network runs through
+    unetseg's fast path (b) than its own way (a), in training and inference (img/s over
+    img/s, the same run); and our step against the same architecture through the fast path
+    (the seed's U-Net, b), which isolates what `unetseg train`'s step adds."""
+    setup = document["setup"]
+    results = [("training", document["training"]["timings"])] + [
+        (f"inference, batch {batch}", found["timings"])
+        for batch, found in document["inference"]["batches"].items()]
+
+    def ratio(timings: dict, slow: str, fast: str) -> str:
+        if slow not in timings or fast not in timings:
+            return "n/a"
+        return f"{Timing(timings[slow]).median / Timing(timings[fast]).median:.2f}x"
+
+    peers = sorted({name[:-4] for name in setup["contenders"] if name.endswith(" (a)")},
+                   key=[name[:-4] for name in setup["contenders"]].index)
+    rows = [[peer, *(ratio(timings, f"{peer} (a)", f"{peer} (b)") for _, timings in results)]
+            for peer in peers]
+    training = results[0][1]
+    faster = [peer for peer in peers if f"{peer} (a)" in training and f"{peer} (b)" in training
+              and Timing(training[f"{peer} (b)"]).median < Timing(training[f"{peer} (a)"]).median]
+    same = SEED.replace("(a)", "(b)")
+    rows.append([f"{PROBED} (unetseg train's step) over {same}",
+                 *(ratio(timings, same, PROBED) for _, timings in results)])
+    others = [peer for peer in peers if peer not in faster]
+    return table("What unetseg's fast path gives each network: its img/s through "
+                 "optimize_for_training (b) over its img/s its own way (a), same run",
+                 ["network", *(what for what, _ in results)], rows) + (
+        f"\n\nTraining is faster through the fast path for {', '.join(faster) or 'none'}; "
+        f"not for {', '.join(others) or 'none'}.")
+
+
 def report(document: dict) -> str:
     """Every table of a results file, as the script prints them."""
     parts = [training_table(document), conv_table(document), levers_table(document),
-             inference_tables(document), profiles(document), targets(document)]
+             inference_tables(document), fast_path_gains(document), profiles(document),
+             targets(document)]
     return "\n\n".join(part for part in parts if part)
+
+
+def chosen(contenders: list[Contender], names: str | None) -> list[Contender]:
+    """The contenders ``names`` (comma-separated) asks for, in their usual order; all when
+    ``names`` is empty. An unknown name is an error that lists the known ones."""
+    if not names:
+        return contenders
+    wanted = [name.strip() for name in names.split(",")]
+    known = [c.name for c in contenders]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise SystemExit(f"--contenders: no contender named {', '.join(map(repr, unknown))}; "
+                         f"the contenders are {', '.join(map(repr, known))}")
+    return [c for c in contenders if c.name in wanted]
 
 
 def parse_args() -> argparse.Namespace:
@@ -607,6 +660,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=1000, help="synthetic training images "
                         "for the weights the agreement check compares")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--contenders", help="comma-separated names to time (default: "
+                        "every one); make bench times ours and the seed's own loop")
+    parser.add_argument("--levers", action="store_true", help="also time each speed lever of "
+                        "our base-32 step on its own (four more contenders)")
     parser.add_argument("--profile", action="store_true",
                         help="also print where our base-32 step's time goes")
     parser.add_argument("--quick", action="store_true", help="a smoke run of every path: "
@@ -619,7 +676,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.quick:
         args.size, args.batch, args.bases, args.rounds, args.steps = 64, 2, "8,32", 1, 1
-        args.passes = 1
+        args.passes, args.levers = 1, True
         args.pretrain_epochs, args.samples = 1, 64
     args.infer_batches = sorted({1, args.batch})
     return args
@@ -636,13 +693,14 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     print(machine(), flush=True)
-    contenders = standard(tuple(int(b) for b in args.bases.split(",")))
+    contenders = chosen(standard(tuple(int(b) for b in args.bases.split(","))),
+                        args.contenders)
     ours = Contender(PROBED, "ours", 32)
     levers = [lever(ours, "fp32, NCHW, default malloc, torch AdamW", malloc=False,
                     channels_last=False, precision="fp32", fused=False),
               lever(ours, "+ tuned malloc", channels_last=False, precision="fp32", fused=False),
               lever(ours, "+ channels_last", precision="fp32", fused=False),
-              lever(ours, "+ measured precision", fused=False)]
+              lever(ours, "+ measured precision", fused=False)] if args.levers else []
     start = time.perf_counter()
     training = training_phase(args, contenders, levers)
     print(f"(training phase: {time.perf_counter() - start:.0f} s)", file=sys.stderr)
@@ -654,7 +712,7 @@ def main() -> None:
     setup = {"size": args.size, "batch": args.batch, "rounds": args.rounds,
              "steps": args.steps, "passes": args.passes, "threads": args.threads,
              "contenders": [c.name for c in contenders],
-             "levers": [c.name for c in levers] + [PROBED],
+             "levers": [c.name for c in levers] + [PROBED] if levers else [],
              "torch": {name: ready["torch"] for name, ready in training["ready"].items()}}
     trained = {k: v for k, v in trained.items() if k in ("steps", "miou")} if trained else None
     document = {"setup": setup, "training": training, "inference": inference,

@@ -1,0 +1,94 @@
+"""The benchmarks' own bookkeeping (their timings are not tests: `make bench` runs them)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture
+def race_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import time_to_accuracy
+
+    yield time_to_accuracy
+    sys.modules.pop("time_to_accuracy", None)
+
+
+def test_a_kept_race_run_is_read_back_and_one_kept_under_other_settings_runs_again(
+        race_module, monkeypatch, tmp_path):
+    """An interrupted --full race resumes: a finished (lr, seed) run is not trained again
+    under the same settings, and is never taken for a run with other settings."""
+    ran = []
+
+    def fake_run(race, contenders, threads, lr, seed):
+        ran.append((race.cap, lr, seed))
+        return {"history": {"ours": [{"seconds": race.cap, "steps": 3}]}, "skipped": {},
+                "ready": {"ours": {"precision": "bf16"}}}
+
+    monkeypatch.setattr(race_module, "run_race", fake_run)
+    race = race_module.Race("synthetic", {"source": "synthetic"}, (1,), 0.9, cap=4, every=2)
+    ours = [race_module.Contender("ours", "ours")]
+    first = race_module.kept_run(race, ours, 1, 1e-3, 0, tmp_path)
+    again = race_module.kept_run(race, ours, 1, 1e-3, 0, tmp_path)
+    assert again == first and ran == [(4, 1e-3, 0)]
+    longer = race_module.Race("synthetic", {"source": "synthetic"}, (1,), 0.9, cap=8, every=2)
+    race_module.kept_run(longer, ours, 1, 1e-3, 0, tmp_path)
+    race_module.kept_run(race, ours, 1, 3e-3, 0, tmp_path)
+    assert ran == [(4, 1e-3, 0), (8, 1e-3, 0), (4, 3e-3, 0)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic-lr0.001-seed0.json",
+                                                          "synthetic-lr0.003-seed0.json"]
+
+
+def test_make_bench_names_contenders_that_exist_and_a_wrong_name_lists_the_right_ones(
+        monkeypatch):
+    """`make bench` picks its two contenders by name: a name that matches none is an error
+    naming the known ones, never a silently smaller run."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import train_step
+
+    everyone = train_step.standard((32,))
+    picked = train_step.chosen(everyone, "seed (plain) (a), ours b32")
+    assert [c.name for c in picked] == ["ours b32", "seed (plain) (a)"]
+    assert train_step.chosen(everyone, None) == everyone
+    with pytest.raises(SystemExit, match="'ours b16'.*'MONAI BasicUNet \\(b\\)'"):
+        train_step.chosen(everyone, "ours b16")
+    makefile = (BENCHMARKS.parent / "Makefile").read_text()
+    asked = makefile.split('--contenders "', 1)[1].split('"', 1)[0]
+    assert len(train_step.chosen(everyone, asked)) == len(asked.split(","))
+
+
+def test_the_full_race_runs_two_at_a_time_and_a_second_invocation_trains_nothing(
+        race_module, monkeypatch, tmp_path):
+    """`--full --jobs 2`: every (lr, seed) run is made once, kept, and the tables are made
+    from all of them; the same command again reads every run back."""
+    ran = []
+
+    def fake_run(race, contenders, threads, lr, seed):
+        ran.append((race.name, lr, seed))
+        # ours reaches the threshold at 20 s, the others never: ratios are upper bounds
+        history = {c.name: [{"seconds": 20.0, "steps": 5, "iou": [1.0, 0.95, 0.95],
+                             "test_iou": [1.0, 0.95 if c.kind == "ours" else 0.5, 0.95]}]
+                   for c in contenders}
+        return {"history": history, "skipped": {},
+                "ready": {c.name: {"precision": "bf16"} for c in contenders}}
+
+    monkeypatch.setattr(race_module, "run_race", fake_run)
+    monkeypatch.setattr(race_module, "FULL_RUNS", tmp_path / "runs")
+    out = tmp_path / "race.json"
+    command = ["time_to_accuracy.py", "--full", "--jobs", "2", "--threads", "1",
+               "--skip", "isbi,guard", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", command)
+    race_module.main()
+    assert sorted(ran) == sorted(("synthetic", lr, seed) for lr in (3e-4, 1e-3, 3e-3)
+                                 for seed in range(3))
+    assert len(list((tmp_path / "runs").iterdir())) == 9
+    first = out.read_text()
+    assert "3 seed(s)" in first and "20 s (20-20 s; 3 of 3)" in first
+    ran.clear()
+    race_module.main()
+    assert ran == [] and "20 s (20-20 s; 3 of 3)" in out.read_text()
