@@ -81,11 +81,13 @@ def machine() -> str:
 
 
 def commit() -> str:
-    """The short commit of the working tree, "+" when it has uncommitted changes."""
+    """The short commit of the working tree, "+" when its code has uncommitted changes
+    (results files that the scripts of the same run rewrote do not count)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!benchmarks/results", ":!docs/results"],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

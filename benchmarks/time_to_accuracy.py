@@ -39,10 +39,12 @@ The defaults (one seed, lr 1e-3, caps of 45 s and 30 s) are a smoke-sized race, 
 on the project's CPUs for anyone to reach a threshold. ``--full`` is the documented one (3
 seeds, lrs 3e-4, 1e-3, 3e-3; caps of 150 s and 300 s of training), hours long: run it as
 ``--full --jobs 2 --threads 1`` on an otherwise idle 2-core machine, two (lr, seed) runs at a
-time on one thread each. Each finished run of ``--full``
-is kept in benchmarks/results/time_to_accuracy_full/ with the settings it ran under, and the
-same command skips it, so an interrupted race resumes where it stopped and may be spread over
-sessions; the tables go to time_to_accuracy_full.json once every run is there.
+time on one thread each (each has a core of its own; ``--jobs`` x ``--threads`` may not exceed
+the cores). Each finished run of ``--full`` is kept in
+benchmarks/results/time_to_accuracy_full/ under its settings, the CPU and torch among them,
+and the same command on the same kind of machine reads it back, so an interrupted race
+resumes where it stopped and may be spread over sessions; the tables go to
+time_to_accuracy_full.json once every run is there.
 
 ``--bases 32,16`` adds our U-Net at other widths (the ratios stay those of the first).
 
@@ -52,6 +54,7 @@ sessions; the tables go to time_to_accuracy_full.json once every run is there.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -80,11 +83,12 @@ from contenders import (
     validate,
     worker_spec,
 )
-from harness import RESULTS, machine, print_table, printed, write_results
+from harness import RESULTS, commit, machine, print_table, printed, write_results
 
 from unetseg.config import DataConfig
 from unetseg.data.build import build_datasets, build_eval_dataset
 from unetseg.files import atomic_write_text
+from unetseg.precision import cpu_model
 
 SCRIPT = Path(__file__).resolve()
 ISBI_ROOT = ROOT.parent / "shared" / "datasets" / "isbi2012-membrane"
@@ -221,6 +225,7 @@ def run_race(race: Race, contenders: list[Contender], threads: int, lr: float,
                             epochs=race.epochs, threads=threads, val_batch=race.val_batch,
                             lr=lr, seed=seed, cap=race.cap, test=True)
     history: dict[str, list[dict]] = {name: [] for name in workers}
+    failed: dict[str, str] = {}         # stopped mid-run (a crash, an interrupt): not a result
     active = dict(workers)
     while active:
         for name, worker in list(active.items()):
@@ -228,7 +233,7 @@ def run_race(race: Race, contenders: list[Contender], threads: int, lr: float,
             try:
                 reply = worker.ask("train", seconds=min(race.every, race.cap - done))
             except WorkerFailed as error:
-                skipped[name] = str(error)
+                skipped[name] = failed[name] = str(error)
                 del active[name]
                 continue
             history[name].append(reply)
@@ -237,29 +242,39 @@ def run_race(race: Race, contenders: list[Contender], threads: int, lr: float,
             if reached or reply["seconds"] >= race.cap:
                 worker.close()
                 del active[name]
-    return {"history": history, "skipped": skipped,
+    return {"history": history, "skipped": skipped, "failed": failed,
             "ready": {name: worker.ready for name, worker in workers.items()}}
 
 
 def kept_run(race: Race, contenders: list[Contender], threads: int, lr: float, seed: int,
              folder: Path | None) -> dict:
-    """`run_race`, kept in ``folder`` (when given) with the settings it ran under: a run kept
-    under the same settings is read back instead of run again, so an interrupted race resumes
-    where it stopped. A file kept under other settings is replaced, and says so."""
+    """`run_race`, kept in ``folder`` (when given) under a name that holds its settings: the
+    race, the contenders, the threads and where it runs (CPU, cores, torch), so runs of one
+    race on different machines are never pooled. A run kept under the same settings is read
+    back instead of run again, and an interrupted race resumes where it stopped; a run with
+    other settings goes to a file of its own. A run in which a contender stopped mid-way (a
+    crash, an interrupt) is not kept."""
     if folder is None:
         return run_race(race, contenders, threads, lr, seed)
-    settings = {"race": asdict(race), "contenders": [asdict(c) for c in contenders],
-                "threads": threads, "lr": lr, "seed": seed}
-    path = folder / f"{race.name}-lr{lr:g}-seed{seed}.json"
+    data = {key: (os.path.relpath(value, ROOT.parent) if key == "root" else value)
+            for key, value in race.data.items()}
+    settings = json.loads(json.dumps({
+        "race": {**asdict(race), "data": data}, "contenders": [asdict(c) for c in contenders],
+        "threads": threads, "lr": lr, "seed": seed,
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__}}))
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    path = folder / f"{race.name}-lr{lr:g}-seed{seed}-{digest}.json"
     if path.is_file():
-        kept = json.loads(path.read_text())
-        if kept["settings"] == json.loads(json.dumps(settings)):
-            print(f"(kept: {path.name})", file=sys.stderr, flush=True)
-            return kept["result"]
-        print(f"(re-running {path.name}: kept under other settings)", file=sys.stderr)
+        print(f"(kept: {path.name})", file=sys.stderr, flush=True)
+        return json.loads(path.read_text())["result"]
     result = run_race(race, contenders, threads, lr, seed)
+    if result["failed"]:
+        print(f"(not kept: {path.name}; stopped mid-run: {', '.join(result['failed'])})",
+              file=sys.stderr, flush=True)
+        return result
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"settings": settings, "result": result}) + "\n")
+    atomic_write_text(path, json.dumps({"settings": settings, "commit": commit(),
+                                        "result": result}) + "\n")
     return result
 
 
@@ -396,6 +411,10 @@ def parse_args() -> argparse.Namespace:
                         "results/time_to_accuracy.json, or time_to_accuracy_full.json)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.jobs * args.threads > (os.cpu_count() or 1):
+        parser.error(f"--jobs {args.jobs} x --threads {args.threads} is more threads than "
+                     f"the {os.cpu_count()} cores: the runs would slow each other unevenly "
+                     f"(give --threads {max(1, (os.cpu_count() or 1) // args.jobs)})")
     args.out = args.out or RESULTS / f"time_to_accuracy{'_full' if args.full else ''}.json"
     args.kept = FULL_RUNS if args.full else None
     # (cap, validation interval) in seconds of training, per race
@@ -453,13 +472,18 @@ def main() -> None:
             continue
         start, runs, ready, skipped = time.perf_counter(), [], {}, {}
         units = [(lr, seed) for seed in range(race.seeds) for lr in race.lrs]
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            one_run = partial(kept_run, race, contenders, args.threads, folder=args.kept)
-            results = pool.map(one_run, *zip(*units))       # (lrs, seeds)
-            for (lr, seed), result in zip(units, results):
-                runs.append({"lr": lr, "seed": seed, "history": result["history"]})
-                ready.update(result["ready"])
-                skipped.update(result["skipped"])
+        pool = ThreadPoolExecutor(max_workers=args.jobs)
+        one_run = partial(kept_run, race, contenders, args.threads, folder=args.kept)
+        try:
+            results = list(pool.map(one_run, *zip(*units)))       # (lrs, seeds)
+        except BaseException:           # Ctrl-C: the queued runs are dropped, not waited for
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        for (lr, seed), result in zip(units, results):
+            runs.append({"lr": lr, "seed": seed, "history": result["history"]})
+            ready.update(result["ready"])
+            skipped.update(result["skipped"])
         print(f"({race.name} race: {time.perf_counter() - start:.0f} s)", file=sys.stderr)
         shares[race.name] = report_race(race, runs, names, ready, skipped)
     rows = [[f"{race}: ours / {name}", f"{'< ' if bound else ''}{share:.2f}",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,16 +21,26 @@ def race_module(monkeypatch):
     sys.modules.pop("time_to_accuracy", None)
 
 
-def test_a_kept_race_run_is_read_back_and_one_kept_under_other_settings_runs_again(
+def _fake_result(contenders, failed=()):
+    """What `run_race` returns: ours reaches the threshold at 20 s, the others never."""
+    history = {c.name: [{"seconds": 20.0, "steps": 5, "iou": [1.0, 0.95, 0.95],
+                         "test_iou": [1.0, 0.95 if c.kind == "ours" else 0.5, 0.95]}]
+               for c in contenders}
+    return {"history": history, "skipped": {name: "stopped" for name in failed},
+            "failed": {name: "stopped" for name in failed},
+            "ready": {c.name: {"precision": "bf16"} for c in contenders}}
+
+
+def test_a_kept_race_run_is_read_back_and_never_taken_for_one_with_other_settings(
         race_module, monkeypatch, tmp_path):
     """An interrupted --full race resumes: a finished (lr, seed) run is not trained again
-    under the same settings, and is never taken for a run with other settings."""
-    ran = []
+    under the same settings, a run with other settings gets a file of its own, and a run in
+    which a contender stopped mid-way (a crash, Ctrl-C) is not kept as finished."""
+    ran, stop = [], []
 
     def fake_run(race, contenders, threads, lr, seed):
         ran.append((race.cap, lr, seed))
-        return {"history": {"ours": [{"seconds": race.cap, "steps": 3}]}, "skipped": {},
-                "ready": {"ours": {"precision": "bf16"}}}
+        return _fake_result(contenders, failed=stop)
 
     monkeypatch.setattr(race_module, "run_race", fake_run)
     race = race_module.Race("synthetic", {"source": "synthetic"}, (1,), 0.9, cap=4, every=2)
@@ -38,10 +50,50 @@ def test_a_kept_race_run_is_read_back_and_one_kept_under_other_settings_runs_aga
     assert again == first and ran == [(4, 1e-3, 0)]
     longer = race_module.Race("synthetic", {"source": "synthetic"}, (1,), 0.9, cap=8, every=2)
     race_module.kept_run(longer, ours, 1, 1e-3, 0, tmp_path)
+    assert race_module.kept_run(race, ours, 1, 1e-3, 0, tmp_path) == first
+    assert ran == [(4, 1e-3, 0), (8, 1e-3, 0)] and len(list(tmp_path.iterdir())) == 2
+    stop.append("ours")
     race_module.kept_run(race, ours, 1, 3e-3, 0, tmp_path)
-    assert ran == [(4, 1e-3, 0), (8, 1e-3, 0), (4, 3e-3, 0)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic-lr0.001-seed0.json",
-                                                          "synthetic-lr0.003-seed0.json"]
+    race_module.kept_run(race, ours, 1, 3e-3, 0, tmp_path)
+    assert ran[2:] == [(4, 3e-3, 0)] * 2 and len(list(tmp_path.iterdir())) == 2
+
+
+def test_the_full_race_runs_two_at_a_time_and_a_second_invocation_trains_nothing(
+        race_module, monkeypatch, tmp_path):
+    """`--full --jobs 2`: the first two (lr, seed) runs overlap (each waits for the other at
+    a barrier), every run is made once and kept, and the tables are made from all of them;
+    the same command again reads every run back."""
+    import harness
+    import torch
+
+    ran, together = [], threading.Barrier(2, timeout=20)
+
+    def fake_run(race, contenders, threads, lr, seed):
+        if len(ran) < 2:
+            ran.append((race.name, lr, seed))
+            together.wait()             # broken (the test fails) unless both run at once
+        else:
+            ran.append((race.name, lr, seed))
+        return _fake_result(contenders)
+
+    monkeypatch.setattr(race_module, "run_race", fake_run)
+    monkeypatch.setattr(race_module, "FULL_RUNS", tmp_path / "runs")
+    monkeypatch.setattr(harness, "_PRINTED", [])
+    monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)
+    out = tmp_path / "race.json"
+    monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "--full", "--jobs", "2",
+                                      "--threads", "1", "--skip", "isbi,guard",
+                                      "--out", str(out)])
+    race_module.main()
+    assert sorted(ran) == sorted(("synthetic", lr, seed) for lr in (3e-4, 1e-3, 3e-3)
+                                 for seed in range(3))
+    assert len(list((tmp_path / "runs").iterdir())) == 9
+    assert "20 s (20-20 s; 3 of 3)" in out.read_text()
+    ran.clear()
+    harness._PRINTED.clear()
+    out.unlink()
+    race_module.main()
+    assert ran == [] and "20 s (20-20 s; 3 of 3)" in out.read_text()
 
 
 def test_make_bench_names_contenders_that_exist_and_a_wrong_name_lists_the_right_ones(
@@ -62,33 +114,10 @@ def test_make_bench_names_contenders_that_exist_and_a_wrong_name_lists_the_right
     assert len(train_step.chosen(everyone, asked)) == len(asked.split(","))
 
 
-def test_the_full_race_runs_two_at_a_time_and_a_second_invocation_trains_nothing(
-        race_module, monkeypatch, tmp_path):
-    """`--full --jobs 2`: every (lr, seed) run is made once, kept, and the tables are made
-    from all of them; the same command again reads every run back."""
-    ran = []
-
-    def fake_run(race, contenders, threads, lr, seed):
-        ran.append((race.name, lr, seed))
-        # ours reaches the threshold at 20 s, the others never: ratios are upper bounds
-        history = {c.name: [{"seconds": 20.0, "steps": 5, "iou": [1.0, 0.95, 0.95],
-                             "test_iou": [1.0, 0.95 if c.kind == "ours" else 0.5, 0.95]}]
-                   for c in contenders}
-        return {"history": history, "skipped": {},
-                "ready": {c.name: {"precision": "bf16"} for c in contenders}}
-
-    monkeypatch.setattr(race_module, "run_race", fake_run)
-    monkeypatch.setattr(race_module, "FULL_RUNS", tmp_path / "runs")
-    out = tmp_path / "race.json"
-    command = ["time_to_accuracy.py", "--full", "--jobs", "2", "--threads", "1",
-               "--skip", "isbi,guard", "--out", str(out)]
-    monkeypatch.setattr(sys, "argv", command)
-    race_module.main()
-    assert sorted(ran) == sorted(("synthetic", lr, seed) for lr in (3e-4, 1e-3, 3e-3)
-                                 for seed in range(3))
-    assert len(list((tmp_path / "runs").iterdir())) == 9
-    first = out.read_text()
-    assert "3 seed(s)" in first and "20 s (20-20 s; 3 of 3)" in first
-    ran.clear()
-    race_module.main()
-    assert ran == [] and "20 s (20-20 s; 3 of 3)" in out.read_text()
+def test_the_race_refuses_more_threads_than_cores(race_module, monkeypatch, capsys):
+    """Two runs of all cores each would slow each other unevenly: refused, with the fix."""
+    cores = str(os.cpu_count())
+    monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "--jobs", "2", "--threads", cores])
+    with pytest.raises(SystemExit):
+        race_module.parse_args()
+    assert "more threads than" in capsys.readouterr().err
