@@ -606,8 +606,8 @@ def fast_path_gains(document: dict) -> str:
             return "n/a"
         return f"{Timing(timings[slow]).median / Timing(timings[fast]).median:.2f}x"
 
-    peers = sorted({name[:-4] for name in setup["contenders"] if name.endswith(" (a)")},
-                   key=[name[:-4] for name in setup["contenders"]].index)
+    peers = [name.removesuffix(" (a)") for name in setup["contenders"]
+             if name.endswith(" (a)")]
     rows = [[peer, *(ratio(timings, f"{peer} (a)", f"{peer} (b)") for _, timings in results)]
             for peer in peers]
     same = SEED.replace("(a)", "(b)")
