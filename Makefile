@@ -53,14 +53,15 @@ fuzz: $(STAMP)
 		-p no:cacheprovider -q
 
 # Timings, not tests: each script prints Markdown tables of medians and ranges, and ratios
-# measured in the same run, and writes them to benchmarks/results/SCRIPT.json, from which
-# `make docs` renders docs/benchmarks.md. `make bench` stays within a quarter of an hour on
-# the 2-core CPU (timed once) by running fewer comparisons, never fewer steps: our training
-# step and inference against the seed's own loop (train_step_ours_seed.json), the metrics,
-# start-up, the inspector and the precision choice. `make bench-all` (about an hour) runs every script but the race, the
-# training step with every peer twice and each speed lever. smp's rows need .venv-exp
-# (`make exp-env` builds it) and are skipped without it. The race to a held-out accuracy is
-# hours long: `.venv/bin/python benchmarks/time_to_accuracy.py --full --jobs 2 --threads 1`.
+# measured in the same run, and writes them to benchmarks/results/SCRIPT.json, from which `make
+# docs` renders docs/benchmarks.md. `make bench` stays within a quarter of an hour on the
+# 2-core CPU (timed once) by running fewer comparisons, never fewer steps: our training step
+# and inference against the seed's own loop (train_step_ours_seed.json), the metrics, start-up,
+# the inspector and the precision choice. `make bench-all` (about an hour) runs every script
+# but the race, the training step with every peer twice and each speed lever. smp's rows need
+# .venv-exp (`make exp-env` builds it) and are skipped without it. The race to a held-out
+# accuracy is hours long: `.venv/bin/python benchmarks/time_to_accuracy.py --full --jobs 2
+# --threads 1`.
 BENCHMARKS := metrics_speed.py startup.py inspector_speed.py precision_choice.py
 MORE_BENCHMARKS := tiled_predict.py data_speed.py folder_startup.py
 bench: $(STAMP)
