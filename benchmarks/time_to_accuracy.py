@@ -258,10 +258,10 @@ def kept_run(race: Race, contenders: list[Contender], threads: int, lr: float, s
         return run_race(race, contenders, threads, lr, seed)
     data = {key: (os.path.relpath(value, ROOT.parent) if key == "root" else value)
             for key, value in race.data.items()}
-    settings = json.loads(json.dumps({
+    settings = {
         "race": {**asdict(race), "data": data}, "contenders": [asdict(c) for c in contenders],
         "threads": threads, "lr": lr, "seed": seed,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__}}))
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__}}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     path = folder / f"{race.name}-lr{lr:g}-seed{seed}-{digest}.json"
     if path.is_file():

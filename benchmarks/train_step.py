@@ -601,25 +601,29 @@ def fast_path_gains(document: dict) -> str:
         (f"inference, batch {batch}", found["timings"])
         for batch, found in document["inference"]["batches"].items()]
 
-    def ratio(timings: dict, slow: str, fast: str) -> str:
+    def gain(timings: dict, slow: str, fast: str) -> float | None:
+        """How many times faster ``fast`` ran than ``slow`` (medians), if both ran."""
         if slow not in timings or fast not in timings:
-            return "n/a"
-        return f"{Timing(timings[slow]).median / Timing(timings[fast]).median:.2f}x"
+            return None
+        return Timing(timings[slow]).median / Timing(timings[fast]).median
+
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}x"
 
     peers = [name.removesuffix(" (a)") for name in setup["contenders"]
              if name.endswith(" (a)")]
-    rows = [[peer, *(ratio(timings, f"{peer} (a)", f"{peer} (b)") for _, timings in results)]
-            for peer in peers]
+    rows = [[peer, *(shown(gain(timings, f"{peer} (a)", f"{peer} (b)"))
+                     for _, timings in results)] for peer in peers]
     same = SEED.replace("(a)", "(b)")
     rows.append([f"{PROBED} (unetseg train's step) over {same}",
-                 *(ratio(timings, same, PROBED) for _, timings in results)])
+                 *(shown(gain(timings, same, PROBED)) for _, timings in results)])
     # A verdict on training speed per peer timed both ways; a tenth either way is too close
     # to call on a shared machine.
-    training, verdicts = results[0][1], {"faster": [], "within a tenth": [], "slower": []}
+    verdicts = {"faster": [], "within a tenth": [], "slower": []}
     for peer in peers:
-        if f"{peer} (a)" in training and f"{peer} (b)" in training:
-            gain = Timing(training[f"{peer} (a)"]).median / Timing(training[f"{peer} (b)"]).median
-            verdicts["faster" if gain >= 1.1 else "slower" if gain <= 1 / 1.1
+        trained = gain(results[0][1], f"{peer} (a)", f"{peer} (b)")
+        if trained is not None:
+            verdicts["faster" if trained >= 1.1 else "slower" if trained <= 1 / 1.1
                      else "within a tenth"].append(peer)
     said = "; ".join(f"{verdict}: {', '.join(names)}" for verdict, names in verdicts.items()
                      if names)
