@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -230,6 +231,11 @@ class RunDir:
                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         handle.flush()
         self._lock = handle
+        # A run killed inside a write leaves that write's temporary file (files.atomic_write
+        # names them .NAME.HEX.tmp). Holding the lock, no one else writes here: clear them.
+        for leftover in self.path.glob(".*.tmp"):
+            if re.fullmatch(r"\..+\.[0-9a-f]{16}\.tmp", leftover.name):
+                leftover.unlink(missing_ok=True)
 
     def check(self, resume: bool, overwrite: bool = False) -> bool:
         """Refuse to resume a run that does not exist, or to start one in a folder that holds
