@@ -31,7 +31,7 @@ import platform
 import statistics
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from unetseg import evaluation
 from unetseg.config import DataConfig
-from unetseg.data.build import Datasets, build_datasets
+from unetseg.data.build import Datasets, build_datasets, build_eval_dataset
 from unetseg.fastpath import optimize_for_training
 from unetseg.losses import make_loss
 from unetseg.model import UNet
@@ -130,12 +130,23 @@ def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
 
 # ---------------------------------------------------------------- data and models
 
-def load_data(config: DataConfig) -> tuple[Datasets, dict[str, Any]]:
-    """unetseg's train and validation datasets for ``config``, and a JSON-able description
-    (source, sizes, classes, ignore index, notices)."""
+def load_data(config: DataConfig, scored: str = "val") -> tuple[Datasets, dict[str, Any]]:
+    """unetseg's training dataset for ``config`` and the split the loop scores on, with a
+    JSON-able description (source, sizes, classes, ignore index, notices, the scored split).
+
+    ``scored="test"`` puts the held-out test split where the loop scores (``data.val``):
+    ISBI's slices 24-29, or for a built-in synthetic source a draw from seeds neither training
+    nor validation uses. A study that reports its curves then reports them on images that
+    chose nothing (a study's own validation images are the ones its conclusions were drawn
+    from)."""
     data = build_datasets(config)
+    if scored == "test":
+        test, _ = build_eval_dataset(config, data.mean, data.std, split="test",
+                                     recorded=data.spec)
+        data = replace(data, val=test)
     info = {"source": config.source, "crop": config.size, "train_images": len(data.train),
-            "val_images": len(data.val), "classes": list(data.spec.class_names),
+            "scored_split": scored, "scored_images": len(data.val),
+            "classes": list(data.spec.class_names),
             "ignore_index": data.spec.ignore_index, "notices": list(data.notices)}
     return data, info
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"     # where a full run publishes its summary and charts
 
 __all__ = ["write_json", "write_csv", "markdown_table", "groups", "aligned", "plot_curves",
            "metric_of", "fmt", "write_results", "write_summary", "summary"]
@@ -49,24 +51,38 @@ def write_results(out: Path, results: dict[str, Any], rows: list[dict[str, Any]]
     write_csv(out / "summary.csv", rows)
 
 
-def write_summary(out: Path, results: dict[str, Any], text: str) -> None:
+def write_summary(out: Path, results: dict[str, Any], text: str,
+                  charts: tuple[Path, ...] = ()) -> None:
     """summary.md, and the table printed with the run's wall time. A full run's summary also
-    goes, with the machine, the commit and the command, to docs/results/STUDY.json, from
-    which docs/experiments.md renders it (`summary`; docs/figures.py)."""
+    goes, with the machine, the commit and the command, to docs/results/STUDY.json, and its
+    ``charts`` to docs/images/experiments/STUDY_NAME.png, from which docs/experiments.md
+    renders them (`summary`; docs/figures.py). A quick run never touches docs/."""
     (out / "summary.md").write_text(text + "\n")
     print(f"\n{text}\n\n{results['mode']} run, {results['wall_s']:.0f} s wall; results in {out}")
-    if results["mode"] == "full":
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from harness import write_results as write_documented
+    if results["mode"] != "full":
+        return
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from harness import write_results as write_documented
 
-        write_documented(ROOT / "docs" / "results" / f"{results['study']}_study.json",
-                         mode=results["mode"], wall_s=round(results["wall_s"]),
-                         summary=text)
+    study = f"{results['study']}_study"
+    shown = []
+    for chart in charts:
+        shown.append(f"images/experiments/{study}_{chart.name}")
+        (DOCS / shown[-1]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(chart, DOCS / shown[-1])
+    write_documented(DOCS / "results" / f"{study}.json", mode=results["mode"],
+                     wall_s=round(results["wall_s"]), summary=text, charts=shown)
 
 
 def summary(document: dict[str, Any]) -> str:
-    """A study's tables, as its full run printed them."""
-    return document["summary"]
+    """A study's tables as its full run printed them, its charts, and where it ran."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from harness import provenance
+
+    charts = "".join(f"\n\n![{Path(chart).stem.replace('_', ' ')}]({chart})"
+                     for chart in document.get("charts", []))
+    return (f"{document['summary']}{charts}\n\n({provenance(document)} "
+            f"{document['wall_s']:,} s wall.)")
 
 
 def fmt(value: Any, digits: int = 3) -> str:

@@ -188,6 +188,46 @@ def test_the_loop_trains_in_the_recipes_precision_and_scores_in_fp32(precision, 
         Recipe(batch_size=2, eval_every=1, steps=2, precision="fp16")
 
 
+def test_a_study_scored_on_test_sees_images_neither_training_nor_validation_drew():
+    """``scored="test"``: the synthetic test draw shares no image with the training or the
+    validation draw; on ISBI the scored slices are exactly the held-out block."""
+    config = DataConfig(source="synthetic", size=32, train_samples=4, val_samples=3)
+    validated, info_val = load_data(config)
+    tested, info = load_data(config, scored="test")
+    assert (info["scored_split"], info["scored_images"]) == ("test", 3)
+    assert info_val["scored_split"] == "val"
+    drawn = [image for image, _ in (*validated.train, *validated.val)]
+    for image, _ in tested.val:
+        assert not any(torch.equal(image, other) for other in drawn)
+    if ISBI.is_dir():
+        isbi, info = load_data(DataConfig(source="isbi", root=str(ISBI), size=32),
+                               scored="test")
+        assert sorted(Path(image).stem for image, _ in isbi.val.pairs) == sorted(ISBI_TEST)
+        assert not {Path(image).stem for image, _ in isbi.train.pairs} & set(ISBI_TEST)
+
+
+def test_a_full_study_publishes_its_table_charts_and_provenance_and_a_quick_one_nothing(
+        tmp_path, monkeypatch):
+    import reporting
+
+    monkeypatch.setattr(reporting, "DOCS", tmp_path / "docs")
+    out = tmp_path / "out"
+    out.mkdir()
+    Image.new("RGB", (4, 4)).save(out / "curve.png")
+    results = {"study": "toy", "mode": "quick", "wall_s": 12.3}
+    reporting.write_summary(out, results, "| a |\n| --- |\n| 1 |", charts=(out / "curve.png",))
+    assert (out / "summary.md").exists() and not (tmp_path / "docs").exists()
+    reporting.write_summary(out, {**results, "mode": "full"}, "| a |\n| --- |\n| 1 |",
+                            charts=(out / "curve.png",))
+    document = json.loads((tmp_path / "docs" / "results" / "toy_study.json").read_text())
+    assert document["charts"] == ["images/experiments/toy_study_curve.png"]
+    assert (tmp_path / "docs" / document["charts"][0]).read_bytes() == \
+        (out / "curve.png").read_bytes()
+    shown = reporting.summary(document)
+    assert shown.startswith("| a |") and "(images/experiments/toy_study_curve.png)" in shown
+    assert f"commit {document['commit']}" in shown and "12 s wall" in shown
+
+
 # ---------------------------------------------------------------- the studies, end to end
 
 def smp_python() -> str | None:
