@@ -2,11 +2,12 @@
 
 The dataclass defaults of `unetseg.config` are the seed's classic configuration (64-pixel
 crops, batch 16, a base-32 bilinear U-Net, lr 3e-3, 20 epochs). On a given dataset other
-settings can reach a better model in less time; a recipe records them, with the evidence in
-docs/experiments.md. ``unetseg train --data isbi`` starts from the ``isbi`` recipe and
-``--data camvid`` from ``camvid`` (``--recipe auto``, the default: the data source's recipe
-where it has one); ``--recipe none`` gives the classic defaults, and ``--recipe isbi``
-applies it to any data, such as your own EM slices. A ``--config`` file and the flags given
+settings can reach a better model in less time; a recipe records them (docs/planning.md scores
+each on held-out images beside the plan, the classic configuration and the peers).
+``unetseg train --data isbi`` starts from the ``isbi`` recipe and ``--data camvid`` from
+``camvid`` (``--recipe auto``, the default: the data source's recipe where it has one);
+``--recipe none`` gives the classic defaults, and ``--recipe isbi`` applies it to any data,
+such as your own EM slices. A ``--config`` file and the flags given
 override a recipe's values.
 
 A recipe is a partial configuration, ``{section: {field: value}}``, checked like any other.
@@ -22,14 +23,15 @@ if TYPE_CHECKING:
 __all__ = ["RECIPES", "recipe_for", "describe"]
 
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    # ISBI-2012 membranes, 512 x 512 slices (runs compared in docs/experiments.md, measured
-    # with 24 training slices; since slices 24-29 became the held-out test block, 19 train and
-    # 5 validate). 256-pixel crops in batches of 4 made 6 steps an epoch (4 now); a base-16
-    # U-Net does a quarter of the classic base 32's convolution work a step, with transposed
-    # convolutions up; rescaling by 0.8-1.25 (not 0.5-2) keeps membranes near the width they
-    # have at test time. The length is in steps, which any machine reproduces: 5,800 is what
-    # 30 minutes held on the 2-core CPU. Validating every 25 epochs (150 steps then, 100 now)
-    # keeps validation and checkpoint writes a small share.
+    # ISBI-2012 membranes, 512 x 512 slices (the search that chose it, on the validation
+    # slices, is in docs/experiments.md as of commit 0c1b8ff; measured with 24 training
+    # slices; since slices 24-29 became the held-out test block, 19 train and 5 validate).
+    # 256-pixel crops in batches of 4 made 6 steps an epoch (4 now); a base-16 U-Net does a
+    # quarter of the classic base 32's convolution work a step, with transposed convolutions
+    # up; rescaling by 0.8-1.25 (not 0.5-2) keeps membranes near the width they have at test
+    # time. The length is in steps, which any machine reproduces: 5,800 is what 30 minutes
+    # held on the 2-core CPU. Validating every 25 epochs (150 steps then, 100 now) keeps
+    # validation and checkpoint writes a small share.
     "isbi": {
         "data": {"size": 256, "batch_size": 4, "scale_min": 0.8, "scale_max": 1.25},
         "model": {"base": 16, "upsample": "transpose"},
@@ -80,8 +82,8 @@ def describe(name: str, values: dict[str, dict[str, Any]], config: RunConfig | N
             used = getattr(getattr(config, section), key) if config is not None else value
             if used != value:
                 replaced.append(f"{flag} {'none' if used is None else used}")
-    line = (f"recipe {name}: {' '.join(flags)} (docs/experiments.md has the evidence; flags "
-            f"given override it, --recipe none gives the classic defaults)")
+    line = (f"recipe {name}: {' '.join(flags)} (docs/planning.md scores it on held-out images; "
+            f"flags given override it, --recipe none gives the classic defaults)")
     if replaced:
         line += f"\n  replaced here by: {' '.join(replaced)}"
     return line
