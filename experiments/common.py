@@ -332,8 +332,9 @@ def machine() -> dict[str, Any]:
 
 def study_parser(study: str, doc: str, datasets: tuple[str, ...],
                  full_seeds: int = 3) -> argparse.ArgumentParser:
-    """The options every study has: --quick, --out, --seeds, --threads, --datasets and the
-    dataset roots. ``full_seeds`` is the study's seeds per contender outside --quick."""
+    """The options every study has: --quick, --out, --seeds, --threads, --precision,
+    --datasets and the dataset roots. ``full_seeds`` is the study's seeds per contender
+    outside --quick."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -344,6 +345,10 @@ def study_parser(study: str, doc: str, datasets: tuple[str, ...],
     parser.add_argument("--seeds", type=int, default=None,
                         help=f"seeds per contender (default: {full_seeds}, or 1 with --quick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (default): every contender trains plainly; bf16: every "
+                             "contender trains through unetseg's fast path (channels_last, bf16 "
+                             "autocast), as `unetseg train` does where bf16 is faster")
     parser.add_argument("--datasets", default=",".join(datasets),
                         help=f"comma-separated subset of {','.join(datasets)}")
     parser.add_argument("--isbi-root", type=Path, default=DATASETS / "isbi2012-membrane")

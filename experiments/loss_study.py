@@ -8,7 +8,8 @@ Datasets: ``binary`` (unetseg's built-in objects covering 5% of each 64 x 64 ima
 ``isbi`` (ISBI-2012 with membrane as the foreground: the preset's class 1, about 22% of the
 pixels, so less rare). Contenders: our U-Net with ``bce`` (unetseg's ``bce_dice`` with the
 Dice weight 0: BCE over counted pixels) and with ``bce_dice`` (weight 1). Everything else is
-the shared loop of `common` (same batches, AdamW, warm-up + cosine, fp32, one thread).
+the shared loop of `common` (same batches, AdamW, warm-up + cosine, one thread; fp32, or with
+``--precision bf16`` unetseg's training fast path for both losses alike).
 
 Measured: foreground IoU on the held-out test split (images that chose nothing: for binary a
 draw of 200 from seeds neither training nor validation uses, for isbi slices 24-29) against
@@ -124,14 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     started, runs, data_info = time.perf_counter(), [], {}
     results = {"study": "loss", "mode": "quick" if args.quick else "full",
                "command": " ".join(sys.argv),
-               "overrides": {"seeds": args.seeds, "steps": args.steps,
+               "overrides": {"seeds": args.seeds, "steps": args.steps, "precision": args.precision,
                              "datasets": args.datasets},
                "threshold": THRESHOLD, "data": data_info,
                "runs": runs}
     for dataset in datasets:
         config, recipe, base = setup(dataset, args.quick, args)
-        if args.steps:
-            recipe = replace(recipe, steps=args.steps)
+        recipe = replace(recipe, precision=args.precision, steps=args.steps or recipe.steps)
         data, data_info[dataset] = load_data(config, scored="test")
         for seed in range(seeds):
             for name, loss in LOSSES:

@@ -49,7 +49,6 @@ from pathlib import Path
 
 # Run as a script, so experiments/ is on sys.path and its modules import by name.
 from common import (
-    PRECISIONS,
     Contender,
     Recipe,
     chosen_datasets,
@@ -294,10 +293,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camvid-val", choices=("subset", "all"), default="subset",
                         help=f"CamVid images evaluated during a full run: the first "
                              f"{CAMVID_EVAL_IMAGES} (default) or all 101")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="fp32 (default): every contender trains plainly; bf16: every "
-                             "contender trains through unetseg's fast path (channels_last, bf16 "
-                             "autocast), as `unetseg train` does where bf16 is faster")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs in --out's results.json and train only the missing "
                              "ones (same mode and budget)")
