@@ -238,3 +238,17 @@ def test_a_temperature_that_does_not_carry_over_between_images_is_not_applied():
     assert kept.crossed[1] > kept.crossed[0]
     assert "does not carry over" in kept.describe()
     assert kept.to_dict()["crossed_ece_after"] == kept.crossed[1]
+
+
+def test_the_printout_says_why_no_temperature_divides_the_probabilities():
+    """Three cases, three reasons: a temperature applied; one fitted but not applied (it did
+    not carry over between halves of the validation images: a fresh run can record that); and
+    none ever fitted (a checkpoint from before calibration)."""
+    from unetseg.cli.commands import _temperature_note
+
+    applied = _temperature_note(1.3, 0.01, {"temperature": 1.3, "fitted_temperature": 1.3})
+    assert "after temperature scaling (T = 1.3" in applied
+    rejected = _temperature_note(1.0, 0.02, {"temperature": 1.0, "fitted_temperature": 1.7})
+    assert "T = 1.7" in rejected and "did not carry over" in rejected
+    assert "before calibration" not in rejected
+    assert "before calibration" in _temperature_note(1.0, 0.02, None)

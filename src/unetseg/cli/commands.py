@@ -13,9 +13,11 @@ __all__ = ["evaluate_command", "inspect_command", "demo_command", "check_command
            "CHECK_FIELDS", "PLAN_FIELDS"]
 
 
-def _print_evaluation(evaluation, class_names, images: int, split: str) -> None:
+def _print_evaluation(scored) -> None:
     from ..report.tables import format_table
 
+    evaluation, class_names, images, split = (scored.evaluation, scored.class_names,
+                                              scored.images, scored.split)
     rows = sorted(evaluation.rows(class_names), key=lambda r: (r["iou"] != r["iou"], r["iou"]))
     calibrated = ["ece", "ece_after"] if evaluation.calibration is not None else []
     print(format_table(rows, ["iou", "dice", "precision", "recall", "bf1", "share",
@@ -28,9 +30,21 @@ def _print_evaluation(evaluation, class_names, images: int, split: str) -> None:
     if evaluation.calibration is not None:
         temperature, before, after = evaluation.calibration
         print(f"calibration error (ECE, 15 bins) {before.ece:.4f}"
-              + (f", {after.ece:.4f} after temperature scaling (T = {temperature:.4g}, fitted "
-                 f"on the validation split)" if temperature != 1.0 else
-                 " (no temperature fitted: a checkpoint from before calibration)"))
+              + _temperature_note(temperature, after.ece, scored.calibration))
+
+
+def _temperature_note(temperature: float, ece_after: float, fit: dict | None) -> str:
+    """Why the probabilities are (or are not) divided by a temperature: one fitted and
+    applied, one fitted and not applied (it did not carry over between halves of the
+    validation images), or none ever fitted."""
+    if temperature != 1.0:
+        return (f", {ece_after:.4f} after temperature scaling (T = {temperature:.4g}, fitted "
+                f"on the validation split)")
+    if fit is None:
+        return (" (no temperature fitted: a checkpoint from before calibration; "
+                "`unetseg calibrate` fits one)")
+    return (f" (no temperature applied: the one fitted, T = {fit['fitted_temperature']:.4g}, "
+            f"did not carry over between halves of the validation images)")
 
 
 def _print_inspection(inspection, out: Path) -> None:
@@ -56,7 +70,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
                                  overwrite=args.overwrite, inspect=args.inspect)
     for notice in getattr(scored.dataset, "notices", []):     # how the masks were read
         print(notice)
-    _print_evaluation(scored.evaluation, scored.class_names, scored.images, scored.split)
+    _print_evaluation(scored)
     if args.inspect:
         _print_inspection(scored.inspection, out)
     print(f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}")
@@ -116,7 +130,7 @@ def demo_command(args: argparse.Namespace) -> int:
     scored = result.scored
     print()
     print("Held-out synthetic images (seeds never seen in training or model selection):")
-    _print_evaluation(scored.evaluation, scored.class_names, scored.images, scored.split)
+    _print_evaluation(scored)
     print(f"overlays (image | truth | prediction) in {result.run_dir / 'overlays'}")
     _print_inspection(scored.inspection, result.run_dir)
     print(f"total {result.seconds:.0f} s")

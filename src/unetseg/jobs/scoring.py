@@ -49,6 +49,7 @@ class ScoredSplit:
     dataset: SegmentationDataset
     model: torch.nn.Module
     runtime: Runtime
+    calibration: dict | None = None  # the checkpoint's temperature fit (None: never fitted)
 
     @property
     def images(self) -> int:
@@ -187,4 +188,4 @@ def score_split(
                           loaded.runtime, ignore_index, inspector, progress, temperature)
     return ScoredSplit(evaluation, inspector.result() if inspector else None, loaded.split,
                        class_names, [tuple(c) for c in meta["colours"]], ignore_index,
-                       loaded.dataset, loaded.model, loaded.runtime)
+                       loaded.dataset, loaded.model, loaded.runtime, meta.get("calibration"))
