@@ -252,3 +252,4 @@ def test_the_printout_says_why_no_temperature_divides_the_probabilities():
     assert "T = 1.7" in rejected and "did not carry over" in rejected
     assert "before calibration" not in rejected
     assert "before calibration" in _temperature_note(1.0, 0.02, None)
+    assert "did not carry over" in _temperature_note(1.0, 0.02, {"temperature": 1.0})

@@ -43,8 +43,10 @@ def _temperature_note(temperature: float, ece_after: float, fit: dict | None) ->
     if fit is None:
         return (" (no temperature fitted: a checkpoint from before calibration; "
                 "`unetseg calibrate` fits one)")
-    return (f" (no temperature applied: the one fitted, T = {fit['fitted_temperature']:.4g}, "
-            f"did not carry over between halves of the validation images)")
+    fitted = fit.get("fitted_temperature")
+    named = f", T = {fitted:.4g}," if fitted is not None else ""
+    return (f" (no temperature applied: the one fitted{named} did not carry over between "
+            f"halves of the validation images)")
 
 
 def _print_inspection(inspection, out: Path) -> None:
