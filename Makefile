@@ -102,10 +102,11 @@ exp-env: $(EXP_STAMP)
 # The two studies docs/experiments.md shows, as its tables' provenance lines record them: the
 # main environment, each script's defaults (3 seeds, 300 steps, one thread) in bf16 through
 # unetseg's fast path (as `unetseg train` trains where bf16 is faster; `--precision fp32` on a
-# CPU without bf16 units), the two side by side on the 2 cores (about half an hour). A full run rewrites docs/results/{loss,upsample}_study.json
-# and the charts the page shows; `make docs` renders them. Each script also has --quick, which
-# make test smoke-runs. The labelling and planning studies take many hours: their commands are
-# on their pages.
+# CPU without bf16 units), the two side by side on the 2 cores: 47 minutes on the Xeon that
+# made the page (the longer one's wall_s). A full run rewrites
+# docs/results/{loss,upsample}_study.json and the charts the page shows; `make docs` renders
+# them. Each script also has --quick, which make test smoke-runs. The labelling and planning
+# studies take many hours: their commands are on their pages.
 experiments: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python experiments/loss_study.py --precision bf16 & loss=$$!; \
 	OMP_NUM_THREADS=1 $(BIN)/python experiments/upsample_study.py --precision bf16; upsample=$$?; \
