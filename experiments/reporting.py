@@ -61,27 +61,31 @@ def write_summary(out: Path, results: dict[str, Any], text: str,
     print(f"\n{text}\n\n{results['mode']} run, {results['wall_s']:.0f} s wall; results in {out}")
     if results["mode"] != "full":
         return
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from harness import write_results as write_documented
-
     study = f"{results['study']}_study"
     shown = []
     for chart in charts:
         shown.append(f"images/experiments/{study}_{chart.name}")
         (DOCS / shown[-1]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(chart, DOCS / shown[-1])
-    write_documented(DOCS / "results" / f"{study}.json", mode=results["mode"],
-                     wall_s=round(results["wall_s"]), summary=text, charts=shown)
+    _harness().write_results(DOCS / "results" / f"{study}.json", mode=results["mode"],
+                             wall_s=round(results["wall_s"]), summary=text, charts=shown)
+
+
+def _harness():
+    """benchmarks/harness.py, which writes and describes every results file (imported when
+    needed: a quick run never does)."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import harness
+
+    return harness
 
 
 def summary(document: dict[str, Any]) -> str:
     """A study's tables as its full run printed them, its charts, and where it ran."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from harness import provenance
-
     charts = "".join(f"\n\n![{Path(chart).stem.replace('_', ' ')}]({chart})"
                      for chart in document.get("charts", []))
-    return (f"{document['summary']}{charts}\n\n({provenance(document)} "
+    return (f"{document['summary']}{charts}\n\n({_harness().provenance(document)} "
             f"{document['wall_s']:,} s wall.)")
 
 

@@ -18,13 +18,19 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "write_csv", "write_json",
-           "write_jsonl", "write_yaml", "yaml_text", "json_ready", "cache_dir"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "leftover_temporaries",
+           "write_csv", "write_json", "write_jsonl", "write_yaml", "yaml_text", "json_ready",
+           "cache_dir"]
+
+# A write's temporary file: ".NAME.TOKEN.tmp" beside its target, TOKEN random hex.
+_TOKEN_BYTES = 8
+_TEMPORARY = re.compile(rf"\..+\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}\.tmp")
 
 
 def _new_temporary(path: Path) -> Path:
@@ -33,9 +39,15 @@ def _new_temporary(path: Path) -> Path:
     Mode 0o666 lets the kernel apply the process umask, so the file gets the permissions any
     new file would, without reading the umask (which only ``os.umask`` can, by changing it).
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(_TOKEN_BYTES)}.tmp")
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     return temporary
+
+
+def leftover_temporaries(folder: Path) -> list[Path]:
+    """The temporary files in ``folder`` of writes that never finished (a process killed
+    inside one leaves it behind). Only whoever alone writes there may remove them."""
+    return [path for path in folder.glob(".*.tmp") if _TEMPORARY.fullmatch(path.name)]
 
 
 def _fsync(path: Path) -> None:

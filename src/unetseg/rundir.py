@@ -25,7 +25,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,7 +38,7 @@ from .charts import plot_curves
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import RECORD_SECTIONS, RunConfig, read_config_file
 from .evaluation import Evaluation
-from .files import atomic_write_text, write_csv, write_jsonl, write_yaml
+from .files import atomic_write_text, leftover_temporaries, write_csv, write_jsonl, write_yaml
 from .health import class_shares
 from .metrics import ConfusionMatrix
 from .outputs import check_output_folder, refusal, refuse_inside
@@ -231,11 +230,10 @@ class RunDir:
                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         handle.flush()
         self._lock = handle
-        # A run killed inside a write leaves that write's temporary file (files.atomic_write
-        # names them .NAME.HEX.tmp). Holding the lock, no one else writes here: clear them.
-        for leftover in self.path.glob(".*.tmp"):
-            if re.fullmatch(r"\..+\.[0-9a-f]{16}\.tmp", leftover.name):
-                leftover.unlink(missing_ok=True)
+        # A run killed inside a write leaves that write's temporary file. Holding the lock,
+        # no one else writes here: clear them.
+        for leftover in leftover_temporaries(self.path):
+            leftover.unlink(missing_ok=True)
 
     def check(self, resume: bool, overwrite: bool = False) -> bool:
         """Refuse to resume a run that does not exist, or to start one in a folder that holds
