@@ -127,10 +127,13 @@ def _harness():
 def run_one(folder: Path, contender: str, seed: int, budget: float) -> dict:
     run = RUNS / f"{folder.name}-{contender}-b{budget:g}-s{seed}"
     scored = run / "test" / "evaluation.json"
-    trained_at = run / "commit.txt"        # a study spans sessions: each row says its commit
+    # A study spans sessions, and the machine under them changes: each row says its commit
+    # and the machine it trained on.
+    trained_at, trained_on = run / "commit.txt", run / "machine.txt"
     if not scored.is_file():
         run.mkdir(parents=True, exist_ok=True)
         trained_at.write_text(_harness().commit())
+        trained_on.write_text(_harness().machine())
         if contender in PEERS:
             done = _run(str(HERE / "peer_run.py"), str(folder), contender, "--budget",
                         str(budget), "--seed", str(seed), "--out", str(run))
@@ -150,6 +153,7 @@ def run_one(folder: Path, contender: str, seed: int, budget: float) -> dict:
             "test_images": evaluation["images"], "split": evaluation["split"],
             "miou": evaluation["miou"], "steps": steps,
             "commit": trained_at.read_text().strip() if trained_at.is_file() else "unknown",
+            **({"machine": trained_on.read_text().strip()} if trained_on.is_file() else {}),
             "iou": {row["class"]: row["iou"] for row in evaluation["classes"]},
             "plan": [line.strip() for line in log.splitlines() if line.startswith("  --")]}
 
@@ -271,7 +275,50 @@ def results_table(document: dict) -> str:
     commits = sorted({row["commit"] for row in rows if "commit" in row})
     trained = (f"runs trained at commit(s) {', '.join(commits)}" if commits else
                f"the file written at commit {document['commit']}")
-    return summary(rows) + f"\n\n(On {document['machine']}; {trained}.)"
+    return summary(rows) + f"\n\n(On {machines(document)}; {trained}.)"
+
+
+def machines(document: dict) -> str:
+    """The machine the runs trained on, or each machine with the datasets it trained, where
+    they differ (a row without its own machine is the file's)."""
+    datasets: dict[str, set[str]] = {}
+    for row in document["rows"]:
+        datasets.setdefault(row.get("machine", document["machine"]), set()).add(row["dataset"])
+    if len(datasets) == 1:
+        return next(iter(datasets))
+    return "; ".join(f"{', '.join(sorted(names))} on {machine}"
+                     for machine, names in sorted(datasets.items()))
+
+
+def longer_budget(document: dict, shorter: str) -> str:
+    """The contenders of a longer budget's file beside the same contenders in the ``shorter``
+    budget's results file (a path from the repository's root): each one's mean headline score
+    at both budgets and its gain, then planned minus the peer at each budget, in IoU points."""
+    short = json.loads((HERE.parent / shorter).read_text())
+    at_short, at_long = (f"{doc['rows'][0]['budget_min']:g} min" for doc in (short, document))
+    long_means, short_means = means(document["rows"]), means(short["rows"])
+    scores = [f"| data | contender | {at_short} (seeds) | {at_long} (seeds) | gain, points |",
+              "| --- | --- | --- | --- | --- |"]
+    gaps = [f"| data | peer | planned - peer, {at_short} | planned - peer, {at_long} |",
+            "| --- | --- | --- | --- |"]
+    for dataset, now in sorted(long_means.items()):
+        then = short_means.get(dataset, {})
+        for name in sorted(now, key=CONTENDERS.index):
+            before = f"{then[name][0]:.3f} ({then[name][1]})" if name in then else "-"
+            scores.append(f"| {dataset} | {name} | {before} | {now[name][0]:.3f} "
+                          f"({now[name][1]}) | {_points(now, then, name, name)} |")
+        for peer in (name for name in PEERS if name in now):
+            gaps.append(f"| {dataset} | {peer} | {_points(then, then, 'planned', peer)} | "
+                        f"{_points(now, now, 'planned', peer)} |")
+    return "\n".join(scores) + "\n\n" + "\n".join(gaps)
+
+
+def _points(first: dict, second: dict, name: str, other: str) -> str:
+    """``first[name]`` minus ``second[other]`` (mean scores) in IoU points, "-" if one is
+    missing."""
+    if name not in first or other not in second:
+        return "-"
+    return f"{100 * (first[name][0] - second[other][0]):+.1f}"
 
 
 def plan_printouts(document: dict) -> str:
@@ -297,10 +344,14 @@ def write_results(path: Path, rows: list[dict]) -> None:
     """The results file (`harness.write_results`: with the machine, commit, command and date),
     its rows in the table's order. The file's rows of runs that ``rows`` does not hold (other
     datasets, contenders or seeds) are kept: a study run piecemeal adds up, and a run on a few
-    datasets never drops the others' rows."""
+    datasets never drops the others' rows. A kept row from before rows named their machine is
+    given the machine of the file that held it, which wrote it."""
     ran = {_run_key(row) for row in rows}
-    kept = ([row for row in json.loads(path.read_text())["rows"] if _run_key(row) not in ran]
-            if path.is_file() else [])
+    kept = []
+    if path.is_file():
+        before = json.loads(path.read_text())
+        kept = [{"machine": before["machine"], **row} for row in before["rows"]
+                if _run_key(row) not in ran]
     order = {name: i for i, name in enumerate(CONTENDERS)}
     _harness().write_results(path, rows=sorted(
         kept + rows, key=lambda r: (r["dataset"], order[r["contender"]], r["seed"])))

@@ -472,6 +472,46 @@ def test_a_study_run_on_some_datasets_keeps_the_other_rows_of_its_results_file(t
         ("d", 0, 0.6), ("d", 1, 0.7), ("e", 0, 0.4)]       # replaced, added, kept
 
 
+def test_a_kept_row_keeps_the_machine_of_the_file_that_held_it(tmp_path):
+    """A study spans sessions on different machines: a row written before rows named their
+    machine is the machine of the file that wrote it, not of the next session's writer."""
+    path = tmp_path / "plan_study_b60.json"
+    plan_study.write_results(path, [{"dataset": "d", "contender": "planned", "seed": 0}])
+    first = json.loads(path.read_text())
+    first["machine"] = "the first machine"
+    path.write_text(json.dumps(first))
+    plan_study.write_results(path, [{"dataset": "e", "contender": "smp", "seed": 0,
+                                     "machine": "the second machine"}])
+    document = json.loads(path.read_text())
+    assert [row["machine"] for row in document["rows"]] == ["the first machine",
+                                                            "the second machine"]
+    assert plan_study.machines(document) == ("d on the first machine; e on the second machine")
+    document["rows"][1]["machine"] = "the first machine"
+    assert plan_study.machines(document) == "the first machine"
+
+
+def test_the_longer_budget_sits_beside_the_shorter_with_gains_in_points(tmp_path, monkeypatch):
+    def row(contender, seed, budget, fg):
+        return {"dataset": "d", "contender": contender, "seed": seed, "budget_min": budget,
+                "miou": 0.5, "iou": {"background": 0.9, "fg": fg}}
+
+    short = {"machine": "m", "rows": [row("planned", 0, 15, 0.60), row("planned", 1, 15, 0.70),
+                                      row("smp", 0, 15, 0.50), row("monai", 0, 15, 0.55)]}
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "b15.json").write_text(json.dumps(short))
+    monkeypatch.setattr(plan_study, "HERE", tmp_path / "experiments")
+    longer = {"machine": "m", "rows": [row("planned", 0, 60, 0.72), row("smp", 0, 60, 0.56)]}
+    assert plan_study.longer_budget(longer, "docs/b15.json").splitlines() == [
+        "| data | contender | 15 min (seeds) | 60 min (seeds) | gain, points |",
+        "| --- | --- | --- | --- | --- |",
+        "| d | planned | 0.650 (2) | 0.720 (1) | +7.0 |",
+        "| d | smp | 0.500 (1) | 0.560 (1) | +6.0 |",
+        "",
+        "| data | peer | planned - peer, 15 min | planned - peer, 60 min |",
+        "| --- | --- | --- | --- |",
+        "| d | smp | +15.0 | +16.0 |"]
+
+
 def test_the_isbi_view_holds_out_the_test_slices_and_reads_masks_as_the_preset(
         tmp_path, monkeypatch):
     """Linked, not copied: slices 24-29 are test/, the rest train/; a stored 0 (membrane) is
