@@ -43,8 +43,10 @@ time on one thread each (each has a core of its own; ``--jobs`` x ``--threads`` 
 the cores). Each finished run of ``--full`` is kept in
 benchmarks/results/time_to_accuracy_full/ under its settings, the CPU and torch among them,
 and the same command on the same kind of machine reads it back, so an interrupted race
-resumes where it stopped and may be spread over sessions; the tables go to
-time_to_accuracy_full.json once every run is there.
+resumes where it stopped and may be spread over sessions. Each race's tables go to a results
+file of its own once all its runs are there (time_to_accuracy_full_synthetic.json,
+_isbi.json; the guard's to _guard.json), so the races may also run in different sessions on
+different machines: ``--full --skip isbi`` and ``--full --skip synthetic,guard``.
 
 ``--bases 32,16`` adds our U-Net at other widths (the ratios stay those of the first).
 
@@ -62,6 +64,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -407,8 +410,10 @@ def parse_args() -> argparse.Namespace:
                         "(default 1e-3; --full: 3e-4,1e-3,3e-3)")
     parser.add_argument("--jobs", type=int, default=1, help="(lr, seed) runs at a time, each "
                         "with --threads per contender (default 1)")
-    parser.add_argument("--out", type=Path, help="the results file (default: benchmarks/"
-                        "results/time_to_accuracy.json, or time_to_accuracy_full.json)")
+    parser.add_argument("--out", type=Path, help="the results files' name, with each part's "
+                        "added (default: benchmarks/results/time_to_accuracy.json, or "
+                        "time_to_accuracy_full.json: time_to_accuracy_full_synthetic.json, "
+                        "_isbi.json, _guard.json)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.jobs * args.threads > (os.cpu_count() or 1):
@@ -462,7 +467,6 @@ def main() -> None:
                             base) for base in bases] + standard(())
     names = [c.name for c in contenders]
     skip = set(filter(None, args.skip.split(",")))
-    shares: dict[str, dict[str, tuple[float, bool]]] = {}
     for race in args.races:
         if race.name in skip:
             continue
@@ -485,19 +489,33 @@ def main() -> None:
             ready.update(result["ready"])
             skipped.update(result["skipped"])
         print(f"({race.name} race: {time.perf_counter() - start:.0f} s)", file=sys.stderr)
-        shares[race.name] = report_race(race, runs, names, ready, skipped)
-    rows = [[f"{race}: ours / {name}", f"{'< ' if bound else ''}{share:.2f}",
-             f"<= {TARGET_SHARE}", _verdict(share, bound)]
-            for race, found in shares.items() for name, (share, bound) in found.items()
-            if name.startswith(("MONAI BasicUNet", "smp Unet r34"))]
-    if rows:
-        print_table(f"Target: the time to the threshold of {names[0]} at most half of MONAI's "
-                    f"and smp's ('<' bounds: they did not reach it within their limit)",
-                    ["race", "time ratio", "target", "verdict"], rows)
+        with results_part(args, race.name):
+            shares = report_race(race, runs, names, ready, skipped)
+            rows = [[f"ours / {name}", f"{'< ' if bound else ''}{share:.2f}",
+                     f"<= {TARGET_SHARE}", _verdict(share, bound)]
+                    for name, (share, bound) in shares.items()
+                    if name.startswith(("MONAI BasicUNet", "smp Unet r34"))]
+            if rows:
+                print_table(f"Target, {race.name} race: the time to the threshold of "
+                            f"{names[0]} at most half of MONAI's and smp's ('<' bounds: they "
+                            f"did not reach it within their limit)",
+                            ["contenders", "time ratio", "target", "verdict"], rows)
     if "guard" not in skip:
-        precision_guard(args)
+        with results_part(args, "guard"):
+            precision_guard(args)
+
+
+@contextmanager
+def results_part(args, part: str):
+    """The tables printed inside, written (unless ``--quick``) to a results file of their own,
+    ``--out``'s name with ``_PART`` added: each race takes hours with ``--full``, so the two
+    races and the guard may run in different sessions, on different machines, and each file
+    says where its part ran."""
+    before = len(printed())
+    yield
     if not args.quick:
-        write_results(args.out, tables=printed())
+        write_results(args.out.with_name(f"{args.out.stem}_{part}{args.out.suffix}"),
+                      tables=printed()[before:])
 
 
 if __name__ == "__main__":

@@ -88,12 +88,14 @@ def test_the_full_race_runs_two_at_a_time_and_a_second_invocation_trains_nothing
     assert sorted(ran) == sorted(("synthetic", lr, seed) for lr in (3e-4, 1e-3, 3e-3)
                                  for seed in range(3))
     assert len(list((tmp_path / "runs").iterdir())) == 9
-    assert "20 s (20-20 s; 3 of 3)" in out.read_text()
+    written = tmp_path / "race_synthetic.json"     # each part of the race a file of its own
+    assert "20 s (20-20 s; 3 of 3)" in written.read_text()
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["race_synthetic.json"]
     ran.clear()
     harness._PRINTED.clear()
-    out.unlink()
+    written.unlink()
     race_module.main()
-    assert ran == [] and "20 s (20-20 s; 3 of 3)" in out.read_text()
+    assert ran == [] and "20 s (20-20 s; 3 of 3)" in written.read_text()
 
 
 def test_make_bench_names_contenders_that_exist_and_a_wrong_name_lists_the_right_ones(
