@@ -17,9 +17,10 @@ Each of the last four runs one of two ways (``path``), so that two claims are me
 "the toolkit makes any network faster" and "our network is the better choice at equal cost":
 
 - ``own``: as its own docs train it. The seed: its own loop, fp32. MONAI and smp: automatic
-  mixed precision as MONAI's tutorials use it (on a CPU, bf16 autocast), NCHW, the default
-  allocator, AdamW with torch's defaults (lr 1e-3), a step that reads the loss back with
-  ``.item()``;
+  mixed precision as MONAI's tutorials use it (on a CPU, bf16 autocast, where the CPU computes
+  bf16 natively: emulated, it is many times slower than fp32, and AMP is left off), NCHW,
+  the default allocator, AdamW with torch's defaults (lr 1e-3), a step that reads the loss
+  back with ``.item()``;
 - ``fast``: through unetseg's fast path as a Python user takes it, `unetseg.optimize_for_training`
   (channels_last, the precision timed faster) and a fused AdamW, nothing read back.
 
@@ -56,6 +57,7 @@ from unetseg.fastpath import optimize_for_training
 from unetseg.losses import ce_dice_loss
 from unetseg.model import UNet
 from unetseg.optim import parameter_groups
+from unetseg.precision import cpu_has_bf16
 from unetseg.train import TrainingParts, train_step, training_parts, with_data_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +66,9 @@ KINDS = ("ours", "seed", "monai", "monai_unet", "smp")
 PATHS = ("own", "fast")
 # What a tutorial uses: torch's AdamW defaults (lr 1e-3, weight decay 1e-2).
 PLAIN_LR = 1e-3
+# Whether the peers' own practice, AMP, applies on this CPU (read once: a step must not read
+# /proc/cpuinfo).
+NATIVE_BF16 = cpu_has_bf16()
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,9 @@ class Contender:
             return "unetseg train's path"
         if self.path == "fast":
             return "optimize_for_training"
-        return "fp32, NCHW (its own loop)" if self.kind == "seed" else "bf16 AMP, NCHW"
+        if self.kind == "seed":
+            return "fp32, NCHW (its own loop)"
+        return "bf16 AMP, NCHW" if NATIVE_BF16 else "fp32, NCHW (no native bf16: AMP off)"
 
     @property
     def python(self) -> str:
@@ -191,11 +198,12 @@ class FastTraining:
 
 
 def own_step(contender: Contender):
-    """The step a peer's own docs take: the seed's loop, or the AMP step."""
+    """The step a peer's own docs take: the seed's loop, or the AMP step (the plain one on a
+    CPU without native bf16)."""
     if contender.kind == "seed":
         from seed_unet import train_step as seed_step  # benchmarks/ is on the scripts' path
         return seed_step
-    return amp_step
+    return amp_step if NATIVE_BF16 else plain_step
 
 
 @dataclass

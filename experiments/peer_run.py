@@ -15,10 +15,14 @@ learning rate and mixed precision.
 
 Both get AMP: on a CPU that is bf16 autocast, given here through unetseg's fast path
 (`unetseg.fastpath.optimize_for_training`: channels_last as well), which is at least as fast
-for them as plain autocast. What is the same for every contender of the study, ours included:
-the data (the folder's train/ split with unetseg's crops and augmentation, 256-pixel crops,
-batch 8), AdamW with a warm-up and a cosine decay over the budget, gradient clipping, one
-thread, and the scoring (``unetseg evaluate``'s whole images on test/). A peer spends its whole
+for them as plain autocast. That holds on a CPU that computes bf16 natively (AVX-512 BF16 or
+AMX); on one that does not, bf16 is emulated and many times slower than fp32 (`run.json`'s
+``step_wall_s`` shows it), so there the peers train in fp32, as a user of theirs would.
+
+What is the same for every contender of the study, ours included: the data (the folder's
+train/ split with unetseg's crops and augmentation, 256-pixel crops, batch 8), AdamW with a
+warm-up and a cosine decay over the budget, gradient clipping, one thread, and the scoring
+(``unetseg evaluate``'s whole images on test/). A peer spends its whole
 budget training (process CPU seconds; no validation during the run, where ours validates
 inside its budget) and its final weights are scored: no checkpoint is chosen, so test/ chose
 nothing.
@@ -42,6 +46,7 @@ from common import Contender, Recipe, evaluate, load_data, train_contender  # no
 
 from unetseg.config import DataConfig  # noqa: E402
 from unetseg.data.build import build_eval_dataset  # noqa: E402
+from unetseg.precision import cpu_has_bf16  # noqa: E402
 
 # What each peer's own documentation uses (see the module docstring).
 PEERS = {
@@ -56,7 +61,7 @@ def run_peer(folder: Path, peer: str, seed: int, budget_min: float, out: Path) -
     config = DataConfig(source=str(folder), size=CROP, batch_size=BATCH, seed=seed)
     data, info = load_data(config)
     recipe = Recipe(batch_size=BATCH, eval_every=10**9, seconds=60.0 * budget_min, lr=lr,
-                    precision="bf16", val_images=1)
+                    precision="bf16" if cpu_has_bf16() else "fp32", val_images=1)
     model, run = train_contender(contender, data, recipe, seed)
     test, _ = build_eval_dataset(config, data.mean, data.std, split="test",
                                  recorded=data.spec)

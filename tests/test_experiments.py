@@ -538,8 +538,12 @@ def test_the_isbi_view_holds_out_the_test_slices_and_reads_masks_as_the_preset(
     assert plan_study.dataset_folder("isbi") == view            # a second call changes nothing
 
 
+@pytest.mark.parametrize("native_bf16, precision", [(True, "bf16"), (False, "fp32")])
 def test_a_peer_trains_for_its_budget_and_writes_what_evaluate_writes(
-        tmp_path, make_box_folder, monkeypatch):
+        tmp_path, make_box_folder, monkeypatch, native_bf16, precision):
+    """AMP, its own practice, where the CPU computes bf16; emulated, bf16 is many times
+    slower than fp32, and the peer trains in fp32 as its user would."""
+    monkeypatch.setattr(peer_run, "cpu_has_bf16", lambda: native_bf16)
     root = tmp_path / "d"
     make_box_folder(root / "train", 10, size=(32, 32))     # BasicUNet halves 32 four times
     make_box_folder(root / "test", 3, size=(32, 32), seed=7)
@@ -551,5 +555,5 @@ def test_a_peer_trains_for_its_budget_and_writes_what_evaluate_writes(
     assert written == evaluation and written["images"] == 3 and written["split"] == "test"
     assert [row["class"] for row in written["classes"]] == ["background", "box"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["steps"] >= 1 and run["recipe"]["precision"] == "bf16"
+    assert run["steps"] >= 1 and run["recipe"]["precision"] == precision
     assert run["curve"][-1]["train_cpu_s"] >= 0.02 * 60
