@@ -123,3 +123,20 @@ def test_the_race_refuses_more_threads_than_cores(race_module, monkeypatch, caps
     with pytest.raises(SystemExit):
         race_module.parse_args()
     assert "more threads than" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_a_peers_own_practice_is_amp_only_where_the_cpu_computes_bf16(monkeypatch,
+                                                                    native_bf16):
+    """Emulated bf16 is many times slower than fp32: a peer's (a) row, as its own docs train
+    it, leaves AMP off on such a CPU, and its row says so. The seed is fp32 either way."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import contenders
+
+    monkeypatch.setattr(contenders, "NATIVE_BF16", native_bf16)
+    monai = contenders.Contender("MONAI BasicUNet (a)", "monai")
+    assert contenders.own_step(monai) is (contenders.amp_step if native_bf16
+                                          else contenders.plain_step)
+    assert monai.practice.startswith("bf16 AMP" if native_bf16 else "fp32")
+    seed = contenders.Contender("seed (plain) (a)", "seed")
+    assert seed.practice == "fp32, NCHW (its own loop)"
