@@ -7,7 +7,8 @@ function of the script that measured it, which renders the block from that file:
     ...what demo_figures.held_out(the file's JSON) returns...
     <!-- /figures -->
 
-Words after the function are passed to it too (``plan_study.py:dataset isbi``).
+Words after the function are passed to it too (``plan_study.py:dataset isbi``, or the path of
+another results file to compare with).
 
 ``python docs/figures.py`` (``make docs``) rewrites every block from its file; ``--check``
 rewrites nothing and lists the blocks that differ (tests/test_figures.py runs it). Nothing
@@ -32,7 +33,7 @@ OPENER = "<!-- figures:"
 CLOSER = "<!-- /figures -->"
 # A block's body never holds another opener: an unclosed block is refused, not run on into
 # the next one.
-BLOCK = re.compile(r"(<!-- figures: (\S+) (\S+):(\w+)((?: [\w.-]+)*) -->\n)"
+BLOCK = re.compile(r"(<!-- figures: (\S+) (\S+):(\w+)((?: [\w./-]+)*) -->\n)"
                    r"((?:(?!<!-- figures:).)*?)(<!-- /figures -->)", re.S)
 # What a measured figure looks like in prose: a ratio ("2.4x"), a number with a unit of time,
 # memory or share, or a score with two or more decimals. Settings are written as `--flags` (in
