@@ -22,10 +22,9 @@ AMX); on one that does not, bf16 is emulated and many times slower than fp32 (`r
 What is the same for every contender of the study, ours included: the data (the folder's
 train/ split with unetseg's crops and augmentation, 256-pixel crops, batch 8), AdamW with a
 warm-up and a cosine decay over the budget, gradient clipping, one thread, and the scoring
-(``unetseg evaluate``'s whole images on test/). A peer spends its whole
-budget training (process CPU seconds; no validation during the run, where ours validates
-inside its budget) and its final weights are scored: no checkpoint is chosen, so test/ chose
-nothing.
+(``unetseg evaluate``'s whole images on test/). A peer spends its whole budget training
+(process CPU seconds; no validation during the run, where ours validates inside its budget)
+and its final weights are scored: no checkpoint is chosen, so test/ chose nothing.
 
 Writes ``RUN/test/evaluation.json`` in the shape ``unetseg evaluate`` writes (``images``,
 ``split``, ``miou``, ``classes``: name and IoU), and ``RUN/run.json`` with the training run.
