@@ -99,7 +99,13 @@ class Contender:
             return "optimize_for_training"
         if self.kind == "seed":
             return "fp32, NCHW (its own loop)"
-        return "bf16 AMP, NCHW" if NATIVE_BF16 else "fp32, NCHW (no native bf16: AMP off)"
+        return "bf16 AMP, NCHW" if self.amp else "fp32, NCHW (no native bf16: AMP off)"
+
+    @property
+    def amp(self) -> bool:
+        """Whether its own practice runs under bf16 autocast: MONAI's and smp's, on a CPU
+        that computes bf16 natively."""
+        return self.kind not in ("ours", "seed") and NATIVE_BF16
 
     @property
     def python(self) -> str:
@@ -203,7 +209,7 @@ def own_step(contender: Contender):
     if contender.kind == "seed":
         from seed_unet import train_step as seed_step  # benchmarks/ is on the scripts' path
         return seed_step
-    return amp_step if NATIVE_BF16 else plain_step
+    return amp_step if contender.amp else plain_step
 
 
 @dataclass

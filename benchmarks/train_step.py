@@ -56,7 +56,6 @@ from typing import Callable
 import numpy as np
 import torch
 from contenders import (
-    NATIVE_BF16,
     Contender,
     FastTraining,
     Worker,
@@ -260,7 +259,7 @@ class InferenceSession(Session):
             self.forward, self.mode = fast, torch.inference_mode
         else:
             self.precision = contender.practice
-            autocast = contender.kind != "seed" and NATIVE_BF16
+            autocast = contender.amp
             model = self.model
 
             def forward(images):

@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 
 from plan_study import RUNS as STUDY_RUNS
-from plan_study import _harness, _run
+from plan_study import _run
+from reporting import harness
 
 from unetseg.checkpoint import read_metadata
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                             OUT / dataset))
         print(f"{dataset}: ECE {rows[-1]['ece_before']:.4f} -> {rows[-1]['ece_after']:.4f}",
               flush=True)
-    _harness().write_results(RESULTS, rows=rows)
+    harness().write_results(RESULTS, rows=rows)
     print(table(json.loads(RESULTS.read_text())))
     return 0
 

@@ -37,7 +37,8 @@ from pathlib import Path
 from threading import Lock
 
 import numpy as np
-from plan_study import _harness, _link, _run, dataset_folder, headline
+from plan_study import _link, _run, dataset_folder, headline
+from reporting import harness
 
 from unetseg.data.io import images_by_stem as _by_stem
 
@@ -91,7 +92,7 @@ def _view(folder: Path, view: Path, train: list[str], val: list[str]) -> Path:
 def _train_and_score(view: Path, run: Path, seed: int, budget: float, flags: list[str]) -> dict:
     if not (run / "test" / "evaluation.json").is_file():
         run.mkdir(parents=True, exist_ok=True)
-        (run / "commit.txt").write_text(_harness().commit())
+        (run / "commit.txt").write_text(harness().commit())
         length = flags or ["--time-budget", str(budget)]
         for arguments in (["train", "--data", str(view), *length, "--seed", str(seed),
                            "--data-seed", str(seed), "--quiet", "--overwrite", "--out",
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     def record(row: dict) -> None:
         with lock:
             rows.append(row)
-            _harness().write_results(RESULTS, rows=sorted(
+            harness().write_results(RESULTS, rows=sorted(
                 rows, key=lambda r: (r["dataset"], r["seed"], r["strategy"], r["round"])))
             print(f"{row['dataset']} seed {row['seed']} {row['strategy']} round "
                   f"{row['round']}: {row['labelled']} labelled, held-out {headline(row):.4f}",

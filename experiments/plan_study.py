@@ -35,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from threading import Lock
 
+from reporting import harness
+
 from unetseg.data.presets import CAMVID, ISBI, ISBI_TEST
 from unetseg.files import atomic_write_text, yaml_text
 
@@ -117,13 +119,6 @@ def _train(folder: Path, contender: str, seed: int, budget: float, run: Path) ->
         raise RuntimeError(f"{run}: evaluation failed\n{done.stderr[-2000:]}")
 
 
-def _harness():
-    sys.path.insert(0, str(HERE.parent / "benchmarks"))
-    import harness
-
-    return harness
-
-
 def run_one(folder: Path, contender: str, seed: int, budget: float) -> dict:
     run = RUNS / f"{folder.name}-{contender}-b{budget:g}-s{seed}"
     scored = run / "test" / "evaluation.json"
@@ -132,8 +127,8 @@ def run_one(folder: Path, contender: str, seed: int, budget: float) -> dict:
     trained_at, trained_on = run / "commit.txt", run / "machine.txt"
     if not scored.is_file():
         run.mkdir(parents=True, exist_ok=True)
-        trained_at.write_text(_harness().commit())
-        trained_on.write_text(_harness().machine())
+        trained_at.write_text(harness().commit())
+        trained_on.write_text(harness().machine())
         if contender in PEERS:
             done = _run(str(HERE / "peer_run.py"), str(folder), contender, "--budget",
                         str(budget), "--seed", str(seed), "--out", str(run))
@@ -353,7 +348,7 @@ def write_results(path: Path, rows: list[dict]) -> None:
         kept = [{"machine": before["machine"], **row} for row in before["rows"]
                 if _run_key(row) not in ran]
     order = {name: i for i, name in enumerate(CONTENDERS)}
-    _harness().write_results(path, rows=sorted(
+    harness().write_results(path, rows=sorted(
         kept + rows, key=lambda r: (r["dataset"], order[r["contender"]], r["seed"])))
 
 

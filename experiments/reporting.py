@@ -67,11 +67,11 @@ def write_summary(out: Path, results: dict[str, Any], text: str,
         shown.append(f"images/experiments/{study}_{chart.name}")
         (DOCS / shown[-1]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(chart, DOCS / shown[-1])
-    _harness().write_results(DOCS / "results" / f"{study}.json", mode=results["mode"],
+    harness().write_results(DOCS / "results" / f"{study}.json", mode=results["mode"],
                              wall_s=round(results["wall_s"]), summary=text, charts=shown)
 
 
-def _harness():
+def harness():
     """benchmarks/harness.py, which writes and describes every results file (imported when
     needed: a quick run never does)."""
     if str(ROOT / "benchmarks") not in sys.path:
@@ -85,7 +85,7 @@ def summary(document: dict[str, Any]) -> str:
     """A study's tables as its full run printed them, its charts, and where it ran."""
     charts = "".join(f"\n\n![{Path(chart).stem.replace('_', ' ')}]({chart})"
                      for chart in document.get("charts", []))
-    return (f"{document['summary']}{charts}\n\n({_harness().provenance(document)} "
+    return (f"{document['summary']}{charts}\n\n({harness().provenance(document)} "
             f"{document['wall_s']:,} s wall.)")
 
 
