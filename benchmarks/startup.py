@@ -6,13 +6,13 @@ training step of ``unetseg train --data camvid``.
    flags come from the configuration, so it imports torch) and ``import torch`` for scale.
    Target: ``unetseg --help`` and ``import unetseg`` under 1 s. Then ``python -X importtime``
    of both help commands: the top-level imports that cost most.
-2. ``unetseg train --data camvid --root ROOT`` with every other setting at its default, in a
-   child process, until the first ``unetseg.train.train_step`` returns (the child exits
-   there), with ``$UNETSEG_CACHE_DIR`` empty (a first run: every mask decoded, fp32 and bf16
-   timed where the CPU has native bf16) and then kept (the next run). Phases come from
-   wrapping the functions `fit` calls: interpreter and imports, data construction, precision
-   choice, model, the rest of the set-up, the first batch and the first step. Skipped,
-   saying why, without CamVid.
+2. ``unetseg train --data camvid --root ROOT --plan none`` (the classic settings: a plan's
+   differ from one machine to the next), in a child process, until the first
+   ``unetseg.train.train_step`` returns (the child exits there), with ``$UNETSEG_CACHE_DIR``
+   empty (a first run: every mask decoded, fp32 and bf16 timed where the CPU has native bf16)
+   and then kept (the next run). Phases come from wrapping the functions `fit` calls:
+   interpreter and imports, data construction, precision choice, model, the rest of the
+   set-up, the first batch and the first step. Skipped, saying why, without CamVid.
 
     .venv/bin/python benchmarks/startup.py [--quick] [--repeats 5] [--train-repeats 2]
         [--root ../shared/datasets/camvid]
@@ -118,8 +118,8 @@ def child_train(root: str, out: str) -> None:
 
     train.train_step = first_step
     stamps["main"] = time.time()                   # torch and unetseg.train are imported
-    sys.exit(main(["train", "--data", "camvid", "--root", root, "--out", out, "--overwrite",
-                   "--quiet"]))
+    sys.exit(main(["train", "--data", "camvid", "--root", root, "--plan", "none", "--out", out,
+                   "--overwrite", "--quiet"]))
 
 
 def first_step(root: Path, cache: Path, out: Path) -> dict[str, float | str]:
@@ -158,9 +158,9 @@ def train_table(root: Path, repeats: int) -> None:
         rows.append([phase, *(f"{t.median:.2f}" for t in timings),
                      *(t.spread() for t in timings)])
     precision = runs["cached"][0]["precision"]
-    print_table(f"unetseg train --data camvid (defaults: 64 px crops, batch 16, base-32 U-Net, "
-                f"precision auto -> {precision}, workers 0) until the first step returns, "
-                f"{repeats} runs each", header, rows)
+    print_table(f"unetseg train --data camvid --plan none (classic: 64 px crops, batch 16, "
+                f"base-32 U-Net, precision auto -> {precision}, workers 0) until the first "
+                f"step returns, {repeats} runs each", header, rows)
 
 
 def main() -> None:

@@ -48,12 +48,14 @@ else
         exit 0
     fi
     # Full 480 x 360 frames (crops of 480 hold a whole frame, padded with the ignore label),
-    # the rescaling of the classic recipe, a base-32 U-Net with transposed convolutions, and
-    # 7 minutes of training so that the whole script ends within 8.
-    settings=(--size 480 --batch-size 8 --base 32 --upsample transpose --lr 1e-3
-              --time-budget 7 --val-every 10 --workers 6)
+    # a base-32 U-Net, and 7 minutes of training (not the recipe's steps) so that the whole
+    # script ends within 8.
+    settings=(--size 480 --batch-size 8 --base 32 --time-budget 7 --max-steps 0
+              --val-every 10 --workers 6)
 fi
 
-"$python" -m unetseg train --data camvid --root "$root" "${settings[@]}" --out "$out" \
-    --overwrite --quiet
+# The retired CamVid recipe (its rescaling, class weights, lr and transposed upsampling) under
+# the settings above, as this script has always trained: a fixed configuration, not a plan.
+"$python" -m unetseg train --data camvid --root "$root" --plan none \
+    --config experiments/recipes/camvid.yaml "${settings[@]}" --out "$out" --overwrite --quiet
 "$python" -m unetseg evaluate "$out/best.safetensors" --no-inspect --quiet --overwrite

@@ -1,10 +1,11 @@
 """Planned against classic, the hand recipes and two peers, as a user runs them: ``unetseg train
 --data FOLDER --time-budget B`` (planned), the same with ``--plan none`` (the classic settings)
-or ``--recipe NAME`` (the hand recipe, where the dataset has one), each on one thread, then
-``unetseg evaluate best.safetensors --split test``; and smp.Unet (resnet34) and MONAI's
-BasicUNet at their own documented practice for the same budget (`peer_run.py`, which says
-what each uses). Every score is on test/ images that chose nothing: neither the plan (which
-reads the training split), nor a checkpoint (chosen on a part of train/), nor a setting.
+or with ``--plan none --config experiments/recipes/NAME.yaml`` (the retired hand recipe, where
+the dataset has one), each on one thread, then ``unetseg evaluate best.safetensors --split
+test``; and smp.Unet (resnet34) and MONAI's BasicUNet at their own documented practice for the
+same budget (`peer_run.py`, which says what each uses). Every score is on test/ images that
+chose nothing: neither the plan (which reads the training split), nor a checkpoint (chosen on a
+part of train/), nor a setting.
 
     .venv-exp/bin/python experiments/plan_study.py weizmann-horse drive isbi camvid \\
         --budget 15 --seeds 0 1 2
@@ -49,8 +50,9 @@ RESULTS = HERE.parent / "docs" / "results"
 TRAIN_FLAGS = {"planned": [], "classic": ["--plan", "none"], "recipe": []}
 PEERS = ("smp", "monai")
 CONTENDERS = ("planned", "smp", "monai", "recipe", "classic")
-# The hand recipes and the datasets they were made for (recipes.py).
-RECIPES = {"isbi": "isbi", "camvid": "camvid"}
+# The hand recipes, retired from the toolkit, as --config files, by the dataset each was made
+# for.
+RECIPES = {name: HERE / "recipes" / f"{name}.yaml" for name in ("isbi", "camvid")}
 
 
 # ---------------------------------------------------------------- the datasets
@@ -105,8 +107,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def _train(folder: Path, contender: str, seed: int, budget: float, run: Path) -> None:
     flags = TRAIN_FLAGS[contender]
-    if contender == "recipe":
-        flags = ["--recipe", RECIPES[folder.name]]
+    if contender == "recipe":             # the budget, not the recipe's own steps, ends it
+        flags = ["--plan", "none", "--config", str(RECIPES[folder.name]), "--max-steps", "0"]
     done = _run("-m", "unetseg", "train", "--data", str(folder), "--time-budget", str(budget),
                 "--seed", str(seed), "--data-seed", str(seed), "--quiet", "--overwrite",
                 "--out", str(run), *flags)

@@ -50,7 +50,8 @@ def test_every_command_is_there():
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_explains_every_flag_with_its_default(command):
     parser = subcommands()[command]
-    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"
+             and a.help != argparse.SUPPRESS]           # a retired flag is not in the help
     assert flags
     for action in flags:
         assert action.help and "default" in action.help, action.option_strings
@@ -138,15 +139,13 @@ def test_max_steps_and_val_every_from_the_command_line_then_evaluate_without_ins
     assert not (tmp_path / "ev" / "report.html").exists()
 
 
-def test_a_recipe_is_announced_with_the_flags_it_stands_for(tmp_path, capsys):
+def test_a_retired_recipe_is_one_line_saying_what_replaced_it_and_writes_nothing(
+        tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", *TINY, "--recipe", "isbi", "--max-steps", "1", "--out", str(run)]) == 0
-    out = capsys.readouterr().out
-    assert "recipe isbi: --size 256 --batch-size 4" in out and "--recipe none" in out
-    # What the flags replaced is said, so the log never shows a value the run did not use.
-    assert "replaced here by: --size 32 --batch-size 8 --base 4 --max-steps 1\n" in out
-    recorded = yaml.safe_load((run / "config.yaml").read_text())
-    assert recorded["data"]["size"] == 32 and recorded["model"]["upsample"] == "transpose"
+    assert main(["train", *TINY, "--recipe", "isbi", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "--recipe isbi: the hand recipes were retired" in err and "Traceback" not in err
+    assert not run.exists()
 
 
 def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):

@@ -20,6 +20,7 @@ from unetseg.config import (
     cli_fields,
     flag_of,
     layered_settings,
+    read_config_file,
 )
 from unetseg.model import UNet, UNetConfig
 from unetseg.train import fit
@@ -111,12 +112,14 @@ def test_train_with_a_string_lr_in_the_config_file_trains_and_a_bad_one_is_refus
     assert not (tmp_path / "other").exists()
 
 
-def test_the_layers_are_recipe_then_file_then_flags_and_a_given_length_replaces_the_recipes():
-    recipe = {"train": {"max_steps": 500, "lr": 1e-3}, "model": {"base": 16}}
-    layered = layered_settings(recipe, {"model": {"base": 8}}, {"train": {"lr": 2e-3}})
-    assert layered == {"train": {"max_steps": 500, "lr": 2e-3}, "model": {"base": 8}}
-    timed = layered_settings(recipe, {}, {"train": {"time_budget": 5.0}})
-    assert timed["train"] == {"lr": 1e-3, "time_budget": 5.0}
+def test_the_layers_are_plan_then_file_then_flags_and_a_given_length_replaces_the_plans():
+    plan = {"train": {"time_budget": 15.0, "lr": 1e-3}, "model": {"base": 16}}
+    layered = layered_settings(plan, {"model": {"base": 8}}, {"train": {"lr": 2e-3}})
+    assert layered == {"train": {"time_budget": 15.0, "lr": 2e-3}, "model": {"base": 8}}
+    counted = layered_settings(plan, {}, {"train": {"epochs": 3}})
+    assert counted["train"] == {"lr": 1e-3, "epochs": 3}      # not 3 epochs cut at 15 minutes
+    from_file = layered_settings(plan, {"train": {"max_steps": 50}}, {})
+    assert from_file["train"] == {"lr": 1e-3, "max_steps": 50}
 
 
 def test_a_resume_may_change_when_where_and_how_long_a_run_trains_and_nothing_else(
@@ -214,7 +217,7 @@ def test_a_flags_value_reaches_its_field(tmp_path):
     assert flag_of(DataConfig, "source") == "--data"
 
 
-# --- recipes -----------------------------------------------------------------------------------
+# --- built-in data and the retired recipes ------------------------------------------------------
 
 def _train_config(*flags):
     from unetseg.cli import config_from_args
@@ -223,67 +226,33 @@ def _train_config(*flags):
 
 
 @pytest.mark.parametrize("source", ["isbi", "camvid"])
-def test_a_preset_starts_from_its_recipe_and_flags_given_override_it(tmp_path, source):
-    from unetseg.recipes import RECIPES
-
-    recipe = RECIPES[source]
-    config = _train_config("--data", source, "--root", str(tmp_path), "--size", "128")
-    assert config.data.size == 128                                  # the flag given
-    assert config.data.batch_size == recipe["data"]["batch_size"]   # the recipe's
-    assert (config.model.base, config.model.upsample) == (recipe["model"]["base"],
-                                                          recipe["model"]["upsample"])
-    assert config.train.max_steps == recipe["train"]["max_steps"]
-    assert config.train.class_weights == recipe["train"].get("class_weights")
-    classic = _train_config("--data", source, "--root", str(tmp_path), "--recipe", "none")
-    assert classic == _train_config("--data", source, "--root", str(tmp_path),
-                                    "--recipe", "none", "--config", _empty_yaml(tmp_path))
-    assert (classic.data.size, classic.model.base, classic.train.max_steps) == (64, 32, 0)
-    assert classic.train.class_weights is None
-
-
-def _empty_yaml(tmp_path) -> str:
-    path = tmp_path / "empty.yaml"
-    path.write_text("train: {}\n")
-    return str(path)
-
-
-def test_a_length_given_replaces_the_recipes_length(tmp_path):
-    config = _train_config("--data", "isbi", "--root", str(tmp_path), "--epochs", "3")
-    assert (config.train.epochs, config.train.max_steps) == (3, 0)
-    timed = _train_config("--data", "isbi", "--root", str(tmp_path), "--time-budget", "5")
-    assert (timed.train.time_budget, timed.train.max_steps) == (5.0, 0)
-
-
-def test_a_config_file_lies_over_the_recipe_and_names_the_data(tmp_path):
+def test_built_in_data_with_plan_none_gets_the_classic_settings_and_flags_override_them(
+        tmp_path, source):
+    classic = _train_config("--data", source, "--root", str(tmp_path), "--plan", "none")
+    assert (classic.data.size, classic.model.base, classic.model.upsample) == (64, 32, "bilinear")
+    assert (classic.train.lr, classic.train.max_steps, classic.train.class_weights) == (
+        3e-3, 0, None)
     path = tmp_path / "run.yaml"
-    path.write_text(f"data:\n  source: isbi\n  root: {tmp_path}\nmodel:\n  base: 8\n")
-    config = _train_config("--config", str(path))
-    assert config.model.base == 8 and config.model.upsample == "transpose"
-    assert config.data.size == 256
+    path.write_text(f"data:\n  source: {source}\n  root: {tmp_path}\nmodel:\n  base: 8\n")
+    filed = _train_config("--config", str(path), "--plan", "none", "--size", "128")
+    assert (filed.data.source, filed.model.base, filed.data.size) == (source, 8, 128)
 
 
-def test_the_log_says_which_recipe_values_the_run_replaced(tmp_path):
-    from unetseg.recipes import RECIPES, describe
-
-    recipe = RECIPES["camvid"]
-    plain = _train_config("--data", "camvid", "--root", str(tmp_path))
-    assert "replaced" not in describe("camvid", recipe, plain)     # nothing replaced: one line
-    path = tmp_path / "run.yaml"
-    path.write_text("train:\n  class_weights: null\n")            # weights off, from a file
-    off = _train_config("--data", "camvid", "--root", str(tmp_path), "--config", str(path))
-    assert describe("camvid", recipe, off).endswith("replaced here by: --class-weights none")
-    harder = _train_config("--data", "camvid", "--root", str(tmp_path), "--lr", "0.001",
-                           "--class-weights", "median", "--epochs", "2")
-    assert describe("camvid", recipe, harder).splitlines()[1] == (
-        "  replaced here by: --class-weights median --max-steps 0")   # lr is the recipe's
+def test_a_retired_recipe_is_refused_naming_what_replaced_it(tmp_path):
+    with pytest.raises(ValueError, match="--recipe isbi: the hand recipes were retired") as error:
+        _train_config("--data", "isbi", "--root", str(tmp_path), "--recipe", "isbi")
+    assert "--plan none" in str(error.value) and "experiments/recipes/" in str(error.value)
 
 
-def test_other_data_has_no_recipe_and_unknown_recipes_are_refused(tmp_path):
-    assert _train_config("--out", str(tmp_path)) == RunConfig(
-        train=TrainConfig(out=str(tmp_path)))
-    with pytest.raises(ValueError, match="--recipe must be auto, none or one of camvid, isbi"):
-        _train_config("--recipe", "camvid-fast")
-    assert _train_config("--recipe", "isbi").data.size == 256       # any data may take one
+@pytest.mark.parametrize("name", ["isbi", "camvid"])
+def test_the_retired_recipes_are_config_files_that_load_as_the_recipes_were(name):
+    """experiments/recipes/ keeps the hand recipes as --config files, so the study's recipe rows
+    can be trained again; they are checked like any configuration file."""
+    path = Path(__file__).parents[1] / "experiments" / "recipes" / f"{name}.yaml"
+    config = RunConfig.from_dict(read_config_file(path), str(path))
+    assert (config.model.base, config.model.upsample, config.train.lr) == (16, "transpose", 1e-3)
+    assert config.data.size == 256 and config.train.max_steps > 0
+    assert config.train.class_weights == ("sqrt-median" if name == "camvid" else None)
 
 
 def test_training_with_one_class_is_refused_suggesting_the_background(tmp_path, capsys):

@@ -85,6 +85,45 @@ def test_plan_none_trains_the_classic_configuration(data, tmp_path, capsys):
     assert recorded["model"]["upsample"] == "bilinear" and "plan" not in recorded
 
 
+def _isbi_like(root, slices: int = 10, side: int = 48):
+    """ISBI-2012's layout and encoding at toy size: images/ and masks/ N.png, membrane stored
+    as 0 (a grid of 2-pixel lines), cell interior as 255."""
+    import numpy as np
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(slices):
+        membrane = np.zeros((side, side), dtype=bool)
+        membrane[(np.arange(side) + i) % 12 < 2, :] = True
+        membrane[:, (np.arange(side) + 2 * i) % 12 < 2] = True
+        image = np.where(membrane, 40, 190) + rng.normal(0, 10, membrane.shape)
+        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(np.where(membrane, 0, 255).astype(np.uint8)).save(
+            root / "masks" / f"{i}.png")
+    return root
+
+
+def test_built_in_data_is_planned_like_a_folder(tmp_path, capsys):
+    """``--data isbi`` (and camvid) had hand recipes; they were retired when the plan reached
+    them on held-out images, so a built-in dataset's run is planned from its data like any
+    folder's, and --plan none still gives the classic settings."""
+    root = _isbi_like(tmp_path / "isbi")
+    run = tmp_path / "run"
+    assert main(["train", "--data", "isbi", "--root", str(root), *SHORT, "--out",
+                 str(run)]) == 0
+    assert "plan for 15 minutes" in capsys.readouterr().out
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert recorded["plan"]["fingerprint"]["images"] == 8           # 10 slices less validation
+    assert recorded["model"]["upsample"] == "transpose" and recorded["data"]["size"] == 48
+    classic = tmp_path / "classic"
+    assert main(["train", "--data", "isbi", "--root", str(root), "--plan", "none", *SHORT,
+                 "--out", str(classic)]) == 0
+    recorded = yaml.safe_load((classic / "config.yaml").read_text())
+    assert "plan" not in recorded and recorded["model"]["upsample"] == "bilinear"
+
+
 def test_resume_keeps_the_recorded_plan_and_never_plans_again(data, tmp_path, monkeypatch):
     run = tmp_path / "run"
     assert main(["train", "--data", str(data), *SHORT, "--out", str(run)]) == 0

@@ -9,7 +9,7 @@ The model section (`ModelConfig`) names the network: this toolkit's U-Net, whose
 `unetseg.model.UNetConfig` it holds, or an smp model (`unetseg.architectures`).
 
 The rules of a run's settings live here, so that ``fit`` from Python enforces what the command
-line enforces: how the layers combine (`layered_settings`: recipe < ``--config`` file < flags)
+line enforces: how the layers combine (`layered_settings`: plan < ``--config`` file < flags)
 and what a resumed run may change (`check_resume_changes`).
 
 A run's resolved configuration is written beside it (``config.yaml``) and inside every
@@ -437,14 +437,14 @@ NOT_COMPARED_ON_RESUME = {"train.out", "model.in_channels", "model.num_classes"}
 LENGTH_FIELDS = ("epochs", "max_steps", "time_budget")
 
 
-def layered_settings(recipe: dict, from_file: dict, flags: dict) -> dict:
-    """The settings of a new run: a recipe's, then a ``--config`` file's, then the flags'
-    (each a nested ``{section: {name: value}}``; later layers win, sections merge).
+def layered_settings(base: dict, from_file: dict, flags: dict) -> dict:
+    """The settings of a new run: a base's (the plan's), then a ``--config`` file's, then the
+    flags' (each a nested ``{section: {name: value}}``; later layers win, sections merge).
 
-    A length the file or the flags give (epochs, max_steps or time_budget) replaces the
-    recipe's whole: the recipe's max_steps would otherwise silently override their epochs.
+    A length the file or the flags give (epochs, max_steps or time_budget) replaces the base's
+    whole: the base's length would otherwise silently override their epochs.
     """
-    values = {section: dict(settings or {}) for section, settings in recipe.items()}
+    values = {section: dict(settings or {}) for section, settings in base.items()}
     given = {*(from_file.get("train") or {}), *(flags.get("train") or {})}
     if given & set(LENGTH_FIELDS):
         for name in LENGTH_FIELDS:
