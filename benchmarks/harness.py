@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from unetseg.precision import cpu_model
+from unetseg.precision import cpu_flags, cpu_model
 
 __all__ = ["Timing", "alternate", "machine", "table", "print_table", "printed", "tables",
            "provenance", "peak_rss_mib", "seconds", "write_results", "RESULTS"]
@@ -67,13 +67,7 @@ def alternate(contenders: dict[str, Callable[[], object]], repeats: int = 3,
 
 def machine() -> str:
     """One line naming the hardware and versions a table was measured on."""
-    flags = ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        flags = ", ".join(name for name in ("avx512_bf16", "amx_bf16", "avx2")
-                          if f" {name}" in text)
-    except OSError:
-        pass
+    flags = ", ".join(cpu_flags())
     gpu = (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
     return (f"{cpu_model()} ({flags}), {os.cpu_count()} cores, {torch.get_num_threads()} "
             f"torch threads{gpu}; Python {platform.python_version()}, torch {torch.__version__}, "

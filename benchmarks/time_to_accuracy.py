@@ -91,7 +91,7 @@ from harness import RESULTS, commit, machine, print_table, printed, write_result
 from unetseg.config import DataConfig
 from unetseg.data.build import build_datasets, build_eval_dataset
 from unetseg.files import atomic_write_text
-from unetseg.precision import cpu_model
+from unetseg.precision import cpu_kind
 
 SCRIPT = Path(__file__).resolve()
 ISBI_ROOT = ROOT.parent / "shared" / "datasets" / "isbi2012-membrane"
@@ -264,7 +264,7 @@ def kept_run(race: Race, contenders: list[Contender], threads: int, lr: float, s
     settings = {
         "race": {**asdict(race), "data": data}, "contenders": [asdict(c) for c in contenders],
         "threads": threads, "lr": lr, "seed": seed,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__}}
+        "machine": {"cpu": cpu_kind(), "cores": os.cpu_count(), "torch": torch.__version__}}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     path = folder / f"{race.name}-lr{lr:g}-seed{seed}-{digest}.json"
     if path.is_file():

@@ -56,6 +56,12 @@ def test_a_kept_race_run_is_read_back_and_never_taken_for_one_with_other_setting
     race_module.kept_run(race, ours, 1, 3e-3, 0, tmp_path)
     race_module.kept_run(race, ours, 1, 3e-3, 0, tmp_path)
     assert ran[2:] == [(4, 3e-3, 0)] * 2 and len(list(tmp_path.iterdir())) == 2
+    # One CPU model name with other instruction sets (cloud "AMD EPYC"s with and without
+    # AVX-512 BF16) is another machine: its run is its own.
+    stop.clear()
+    monkeypatch.setattr(race_module, "cpu_kind", lambda: "AMD EPYC (avx2; ATen AVX2)")
+    race_module.kept_run(race, ours, 1, 1e-3, 0, tmp_path)
+    assert ran[-1] == (4, 1e-3, 0) and len(ran) == 5 and len(list(tmp_path.iterdir())) == 3
 
 
 def test_the_full_race_runs_two_at_a_time_and_a_second_invocation_trains_nothing(

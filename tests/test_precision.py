@@ -12,6 +12,7 @@ import yaml
 import unetseg.precision as precision
 from unetseg.cli import main
 from unetseg.model import UNetConfig
+from unetseg.precision import cpu_has_bf16 as real_cpu_has_bf16  # before own_cache
 from unetseg.precision import decide_precision, replayed_precision
 
 CONFIG = UNetConfig(3, 3, base=4)
@@ -58,6 +59,30 @@ def test_the_choice_is_cached_per_cpu_torch_and_shapes(tmp_path):
     assert len(calls) > measured
     cache = json.loads((tmp_path / "cache" / "precision.json").read_text())
     assert len(cache) == 2
+
+
+def test_two_cpus_of_one_model_name_never_share_a_cached_choice(monkeypatch):
+    """Cloud machines named "AMD EPYC" came with and without AVX-512 BF16, and
+    ATEN_CPU_CAPABILITY lowers the kernels of one machine: the cache is kept per CPU kind, not
+    per model name, so a home folder shared between such machines re-measures on each."""
+    monkeypatch.setattr(precision, "cpu_model", lambda: "AMD EPYC")
+    calls: list = []
+    measure = fake_steps({"fp32": 1.0, "bf16": 0.5}, calls)
+    kinds = []
+    for flags in (("avx512_bf16", "avx2"), ("amx_bf16", "avx2")):
+        monkeypatch.setattr(precision, "cpu_flags", lambda flags=flags: flags)
+        kinds.append(precision.cpu_kind())
+        before = len(calls)
+        choice = decide_precision("auto", CPU, CONFIG, 8, 64, measure)
+        assert len(calls) > before and "measured earlier" not in choice.reason    # on each
+    assert kinds[0] != kinds[1] and all(k.startswith("AMD EPYC (") for k in kinds)
+
+
+@pytest.mark.parametrize("flags,native", [(("avx512_bf16", "avx2"), True),
+                                          (("amx_bf16",), True), (("avx2",), False), ((), False)])
+def test_native_bf16_is_avx512_bf16_or_amx(monkeypatch, flags, native):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    assert real_cpu_has_bf16() is native
 
 
 def test_a_cpu_without_native_bf16_is_not_measured(monkeypatch):

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from .config import ModelConfig
 
 __all__ = ["PRECISIONS", "PrecisionChoice", "decide_precision", "replayed_precision",
-           "measure_step", "measure_forward", "describe_model", "cpu_model", "cpu_has_bf16",
-           "ROUNDS"]
+           "measure_step", "measure_forward", "describe_model", "cpu_model", "cpu_kind",
+           "cpu_flags", "cpu_has_bf16", "ROUNDS"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # What is timed: a module as it is, or a fresh network from its configuration.
@@ -76,19 +76,29 @@ class PrecisionChoice:
                 **({"fell_back": True} if self.fell_back else {})}
 
 
+# The instruction sets a training step's speed turns on: native bf16 (AVX-512 BF16, AMX) and
+# the vector width.
+SPEED_FLAGS = ("avx512_bf16", "amx_bf16", "avx2")
+
+
+def cpu_flags() -> tuple[str, ...]:
+    """Which of `SPEED_FLAGS` this CPU has (none where /proc/cpuinfo cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ()
+    return tuple(name for name in SPEED_FLAGS if f" {name}" in text)
+
+
 def cpu_has_bf16() -> bool:
     """Whether the CPU computes bf16 natively (AVX-512 BF16 or AMX). Without it bf16 is
     emulated and slower than fp32; with it, it may still be slower (see the module docstring),
     so ``auto`` then measures."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
 
 
 def cpu_model() -> str:
-    """The CPU's model name (what the precision cache is keyed by)."""
+    """The CPU's model name, as /proc/cpuinfo gives it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -96,6 +106,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_kind() -> str:
+    """The CPU as far as speed goes, what timings are kept under: its model name, `cpu_flags`
+    and the kernels torch dispatches to (``ATEN_CPU_CAPABILITY`` may lower them). A model name
+    alone can hide different CPUs: cloud machines named "AMD EPYC" came with and without
+    AVX-512 BF16."""
+    return (f"{cpu_model()} ({', '.join(cpu_flags())}; "
+            f"ATen {torch.backends.cpu.get_cpu_capability()})")
 
 
 def _input_channels(model: Network) -> int:
@@ -214,7 +233,7 @@ def _measured(model: Network, batch: int, size: int,
               measure: Callable) -> PrecisionChoice:
     """The faster of fp32 and bf16 on this CPU, timed with ``measure`` (or cached)."""
     task = "inference" if measure is measure_forward else "training"
-    key = f"{cpu_model()} | torch {torch.__version__} | {describe_model(model)} | {task} | " \
+    key = f"{cpu_kind()} | torch {torch.__version__} | {describe_model(model)} | {task} | " \
           f"batch {batch} | {size}x{size} | {torch.get_num_threads()} threads"
     cache = cache_dir() / "precision.json"
     known = _read_cache(cache)
