@@ -272,17 +272,17 @@ def results_table(document: dict) -> str:
     commits = sorted({row["commit"] for row in rows if "commit" in row})
     trained = (f"runs trained at commit(s) {', '.join(commits)}" if commits else
                f"the file written at commit {document['commit']}")
-    return summary(rows) + f"\n\n(On {machines(document)}; {trained}.)"
+    return summary(rows) + f"\n\n({machines(document)}; {trained}.)"
 
 
 def machines(document: dict) -> str:
-    """The machine the runs trained on, or each machine with the datasets it trained, where
-    they differ (a row without its own machine is the file's)."""
+    """"On" the machine the runs trained on, or each machine with the datasets it trained,
+    where they differ (a row without its own machine is the file's)."""
     datasets: dict[str, set[str]] = {}
     for row in document["rows"]:
         datasets.setdefault(row.get("machine", document["machine"]), set()).add(row["dataset"])
     if len(datasets) == 1:
-        return next(iter(datasets))
+        return f"On {next(iter(datasets))}"
     return "; ".join(f"{', '.join(sorted(names))} on {machine}"
                      for machine, names in sorted(datasets.items()))
 

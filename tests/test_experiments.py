@@ -487,7 +487,7 @@ def test_a_kept_row_keeps_the_machine_of_the_file_that_held_it(tmp_path):
                                                             "the second machine"]
     assert plan_study.machines(document) == ("d on the first machine; e on the second machine")
     document["rows"][1]["machine"] = "the first machine"
-    assert plan_study.machines(document) == "the first machine"
+    assert plan_study.machines(document) == "On the first machine"
 
 
 def test_the_longer_budget_sits_beside_the_shorter_with_gains_in_points(tmp_path, monkeypatch):
