@@ -276,8 +276,8 @@ def results_table(document: dict) -> str:
 
 
 def machines(document: dict) -> str:
-    """"On" the machine the runs trained on, or each machine with the datasets it trained,
-    where they differ (a row without its own machine is the file's)."""
+    """Where a results table's runs trained: "On MACHINE" where all ran on one, else each
+    machine with the datasets it trained (a row without its own machine is the file's)."""
     datasets: dict[str, set[str]] = {}
     for row in document["rows"]:
         datasets.setdefault(row.get("machine", document["machine"]), set()).add(row["dataset"])

@@ -68,7 +68,7 @@ def write_summary(out: Path, results: dict[str, Any], text: str,
         (DOCS / shown[-1]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(chart, DOCS / shown[-1])
     harness().write_results(DOCS / "results" / f"{study}.json", mode=results["mode"],
-                             wall_s=round(results["wall_s"]), summary=text, charts=shown)
+                            wall_s=round(results["wall_s"]), summary=text, charts=shown)
 
 
 def harness():
